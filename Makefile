@@ -1,0 +1,48 @@
+# The front door. Every target only wraps CMake (see README.md); a plain
+#   cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release && cmake --build build
+# builds the same thing.
+SHELL := /bin/bash
+PREFIX ?= /usr/local
+JOBS ?= $(shell nproc)
+export CCACHE_BASEDIR := $(CURDIR)
+
+.PHONY: all deps build demo test test-sanitize test-asan test-tsan bench install format clean
+
+all: build
+
+deps:
+	@scripts/install-deps
+
+build: deps
+	@cmake --preset release >/dev/null
+	@cmake --build --preset release -j $(JOBS)
+
+demo: build
+	@build/release/examples/tessera-demo
+
+test: build
+	@ctest --preset release
+
+test-asan: deps
+	@cmake --preset asan-ubsan >/dev/null
+	@cmake --build --preset asan-ubsan -j $(JOBS)
+	@ctest --preset asan-ubsan
+
+test-tsan: deps
+	@cmake --preset tsan >/dev/null
+	@cmake --build --preset tsan -j $(JOBS)
+	@ctest --preset tsan
+
+test-sanitize: test-asan test-tsan
+
+bench: build
+	@benchmarks/run all
+
+install: build
+	@cmake --install build/release --prefix $(PREFIX)
+
+format:
+	@git ls-files '*.hpp' '*.cpp' | xargs clang-format -i
+
+clean:
+	@rm -rf build

@@ -1,0 +1,28 @@
+// File: tessera/core/order.hpp
+//
+// Static ordering, in the spirit of dask.order: a priority for every task (0 runs first)
+// that finishes what it starts and frees intermediates early. It is a depth-first
+// post-order from the requested outputs; at each task, the dependency with the deeper
+// sub-graph is computed first (Sethi & Ullman, "The generation of optimal code for
+// arithmetic expressions", JACM 1970), and a task whose dependencies are all computed is
+// ordered right away, so the data it consumes can be released. Linear time.
+//
+//   auto prio = tessera::order(graph, {out});   // prio[i] for graph.entries()[i]
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "tessera/core/graph.hpp"
+
+namespace tessera {
+
+// Priority of each task of `graph` (by position). Tasks reachable from `outputs` come
+// first, in output order; the rest of the graph follows. GraphError on a cycle, naming it.
+std::vector<uint32_t> order(const Graph& graph, std::span<const Key> outputs = {});
+// The same on an analyzed graph, with outputs given by position.
+std::vector<uint32_t> order(const Graph& graph, const GraphStructure& structure,
+                            std::span<const uint32_t> outputs);
+
+}  // namespace tessera
