@@ -92,7 +92,8 @@ std::vector<uint32_t> order(const Graph& graph, const GraphStructure& s, std::sp
   std::vector<uint32_t> eager;
 
   // Orders v, then any dependent that became ready and whose running lets one of its
-  // dependencies be released (it is that dependency's last unordered dependent).
+  // dependencies be released (it is that dependency's last unordered dependent), or that
+  // is a sink.
   auto assign = [&](uint32_t v) {
     eager.push_back(v);
     while (!eager.empty()) {
@@ -103,7 +104,9 @@ std::vector<uint32_t> order(const Graph& graph, const GraphStructure& s, std::sp
       for (uint32_t d : s.deps_of(x)) --dependents_left[d];
       for (uint32_t w : s.dependents_of(x)) {
         if (--deps_left[w] != 0 || prio[w] != kUnset) continue;
-        bool frees = false;
+        // A sink is held to the end anyway: running it early costs nothing and lets its
+        // inputs go sooner.
+        bool frees = s.dependents_of(w).empty();
         for (uint32_t d : s.deps_of(w)) frees |= dependents_left[d] == 1;
         if (frees) eager.push_back(w);
       }

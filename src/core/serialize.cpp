@@ -208,7 +208,9 @@ std::vector<std::byte> to_bytes(const Message& m) {
   size_t total = 24 + 8 * m.frames.size() + padded(m.header.size());
   for (const Frame& f : m.frames) total += padded(f.bytes.size());
   out.reserve(total);
-  out.insert(out.end(), reinterpret_cast<const std::byte*>(kMagic), reinterpret_cast<const std::byte*>(kMagic) + 4);
+  uint32_t magic;
+  std::memcpy(&magic, kMagic, 4);
+  put<uint32_t>(out, magic);
   put<uint32_t>(out, kBytesVersion);
   put<uint64_t>(out, m.header.size());
   put<uint64_t>(out, m.frames.size());

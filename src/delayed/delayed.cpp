@@ -8,6 +8,20 @@
 
 namespace tessera::detail {
 
+DelayedNode::~DelayedNode() {
+  std::vector<DelayedNodePtr> stack = std::move(deps);
+  while (!stack.empty()) {
+    DelayedNodePtr p = std::move(stack.back());
+    stack.pop_back();
+    if (p.use_count() == 1) {
+      // The last owner: adopt its dependencies so that its destruction does not recurse.
+      auto& inner = const_cast<DelayedNode&>(*p).deps;
+      for (auto& d : inner) stack.push_back(std::move(d));
+      inner.clear();
+    }
+  }
+}
+
 namespace {
 
 // The tasks of a web of delayed nodes, discovered from some roots on demand.

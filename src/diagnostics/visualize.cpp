@@ -42,7 +42,8 @@ std::string short_name(std::string_view name) {
 
 std::string key_label(const Key& k) {
   if (k.index().empty()) return short_name(k.name());
-  std::string out = "(" + short_name(k.name());
+  std::string out = "(";
+  out += short_name(k.name());
   for (int64_t i : k.index()) out += fmt::format(", {}", i);
   return out + ")";
 }

@@ -104,11 +104,11 @@ class ArgRef {
         } catch (const std::exception& e) {
           throw_arg_type(op, position, v.type(), type_of<D>().name, e.what());
         }
-        ptr_ = &*tmp_;
       }
     }
   }
-  const D& get() const { return *ptr_; }
+  // Resolved here, not stored: an ArgRef is moved into a tuple after construction.
+  const D& get() const { return tmp_ ? *tmp_ : *ptr_; }
 
  private:
   const D* ptr_ = nullptr;

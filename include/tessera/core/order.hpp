@@ -5,7 +5,8 @@
 // post-order from the requested outputs; at each task, the dependency with the deeper
 // sub-graph is computed first (Sethi & Ullman, "The generation of optimal code for
 // arithmetic expressions", JACM 1970), and a task whose dependencies are all computed is
-// ordered right away, so the data it consumes can be released. Linear time.
+// ordered right away when that lets one of its inputs be released (it is the input's last
+// reader) or when it is a sink (held to the end anyway). Linear time.
 //
 //   auto prio = tessera::order(graph, {out});   // prio[i] for graph.entries()[i]
 #pragma once

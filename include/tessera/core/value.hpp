@@ -138,7 +138,7 @@ class Value {
   // The empty value ("none").
   Value() noexcept = default;
   Value(const Value& o) noexcept : type_(o.type_), s_(o.s_) {
-    if (boxed()) s_.box->refs.fetch_add(1, std::memory_order_relaxed);
+    if (boxed()) box()->refs.fetch_add(1, std::memory_order_relaxed);
   }
   Value(Value&& o) noexcept : type_(o.type_), s_(o.s_) { o.type_ = nullptr; }
   Value& operator=(const Value& o) noexcept {
@@ -196,8 +196,20 @@ class Value {
 
  private:
   bool boxed() const noexcept { return type_ && type_->boxed; }
+  // The heap block. The empty asm hides where the pointer came from: GCC 12 otherwise
+  // propagates an inline number's bytes into this never-taken branch and warns.
+  detail::BoxBase* box() const noexcept {
+    detail::BoxBase* b = s_.box;
+#if defined(__GNUC__)
+    asm("" : "+r"(b));
+#endif
+    return b;
+  }
   void release() noexcept {
-    if (boxed() && s_.box->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete s_.box;
+    if (boxed()) {
+      detail::BoxBase* b = box();
+      if (b->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete b;
+    }
   }
 
   const TypeInfo* type_ = nullptr;

@@ -43,6 +43,8 @@ struct DelayedNode {
   Key key;
   Task task;
   std::vector<std::shared_ptr<const DelayedNode>> deps;
+  // Releases long chains iteratively (a million-long chain must not recurse).
+  ~DelayedNode();
 };
 using DelayedNodePtr = std::shared_ptr<const DelayedNode>;
 

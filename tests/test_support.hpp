@@ -1,0 +1,60 @@
+// Helpers shared by the test suites.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstdint>
+#include <filesystem>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "tessera/core.hpp"
+
+namespace tessera::testing {
+
+// Runs `fn` and returns the message of the exception of type E it throws (fails if none).
+template <class E, class F>
+std::string error_of(F&& fn) {
+  try {
+    fn();
+  } catch (const E& e) {
+    return e.what();
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "expected another exception type, got: " << e.what();
+    return e.what();
+  }
+  ADD_FAILURE() << "expected an exception";
+  return "";
+}
+
+// A fresh directory under the system temp dir, removed at destruction.
+class TempDir {
+ public:
+  TempDir() {
+    std::mt19937_64 rng(std::random_device{}());
+    path_ = std::filesystem::temp_directory_path() / ("tessera-test-" + std::to_string(rng()));
+    std::filesystem::create_directories(path_);
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// A random DAG: task i depends on up to `max_fan_in` earlier tasks; every task computes a
+// deterministic mix of its inputs, so any scheduler must reproduce the sync results.
+struct RandomDag {
+  Graph graph;
+  std::vector<Key> sinks;
+  std::vector<Key> all;
+};
+RandomDag random_dag(uint64_t seed, size_t n, size_t max_fan_in, double literal_fraction = 0.1);
+
+// The expected values of every task of a random DAG, computed directly.
+std::vector<int64_t> random_dag_expected(const RandomDag& dag);
+
+}  // namespace tessera::testing
