@@ -34,13 +34,13 @@ Built build_graph(const std::string& shape, int64_t n) {
   const tessera::Op& add = tessera::get_op("sched::add");
   b.graph.reserve(static_cast<size_t>(2 * n));
   if (shape == "chain") {
-    b.graph.add(Key("chain", {0}), Task::call(inc, {Arg(Value::of(int64_t{0}))}));
+    b.graph.append(Key("chain", {0}), Task::call(inc, {Arg(Value::of(int64_t{0}))}));
     for (int64_t i = 1; i < n; ++i) {
-      b.graph.add(Key("chain", {i}), Task::call(add, {Arg::ref(Key("chain", {i - 1})), Arg(Value::of(int64_t{1}))}));
+      b.graph.append(Key("chain", {i}), Task::call(add, {Arg::ref(Key("chain", {i - 1})), Arg(Value::of(int64_t{1}))}));
     }
     b.out = Key("chain", {n - 1});
   } else {
-    for (int64_t i = 0; i < n; ++i) b.graph.add(Key("inc", {i}), Task::call(inc, {Arg(Value::of(i))}));
+    for (int64_t i = 0; i < n; ++i) b.graph.append(Key("inc", {i}), Task::call(inc, {Arg(Value::of(i))}));
     int64_t width = n, level = 0;
     std::string prev = "inc";
     while (width > 1) {
@@ -48,9 +48,9 @@ Built build_graph(const std::string& shape, int64_t n) {
       const int64_t next = (width + 1) / 2;
       for (int64_t j = 0; j < next; ++j) {
         if (2 * j + 1 < width) {
-          b.graph.add(Key(name, {j}), Task::call(add, {Arg::ref(Key(prev, {2 * j})), Arg::ref(Key(prev, {2 * j + 1}))}));
+          b.graph.append(Key(name, {j}), Task::call(add, {Arg::ref(Key(prev, {2 * j})), Arg::ref(Key(prev, {2 * j + 1}))}));
         } else {
-          b.graph.add(Key(name, {j}), Task::alias(Key(prev, {2 * j})));
+          b.graph.append(Key(name, {j}), Task::alias(Key(prev, {2 * j})));
         }
       }
       prev = name;

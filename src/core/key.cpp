@@ -31,9 +31,9 @@ Key::Key(std::string_view name, std::span<const int64_t> index) {
   rep_ = new (mem) Rep{{1}, static_cast<uint32_t>(name.size()), static_cast<uint32_t>(index.size()), 0};
   if (!index.empty()) std::memcpy(rep_->index(), index.data(), index.size() * sizeof(int64_t));
   if (!name.empty()) std::memcpy(rep_->name(), name.data(), name.size());
-  uint64_t h = XXH3_64bits(name.data(), name.size());
-  if (!index.empty()) h = XXH3_64bits_withSeed(index.data(), index.size() * sizeof(int64_t), h);
-  rep_->hash = h;
+  // Index and name are contiguous in the block: one hash call covers both. The length of
+  // the index is mixed in so that ("a", {}) and a name that happens to spell an index differ.
+  rep_->hash = XXH3_64bits_withSeed(rep_->index(), index.size() * sizeof(int64_t) + name.size(), index.size());
 }
 
 Key::Key(const Key& other) noexcept : rep_(other.rep_) {

@@ -116,7 +116,7 @@ Graph cull(const Graph& graph, std::span<const Key> keys) {
   for (char c : seen) n += c;
   out.reserve(n);
   for (size_t i = 0; i < graph.size(); ++i) {
-    if (seen[i]) out.add(graph[i].key, graph[i].task);
+    if (seen[i]) out.append(graph[i].key, graph[i].task);
   }
   return out;
 }
@@ -158,7 +158,7 @@ Graph fuse_linear(const Graph& graph, std::span<const Key> keep, FuseOptions opt
   Graph out;
   out.reserve(n);
   for (size_t i = 0; i < n; ++i) {
-    if (!removed[i]) out.add(graph[i].key, tasks[i]);
+    if (!removed[i]) out.append(graph[i].key, tasks[i]);
   }
   return out;
 }
@@ -201,7 +201,7 @@ Graph inline_cheap(const Graph& graph, std::span<const Key> keep) {
   Graph out;
   out.reserve(n);
   for (size_t i = 0; i < n; ++i) {
-    if (!inlined[i]) out.add(graph[i].key, tasks[i]);
+    if (!inlined[i]) out.append(graph[i].key, tasks[i]);
   }
   return out;
 }

@@ -23,11 +23,95 @@ Arg Arg::task(std::shared_ptr<const Task> t) {
   return a;
 }
 
+namespace detail {
+
+static_assert(sizeof(Arg) == 24, "ArgStorage's inline buffer is sized for 24-byte arguments");
+
+ArgStorage::ArgStorage(std::vector<Arg>&& args) : ArgStorage(std::span<Arg>(args)) {}
+
+ArgStorage::ArgStorage(std::span<Arg> args) : size_(static_cast<uint32_t>(args.size())) {
+  Arg* out;
+  if (size_ > kInline) {
+    heap_ = static_cast<Arg*>(::operator new(size_ * sizeof(Arg)));
+    out = heap_;
+  } else {
+    out = reinterpret_cast<Arg*>(inline_);
+  }
+  for (uint32_t i = 0; i < size_; ++i) new (out + i) Arg(std::move(args[i]));
+}
+
+ArgStorage::ArgStorage(std::initializer_list<Arg> args) : size_(static_cast<uint32_t>(args.size())) {
+  Arg* out;
+  if (size_ > kInline) {
+    heap_ = static_cast<Arg*>(::operator new(size_ * sizeof(Arg)));
+    out = heap_;
+  } else {
+    out = reinterpret_cast<Arg*>(inline_);
+  }
+  for (uint32_t i = 0; i < size_; ++i) new (out + i) Arg(args.begin()[i]);
+}
+
+ArgStorage::ArgStorage(const ArgStorage& o) : size_(o.size_) {
+  Arg* out;
+  if (size_ > kInline) {
+    heap_ = static_cast<Arg*>(::operator new(size_ * sizeof(Arg)));
+    out = heap_;
+  } else {
+    out = reinterpret_cast<Arg*>(inline_);
+  }
+  const Arg* in = o.data();
+  for (uint32_t i = 0; i < size_; ++i) new (out + i) Arg(in[i]);
+}
+
+ArgStorage::ArgStorage(ArgStorage&& o) noexcept : size_(o.size_) {
+  if (size_ > kInline) {
+    heap_ = o.heap_;
+  } else {
+    Arg* out = reinterpret_cast<Arg*>(inline_);
+    Arg* in = reinterpret_cast<Arg*>(o.inline_);
+    for (uint32_t i = 0; i < size_; ++i) {
+      new (out + i) Arg(std::move(in[i]));
+      in[i].~Arg();
+    }
+  }
+  o.size_ = 0;
+}
+
+ArgStorage& ArgStorage::operator=(ArgStorage o) noexcept {
+  this->~ArgStorage();
+  new (this) ArgStorage(std::move(o));
+  return *this;
+}
+
+ArgStorage::~ArgStorage() {
+  Arg* a = const_cast<Arg*>(data());
+  for (uint32_t i = 0; i < size_; ++i) a[i].~Arg();
+  if (size_ > kInline) ::operator delete(heap_);
+  size_ = 0;
+}
+
+}  // namespace detail
+
 Task Task::call(const Op& op, std::vector<Arg> args) {
   Task t;
   // Registered ops live forever: an aliasing pointer with no control block costs no atomics.
   t.op_ = std::shared_ptr<const Op>(std::shared_ptr<const Op>(), &op);
-  t.args_ = std::move(args);
+  t.args_ = detail::ArgStorage(std::move(args));
+  return t;
+}
+
+Task Task::call(const Op& op, std::initializer_list<Arg> args) {
+  Task t;
+  t.op_ = std::shared_ptr<const Op>(std::shared_ptr<const Op>(), &op);
+  t.args_ = detail::ArgStorage(args);
+  return t;
+}
+
+Task Task::call_moving(std::shared_ptr<const Op> op, std::span<Arg> args) {
+  if (!op) throw ValueError("Task::call: null op");
+  Task t;
+  t.op_ = std::move(op);
+  t.args_ = detail::ArgStorage(args);
   return t;
 }
 
@@ -35,7 +119,7 @@ Task Task::call(std::shared_ptr<const Op> op, std::vector<Arg> args) {
   if (!op) throw ValueError("Task::call: null op");
   Task t;
   t.op_ = std::move(op);
-  t.args_ = std::move(args);
+  t.args_ = detail::ArgStorage(std::move(args));
   return t;
 }
 
@@ -47,25 +131,28 @@ Task Task::alias(Key key) { return of_arg(Arg::ref(std::move(key))); }
 
 Task Task::of_arg(Arg arg) {
   Task t;
-  t.args_.push_back(std::move(arg));
+  std::vector<Arg> one;
+  one.push_back(std::move(arg));
+  t.args_ = detail::ArgStorage(std::move(one));
   return t;
 }
 
 Task Task::with_args(std::vector<Arg> args) const {
   Task t;
   t.op_ = op_;
-  t.args_ = std::move(args);
+  t.args_ = detail::ArgStorage(std::move(args));
   return t;
 }
 
 std::string_view Task::label() const noexcept {
   if (op_) return op_->name;
-  if (args_.empty()) return "none";
-  switch (args_[0].kind()) {
+  const auto args = args_.span();
+  if (args.empty()) return "none";
+  switch (args[0].kind()) {
     case Arg::Kind::kValue: return "literal";
     case Arg::Kind::kRef: return "alias";
     case Arg::Kind::kList: return "list";
-    case Arg::Kind::kTask: return args_[0].task().label();
+    case Arg::Kind::kTask: return args[0].task().label();
   }
   return "task";
 }
@@ -85,7 +172,7 @@ void collect(std::span<const Arg> args, std::vector<Key>& out) {
 
 }  // namespace
 
-void Task::collect_refs(std::vector<Key>& out) const { collect(args_, out); }
+void Task::collect_refs(std::vector<Key>& out) const { collect(args_.span(), out); }
 
 std::vector<Key> Task::dependencies() const {
   std::vector<Key> refs;

@@ -7,6 +7,7 @@
 #include <xxhash.h>
 
 #include <atomic>
+#include <cstring>
 #include <chrono>
 #include <random>
 
@@ -16,27 +17,47 @@ namespace tessera {
 
 namespace {
 
+// XXH3-128 over everything fed to it. Small inputs (almost every task) are gathered in a
+// stack buffer and hashed in one call; larger ones stream. Both give the same digest.
 class XxHasher final : public Hasher {
  public:
-  XxHasher() { XXH3_128bits_reset(&state_); }
-  void update(const void* data, size_t size) override { XXH3_128bits_update(&state_, data, size); }
+  void update(const void* data, size_t size) override {
+    if (!streaming_ && used_ + size <= sizeof(buf_)) {
+      std::memcpy(buf_ + used_, data, size);
+      used_ += size;
+      return;
+    }
+    if (!streaming_) {
+      XXH3_128bits_reset(&state_);
+      XXH3_128bits_update(&state_, buf_, used_);
+      streaming_ = true;
+    }
+    XXH3_128bits_update(&state_, data, size);
+  }
   void tag(char c) { update(&c, 1); }
   void str(std::string_view s) {
     update_pod(static_cast<uint64_t>(s.size()));
     update(s.data(), s.size());
   }
-  std::string hex() {
-    const XXH128_hash_t h = XXH3_128bits_digest(&state_);
+  // Writes the 32 hex digits of the digest.
+  void hex(char* out) {
+    const XXH128_hash_t h = streaming_ ? XXH3_128bits_digest(&state_) : XXH3_128bits(buf_, used_);
     static constexpr char kDigits[] = "0123456789abcdef";
-    std::string out(32, '0');
     for (int i = 0; i < 16; ++i) {
       out[15 - i] = kDigits[(h.high64 >> (4 * i)) & 0xf];
       out[31 - i] = kDigits[(h.low64 >> (4 * i)) & 0xf];
     }
+  }
+  std::string hex() {
+    std::string out(32, '0');
+    hex(out.data());
     return out;
   }
 
  private:
+  unsigned char buf_[384];
+  size_t used_ = 0;
+  bool streaming_ = false;
   XXH3_state_t state_;
 };
 
@@ -148,6 +169,18 @@ std::string key_for(const Op& op, std::span<const Arg> args) {
   out += '-';
   out += h.hex();
   return out;
+}
+
+Key key_of_call(const Op& op, std::span<const Arg> args) {
+  XxHasher h;
+  hash_task(&op, args, h);
+  const std::string& prefix = op.key_prefix;
+  char buf[128];
+  if (prefix.size() + 33 > sizeof(buf)) return Key(key_for(op, args));
+  std::memcpy(buf, prefix.data(), prefix.size());
+  buf[prefix.size()] = '-';
+  h.hex(buf + prefix.size() + 1);
+  return Key(std::string_view(buf, prefix.size() + 33));
 }
 
 std::string random_token() {

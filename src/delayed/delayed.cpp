@@ -86,9 +86,9 @@ DelayedNodePtr delayed_result(const Key& key, Value v) {
   return std::make_shared<const DelayedNode>(DelayedNode{key, Task::literal(std::move(v)), {}});
 }
 
-std::string delayed_key(const Op& op, std::span<const Arg> args, bool pure) {
-  if (pure) return key_for(op, args);
-  return op.key_prefix + "-" + random_token();
+Key delayed_key(const Op& op, std::span<const Arg> args, bool pure) {
+  if (pure) return key_of_call(op, args);
+  return Key(op.key_prefix + "-" + random_token());
 }
 
 std::string function_name(void (*fn)()) {

@@ -55,6 +55,7 @@ class Key {
   friend bool operator<(const Key& a, const Key& b) noexcept;
 
  private:
+  friend class Graph;  // prefetches key blocks in batched lookups
   struct Rep;
   Rep* rep_ = nullptr;
 };

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <span>
 #include <string>
@@ -82,6 +83,34 @@ class Arg {
   std::variant<Value, Key, std::shared_ptr<const std::vector<Arg>>, std::shared_ptr<const Task>> v_;
 };
 
+namespace detail {
+// A task's arguments: up to two stored inline (most tasks), more on the heap. Immutable
+// once built.
+class ArgStorage {
+ public:
+  ArgStorage() noexcept = default;
+  explicit ArgStorage(std::vector<Arg>&& args);
+  explicit ArgStorage(std::initializer_list<Arg> args);
+  explicit ArgStorage(std::span<Arg> moved_from);
+  ArgStorage(const ArgStorage& o);
+  ArgStorage(ArgStorage&& o) noexcept;
+  ArgStorage& operator=(ArgStorage o) noexcept;
+  ~ArgStorage();
+  std::span<const Arg> span() const noexcept { return {data(), size_}; }
+
+ private:
+  static constexpr uint32_t kInline = 2;
+  const Arg* data() const noexcept {
+    return size_ > kInline ? heap_ : reinterpret_cast<const Arg*>(inline_);
+  }
+  uint32_t size_ = 0;
+  union {
+    alignas(8) unsigned char inline_[kInline * 24];
+    Arg* heap_;
+  };
+};
+}  // namespace detail
+
 // An op applied to arguments; or, without an op, the value of its single argument (a
 // literal, an alias of another key, or a list).
 class Task {
@@ -90,8 +119,12 @@ class Task {
   Task() = default;
   // A call of a registered (or otherwise immortal) op.
   static Task call(const Op& op, std::vector<Arg> args);
+  // The same from a braced list, without building a temporary vector.
+  static Task call(const Op& op, std::initializer_list<Arg> args);
   // A call of an op kept alive by the task (closures).
   static Task call(std::shared_ptr<const Op> op, std::vector<Arg> args);
+  // A call whose arguments are moved out of `args` (left valid but unspecified).
+  static Task call_moving(std::shared_ptr<const Op> op, std::span<Arg> args);
   // A call of the op registered under `name`; OpError naming it if there is none.
   static Task call(std::string_view op_name, std::vector<Arg> args);
   // A task whose result is this literal value.
@@ -104,7 +137,7 @@ class Task {
   // The op, or nullptr when the task just evaluates its argument.
   const Op* op() const noexcept { return op_.get(); }
   const std::shared_ptr<const Op>& op_ptr() const noexcept { return op_; }
-  std::span<const Arg> args() const noexcept { return args_; }
+  std::span<const Arg> args() const noexcept { return args_.span(); }
   bool is_call() const noexcept { return op_ != nullptr; }
   // The name shown in pictures and profiles: the op's name, or "literal"/"alias"/"list".
   std::string_view label() const noexcept;
@@ -119,7 +152,7 @@ class Task {
 
  private:
   std::shared_ptr<const Op> op_;
-  std::vector<Arg> args_;
+  detail::ArgStorage args_;
 };
 
 using TaskPtr = std::shared_ptr<const Task>;

@@ -28,6 +28,8 @@ std::string tokenize(const Op& op, std::span<const Arg> args);
 std::string tokenize(std::span<const Value> values);
 // "<prefix>-<token>": the key name delayed() gives a call.
 std::string key_for(const Op& op, std::span<const Arg> args);
+// The same as a Key, built without a temporary string.
+Key key_of_call(const Op& op, std::span<const Arg> args);
 // A fresh random token (for work that must never merge with other work).
 std::string random_token();
 

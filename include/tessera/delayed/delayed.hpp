@@ -19,6 +19,7 @@
 // can run in other processes; lambdas and unregistered functions stay in this one.
 #pragma once
 
+#include <array>
 #include <memory>
 #include <string>
 #include <tuple>
@@ -56,8 +57,8 @@ Graph delayed_graph(const DelayedNodePtr& root);
 DelayedNodePtr delayed_value(Value v, const std::string& name);
 // A leaf holding `v` under `key` (what persist() gives back).
 DelayedNodePtr delayed_result(const Key& key, Value v);
-// Key name of a call: "<prefix>-<token>", or a random token for impure calls.
-std::string delayed_key(const Op& op, std::span<const Arg> args, bool pure);
+// Key of a call: "<prefix>-<token>", or a random token for impure calls.
+Key delayed_key(const Op& op, std::span<const Arg> args, bool pure);
 // A name for an unregistered function pointer (its symbol, when the program exports it).
 std::string function_name(void (*fn)());
 [[noreturn]] void throw_result_type(const Key& key, const std::exception& e);
@@ -190,28 +191,36 @@ class DelayedFunction {
 
   template <class... A>
   Delayed<R> operator()(const A&... args) const {
-    std::vector<Arg> task_args;
-    task_args.reserve(sizeof...(A));
     std::vector<detail::DelayedNodePtr> deps;
-    if constexpr (detail::kVariadic<Fp>) {
-      (task_args.push_back(detail::to_arg<Value>(args, deps)), ...);
-    } else {
+    if constexpr (!detail::kVariadic<Fp>) {
       static_assert(sizeof...(A) == Traits::arity, "wrong number of arguments for this function");
-      auto all = std::forward_as_tuple(args...);
-      [&]<size_t... I>(std::index_sequence<I...>) {
-        (task_args.push_back(
-             detail::to_arg<detail::Param<std::tuple_element_t<I, typename Traits::args>>>(std::get<I>(all), deps)),
-         ...);
-      }(std::index_sequence_for<A...>{});
     }
-    Key key(detail::delayed_key(*op_, task_args, options_.pure));
-    return Delayed<R>(std::make_shared<const detail::DelayedNode>(
-        detail::DelayedNode{std::move(key), Task::call(op_, std::move(task_args)), std::move(deps)}));
+    if constexpr (sizeof...(A) == 0) {
+      return make({}, std::move(deps));
+    } else {
+      auto all = std::forward_as_tuple(args...);
+      // Braced initialization evaluates left to right: dependencies keep argument order.
+      auto task_args = [&]<size_t... I>(std::index_sequence<I...>) {
+        if constexpr (detail::kVariadic<Fp>) {
+          return std::array<Arg, sizeof...(A)>{detail::to_arg<Value>(std::get<I>(all), deps)...};
+        } else {
+          return std::array<Arg, sizeof...(A)>{
+              detail::to_arg<detail::Param<std::tuple_element_t<I, typename Traits::args>>>(std::get<I>(all), deps)...};
+        }
+      }(std::index_sequence_for<A...>{});
+      return make(task_args, std::move(deps));
+    }
   }
 
   const Op& op() const noexcept { return *op_; }
 
  private:
+  Delayed<R> make(std::span<Arg> task_args, std::vector<detail::DelayedNodePtr> deps) const {
+    Key key = detail::delayed_key(*op_, task_args, options_.pure);
+    return Delayed<R>(std::make_shared<const detail::DelayedNode>(
+        detail::DelayedNode{std::move(key), Task::call_moving(op_, task_args), std::move(deps)}));
+  }
+
   std::shared_ptr<const Op> op_;
   DelayedOptions options_;
 };
