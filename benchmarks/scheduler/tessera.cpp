@@ -33,31 +33,40 @@ Built build_graph(const std::string& shape, int64_t n) {
   const tessera::Op& inc = tessera::get_op("sched::inc");
   const tessera::Op& add = tessera::get_op("sched::add");
   b.graph.reserve(static_cast<size_t>(2 * n));
+  // References reuse the Key objects of the tasks they name, as a builder naturally does
+  // (a Key is a shared handle: the copy costs no allocation).
   if (shape == "chain") {
-    b.graph.append(Key("chain", {0}), Task::call(inc, {Arg(Value::of(int64_t{0}))}));
+    Key prev("chain", {0});
+    b.graph.append(prev, Task::call(inc, {Arg(Value::of(int64_t{0}))}));
     for (int64_t i = 1; i < n; ++i) {
-      b.graph.append(Key("chain", {i}), Task::call(add, {Arg::ref(Key("chain", {i - 1})), Arg(Value::of(int64_t{1}))}));
+      Key cur("chain", {i});
+      b.graph.append(cur, Task::call(add, {Arg::ref(prev), Arg(Value::of(int64_t{1}))}));
+      prev = std::move(cur);
     }
-    b.out = Key("chain", {n - 1});
+    b.out = prev;
   } else {
-    for (int64_t i = 0; i < n; ++i) b.graph.append(Key("inc", {i}), Task::call(inc, {Arg(Value::of(i))}));
-    int64_t width = n, level = 0;
-    std::string prev = "inc";
-    while (width > 1) {
-      const std::string name = "add-" + std::to_string(level);
-      const int64_t next = (width + 1) / 2;
-      for (int64_t j = 0; j < next; ++j) {
-        if (2 * j + 1 < width) {
-          b.graph.append(Key(name, {j}), Task::call(add, {Arg::ref(Key(prev, {2 * j})), Arg::ref(Key(prev, {2 * j + 1}))}));
-        } else {
-          b.graph.append(Key(name, {j}), Task::alias(Key(prev, {2 * j})));
-        }
-      }
-      prev = name;
-      width = next;
-      ++level;
+    std::vector<Key> level;
+    level.reserve(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) {
+      level.emplace_back("inc", std::initializer_list<int64_t>{i});
+      b.graph.append(level.back(), Task::call(inc, {Arg(Value::of(i))}));
     }
-    b.out = Key(prev, {0});
+    for (int64_t depth = 0; level.size() > 1; ++depth) {
+      const std::string name = "add-" + std::to_string(depth);
+      std::vector<Key> next;
+      next.reserve(level.size() / 2 + 1);
+      for (size_t j = 0; j < level.size(); j += 2) {
+        Key k(name, {static_cast<int64_t>(j / 2)});
+        if (j + 1 < level.size()) {
+          b.graph.append(k, Task::call(add, {Arg::ref(level[j]), Arg::ref(level[j + 1])}));
+        } else {
+          b.graph.append(k, Task::alias(level[j]));
+        }
+        next.push_back(std::move(k));
+      }
+      level = std::move(next);
+    }
+    b.out = level[0];
   }
   b.tasks = b.graph.size();
   return b;

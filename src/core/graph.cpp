@@ -273,26 +273,36 @@ void collect_refs(std::span<const Arg> args, std::vector<const Key*>& out) {
 GraphStructure analyze(const Graph& graph) {
   const size_t n = graph.size();
   GraphStructure s;
-  // Every reference first, then all their lookups at once (pipelined: see index_of).
+  // References are gathered and looked up in chunks of tasks: each chunk's lookups run in
+  // one pipelined batch (see index_of), and the temporaries stay bounded.
+  constexpr size_t kChunkRefs = size_t{1} << 16;
   std::vector<const Key*> ref_keys;
-  ref_keys.reserve(n * 2);
+  std::vector<int64_t> positions;
   s.ref_offsets.reserve(n + 1);
   s.ref_offsets.push_back(0);
-  for (const Graph::Entry& e : graph.entries()) {
-    collect_refs(e.task->args(), ref_keys);
-    s.ref_offsets.push_back(static_cast<uint32_t>(ref_keys.size()));
-  }
-  std::vector<int64_t> positions(ref_keys.size());
-  graph.index_of(ref_keys, positions);
-  s.refs.resize(ref_keys.size());
-  for (size_t i = 0; i < n; ++i) {
-    for (uint32_t r = s.ref_offsets[i]; r < s.ref_offsets[i + 1]; ++r) {
-      if (positions[r] < 0) {
-        throw GraphError(fmt::format("task '{}' depends on '{}', which is not in the graph", graph[i].key.str(),
-                                     ref_keys[r]->str()));
-      }
-      s.refs[r] = static_cast<uint32_t>(positions[r]);
+  s.refs.reserve(n * 2);
+  for (size_t begin = 0; begin < n;) {
+    ref_keys.clear();
+    size_t end = begin;
+    while (end < n && (end == begin || ref_keys.size() < kChunkRefs)) {
+      collect_refs(graph[end].task->args(), ref_keys);
+      s.ref_offsets.push_back(static_cast<uint32_t>(s.refs.size() + ref_keys.size()));
+      ++end;
     }
+    positions.resize(ref_keys.size());
+    graph.index_of(ref_keys, positions);
+    const size_t base = s.refs.size();
+    for (size_t i = begin; i < end; ++i) {
+      for (uint32_t r = s.ref_offsets[i]; r < s.ref_offsets[i + 1]; ++r) {
+        const int64_t p = positions[r - base];
+        if (p < 0) {
+          throw GraphError(fmt::format("task '{}' depends on '{}', which is not in the graph", graph[i].key.str(),
+                                       ref_keys[r - base]->str()));
+        }
+        s.refs.push_back(static_cast<uint32_t>(p));
+      }
+    }
+    begin = end;
   }
   ref_keys = {};
   positions = {};

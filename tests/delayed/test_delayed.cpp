@@ -252,3 +252,28 @@ TEST(Init, ReadsAndRemovesTesseraFlags) {
 
 }  // namespace
 }  // namespace tessera
+
+namespace readme {
+int64_t inc(int64_t x) { return x + 1; }
+}  // namespace readme
+TESSERA_REGISTER_AS("inc", readme::inc);
+
+namespace tessera {
+namespace {
+
+// The graph example of README.md, as written there.
+TEST(Readme, GraphExampleCompilesAndRuns) {
+  using namespace tessera;
+  Graph g;
+  g.add(Key("x"), Task::literal(Value::of(int64_t{41})));
+  g.add(Key("y"), Task::call("inc", {Arg::ref(Key("x"))}));
+  std::vector<Value> r = get(g, {Key("y")}, {.scheduler = "threads"});   // r[0].get<int64_t>() == 42
+  Graph shipped = decode_graph(from_bytes(to_bytes(encode_graph(g))));   // msgpack + raw frames
+  EXPECT_EQ(r[0].get<int64_t>(), 42);
+  EXPECT_EQ(get(shipped, {Key("y")})[0].get<int64_t>(), 42);
+  EXPECT_EQ(cull(g, {Key("x")}).size(), 1u);
+  EXPECT_EQ(order(g, {Key("y")}), (std::vector<uint32_t>{0, 1}));
+}
+
+}  // namespace
+}  // namespace tessera

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstddef>
+#include <initializer_list>
 #include <span>
 #include <vector>
 
@@ -25,6 +26,9 @@ Graph merge(const Graph& a, const Graph& b);
 
 // The tasks `keys` need, in their original relative order. KeyError if a key is missing.
 Graph cull(const Graph& graph, std::span<const Key> keys);
+inline Graph cull(const Graph& graph, std::initializer_list<Key> keys) {
+  return cull(graph, std::span<const Key>(keys.begin(), keys.size()));
+}
 
 struct FuseOptions {
   // Longest chain fused into one task (bounds nesting depth and lost parallelism).
@@ -34,9 +38,15 @@ struct FuseOptions {
 // Fuses linear chains: a task whose only dependent has it as only dependency is nested
 // into that dependent. Keys in `keep` are never fused away.
 Graph fuse_linear(const Graph& graph, std::span<const Key> keep, FuseOptions options = {});
+inline Graph fuse_linear(const Graph& graph, std::initializer_list<Key> keep, FuseOptions options = {}) {
+  return fuse_linear(graph, std::span<const Key>(keep.begin(), keep.size()), options);
+}
 
 // Inlines literal and alias tasks, and tasks whose op is marked cheap, into every task that
 // references them. Keys in `keep` stay in the graph.
 Graph inline_cheap(const Graph& graph, std::span<const Key> keep);
+inline Graph inline_cheap(const Graph& graph, std::initializer_list<Key> keep) {
+  return inline_cheap(graph, std::span<const Key>(keep.begin(), keep.size()));
+}
 
 }  // namespace tessera

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <span>
 #include <vector>
 
@@ -22,6 +23,9 @@ namespace tessera {
 // Priority of each task of `graph` (by position). Tasks reachable from `outputs` come
 // first, in output order; the rest of the graph follows. GraphError on a cycle, naming it.
 std::vector<uint32_t> order(const Graph& graph, std::span<const Key> outputs = {});
+inline std::vector<uint32_t> order(const Graph& graph, std::initializer_list<Key> outputs) {
+  return order(graph, std::span<const Key>(outputs.begin(), outputs.size()));
+}
 // The same on an analyzed graph, with outputs given by position.
 std::vector<uint32_t> order(const Graph& graph, const GraphStructure& structure,
                             std::span<const uint32_t> outputs);

@@ -10,6 +10,7 @@
 // what set_default_scheduler() chose.
 #pragma once
 
+#include <initializer_list>
 #include <memory>
 #include <span>
 #include <string>
@@ -58,5 +59,8 @@ int default_num_workers();
 
 // Computes `outputs` of `graph` with the scheduler `options` name (no optimization).
 std::vector<Value> get(const Graph& graph, std::span<const Key> outputs, const ComputeOptions& options = {});
+inline std::vector<Value> get(const Graph& graph, std::initializer_list<Key> outputs, const ComputeOptions& options = {}) {
+  return get(graph, std::span<const Key>(outputs.begin(), outputs.size()), options);
+}
 
 }  // namespace tessera
