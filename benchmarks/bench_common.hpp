@@ -22,8 +22,12 @@ inline long long status_bytes(const char* field) {
   }
   return 0;
 }
-inline long long rss_bytes() { return status_bytes("VmRSS"); }
-inline long long peak_rss_bytes() { return status_bytes("VmHWM"); }
+inline long long rss_bytes() {
+  return status_bytes("VmRSS");
+}
+inline long long peak_rss_bytes() {
+  return status_bytes("VmHWM");
+}
 
 // Resets the peak RSS mark (Linux: writing 5 to clear_refs), so the peak measures one phase.
 inline void reset_peak_rss() {
@@ -32,10 +36,11 @@ inline void reset_peak_rss() {
 }
 
 // One result line: {"bench": ..., "impl": ..., "params": {...}, "value": ..., "unit": ...}.
-inline void emit(const std::string& bench, const std::string& impl, const std::string& params_json, double value,
-                 const std::string& unit) {
-  std::printf("{\"bench\": \"%s\", \"impl\": \"%s\", \"params\": %s, \"value\": %.6g, \"unit\": \"%s\"}\n",
-              bench.c_str(), impl.c_str(), params_json.c_str(), value, unit.c_str());
+inline void emit(const std::string& bench, const std::string& impl, const std::string& params_json,
+                 double value, const std::string& unit) {
+  std::printf(
+      "{\"bench\": \"%s\", \"impl\": \"%s\", \"params\": %s, \"value\": %.6g, \"unit\": \"%s\"}\n",
+      bench.c_str(), impl.c_str(), params_json.c_str(), value, unit.c_str());
   std::fflush(stdout);
 }
 

@@ -67,7 +67,8 @@ Delayed<Moments> pipeline(int64_t partitions, int64_t rows) {
   }
   while (level.size() > 1) {
     std::vector<Delayed<Moments>> next;
-    for (size_t i = 0; i + 1 < level.size(); i += 2) next.push_back(tessera::delayed(demo::combine)(level[i], level[i + 1]));
+    for (size_t i = 0; i + 1 < level.size(); i += 2)
+      next.push_back(tessera::delayed(demo::combine)(level[i], level[i + 1]));
     if (level.size() % 2) next.push_back(level.back());
     level = std::move(next);
   }
@@ -86,15 +87,19 @@ int main(int argc, char** argv) {
   const std::filesystem::path out_dir = std::filesystem::absolute("out/demo");
   std::filesystem::create_directories(out_dir);
 
-  std::printf("tessera demo: mean and standard deviation of log(measurements) over %lld partitions x %lld rows\n\n",
-              static_cast<long long>(partitions), static_cast<long long>(rows));
+  std::printf(
+      "tessera demo: mean and standard deviation of log(measurements) over %lld partitions x %lld "
+      "rows\n\n",
+      static_cast<long long>(partitions), static_cast<long long>(rows));
 
   auto t0 = std::chrono::steady_clock::now();
   Delayed<Moments> result = pipeline(partitions, rows);
   const double build = seconds_since(t0);
   const size_t tasks = result.graph().size();
-  std::printf("graph: %zu tasks (load -> clean -> moments per partition, then a tree of combines), built in %.1f ms\n",
-              tasks, build * 1e3);
+  std::printf(
+      "graph: %zu tasks (load -> clean -> moments per partition, then a tree of combines), built "
+      "in %.1f ms\n",
+      tasks, build * 1e3);
   std::printf("key of the result: %s\n\n", result.key().str().c_str());
 
   // The same graph on both schedulers, each with a progress bar.
@@ -119,15 +124,17 @@ int main(int argc, char** argv) {
 
   // An independent check: the same arithmetic as a plain loop.
   Moments direct{0, 0, 0};
-  for (int64_t p = 0; p < partitions; ++p) direct = demo::combine(direct, demo::moments(demo::clean(demo::load(p, rows))));
+  for (int64_t p = 0; p < partitions; ++p)
+    direct = demo::combine(direct, demo::moments(demo::clean(demo::load(p, rows))));
   const double n = threads_m[0], mean = threads_m[1] / n, var = threads_m[2] / n - mean * mean;
-  const bool same = sync_m == threads_m && std::abs(threads_m[1] - direct[1]) <= 1e-9 * std::abs(direct[1]) &&
+  const bool same = sync_m == threads_m &&
+                    std::abs(threads_m[1] - direct[1]) <= 1e-9 * std::abs(direct[1]) &&
                     threads_m[0] == direct[0];
 
-  std::printf("\nresult: n = %.0f, mean = %.6f, std = %.6f  (%s the direct loop)\n", n, mean, std::sqrt(var),
-              same ? "matches" : "DOES NOT MATCH");
-  std::printf("time:   sync %.3f s, threads %.3f s (%.2fx), %.1f us per task on threads\n", t_sync, t_threads,
-              t_sync / t_threads, t_threads / static_cast<double>(tasks) * 1e6);
+  std::printf("\nresult: n = %.0f, mean = %.6f, std = %.6f  (%s the direct loop)\n", n, mean,
+              std::sqrt(var), same ? "matches" : "DOES NOT MATCH");
+  std::printf("time:   sync %.3f s, threads %.3f s (%.2fx), %.1f us per task on threads\n", t_sync,
+              t_threads, t_sync / t_threads, t_threads / static_cast<double>(tasks) * 1e6);
 
   // Pictures: a small version of the graph (4,000 nodes would be unreadable), and the task
   // stream of the threaded run.
@@ -137,9 +144,10 @@ int main(int argc, char** argv) {
   pipeline(8, rows).visualize(graph_svg.string(), {.color = "order"});
   profiler.write_html(stream_html.string(), "tessera demo: threads scheduler");
   profiler.write_chrome_trace(trace_json.string());
-  std::printf("\nwrote:\n  %s   the graph for 8 partitions, colored by static order\n"
-              "  %s   the task stream of the threaded run (open in a browser)\n"
-              "  %s   the same as a Chrome trace (open in https://ui.perfetto.dev)\n",
-              graph_svg.c_str(), stream_html.c_str(), trace_json.c_str());
+  std::printf(
+      "\nwrote:\n  %s   the graph for 8 partitions, colored by static order\n"
+      "  %s   the task stream of the threaded run (open in a browser)\n"
+      "  %s   the same as a Chrome trace (open in https://ui.perfetto.dev)\n",
+      graph_svg.c_str(), stream_html.c_str(), trace_json.c_str());
   return same ? 0 : 1;
 }

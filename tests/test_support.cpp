@@ -34,7 +34,8 @@ RandomDag random_dag(uint64_t seed, size_t n, size_t max_fan_in, double literal_
         refs.push_back(Arg::ref(dag.all[j]));
         has_dependent[j] = true;
       }
-      dag.graph.add(key, Task::call(op, {Arg(Value::of(static_cast<int64_t>(i))), Arg::list(std::move(refs))}));
+      dag.graph.add(key, Task::call(op, {Arg(Value::of(static_cast<int64_t>(i))),
+                                         Arg::list(std::move(refs))}));
     }
     dag.all.push_back(key);
   }
@@ -53,7 +54,8 @@ std::vector<int64_t> random_dag_expected(const RandomDag& dag) {
       continue;
     }
     std::vector<int64_t> xs;
-    for (const Arg& r : t.args()[1].list()) xs.push_back(out[static_cast<size_t>(r.ref().index()[0])]);
+    for (const Arg& r : t.args()[1].list())
+      xs.push_back(out[static_cast<size_t>(r.ref().index()[0])]);
     out[i] = mix(static_cast<int64_t>(i), xs);
   }
   return out;

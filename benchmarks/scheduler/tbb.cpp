@@ -19,9 +19,12 @@ int main(int argc, char** argv) {
   int workers = static_cast<int>(std::thread::hardware_concurrency());
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i], value = argv[i + 1];
-    if (flag == "--shape") shape = value;
-    else if (flag == "--n") n = std::stoll(value);
-    else if (flag == "--workers") workers = std::stoi(value);
+    if (flag == "--shape")
+      shape = value;
+    else if (flag == "--n")
+      n = std::stoll(value);
+    else if (flag == "--workers")
+      workers = std::stoi(value);
   }
   global_control limit(global_control::max_allowed_parallelism, static_cast<size_t>(workers));
   const long long rss0 = bench::rss_bytes();
@@ -48,9 +51,8 @@ int main(int argc, char** argv) {
     nodes.reserve(static_cast<size_t>(2 * n));
     std::vector<size_t> level;
     for (long long i = 0; i < n; ++i) {
-      nodes.push_back(std::make_unique<Node>(g, [&values, i](const flow::continue_msg&) {
-        values[static_cast<size_t>(i)] = i + 1;
-      }));
+      nodes.push_back(std::make_unique<Node>(
+          g, [&values, i](const flow::continue_msg&) { values[static_cast<size_t>(i)] = i + 1; }));
       roots.push_back(nodes.back().get());
       level.push_back(static_cast<size_t>(i));
     }
@@ -84,10 +86,12 @@ int main(int argc, char** argv) {
   const double tasks = static_cast<double>(nodes.size());
   char params[256];
   std::snprintf(params, sizeof params,
-                "{\"shape\": \"%s\", \"n\": %lld, \"tasks\": %zu, \"scheduler\": \"threads\", \"workers\": %d}",
+                "{\"shape\": \"%s\", \"n\": %lld, \"tasks\": %zu, \"scheduler\": \"threads\", "
+                "\"workers\": %d}",
                 shape.c_str(), n, nodes.size(), workers);
   bench::emit("scheduler." + shape + ".run", "tbb", params, t_run / tasks * 1e6, "us/task");
   bench::emit("scheduler." + shape + ".build", "tbb", params, t_build / tasks * 1e9, "ns/task");
-  bench::emit("scheduler." + shape + ".peak_rss", "tbb", params, static_cast<double>(peak - rss0) / tasks, "bytes/task");
+  bench::emit("scheduler." + shape + ".peak_rss", "tbb", params,
+              static_cast<double>(peak - rss0) / tasks, "bytes/task");
   return 0;
 }

@@ -12,8 +12,12 @@
 #include "bench_common.hpp"
 
 namespace sched {
-int64_t inc(int64_t x) { return x + 1; }
-int64_t add(int64_t x, int64_t y) { return x + y; }
+int64_t inc(int64_t x) {
+  return x + 1;
+}
+int64_t add(int64_t x, int64_t y) {
+  return x + y;
+}
 }  // namespace sched
 TESSERA_REGISTER(sched::inc);
 TESSERA_REGISTER(sched::add);
@@ -98,7 +102,9 @@ Built build_delayed(const std::string& shape, int64_t n) {
   return b;
 }
 
-int64_t expected(const std::string& shape, int64_t n) { return shape == "chain" ? n : n * (n + 1) / 2; }
+int64_t expected(const std::string& shape, int64_t n) {
+  return shape == "chain" ? n : n * (n + 1) / 2;
+}
 
 }  // namespace
 
@@ -109,11 +115,16 @@ int main(int argc, char** argv) {
   int workers = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i], value = argv[i + 1];
-    if (flag == "--shape") shape = value;
-    else if (flag == "--n") n = std::stoll(value);
-    else if (flag == "--scheduler") scheduler = value;
-    else if (flag == "--build") build = value;
-    else if (flag == "--workers") workers = std::stoi(value);
+    if (flag == "--shape")
+      shape = value;
+    else if (flag == "--n")
+      n = std::stoll(value);
+    else if (flag == "--scheduler")
+      scheduler = value;
+    else if (flag == "--build")
+      build = value;
+    else if (flag == "--workers")
+      workers = std::stoi(value);
     else {
       std::fprintf(stderr, "unknown flag %s\n", flag.c_str());
       return 2;
@@ -147,11 +158,13 @@ int main(int argc, char** argv) {
   const double tasks = static_cast<double>(b.tasks);
   char params[256];
   std::snprintf(params, sizeof params,
-                "{\"shape\": \"%s\", \"n\": %lld, \"tasks\": %zu, \"scheduler\": \"%s\", \"workers\": %d, \"build\": \"%s\"}",
-                shape.c_str(), static_cast<long long>(n), b.tasks, scheduler.c_str(), workers, build.c_str());
+                "{\"shape\": \"%s\", \"n\": %lld, \"tasks\": %zu, \"scheduler\": \"%s\", "
+                "\"workers\": %d, \"build\": \"%s\"}",
+                shape.c_str(), static_cast<long long>(n), b.tasks, scheduler.c_str(), workers,
+                build.c_str());
   bench::emit("scheduler." + shape + ".run", "tessera", params, t_run / tasks * 1e6, "us/task");
   bench::emit("scheduler." + shape + ".build", "tessera", params, t_build / tasks * 1e9, "ns/task");
-  bench::emit("scheduler." + shape + ".peak_rss", "tessera", params, static_cast<double>(peak - rss0) / tasks,
-              "bytes/task");
+  bench::emit("scheduler." + shape + ".peak_rss", "tessera", params,
+              static_cast<double>(peak - rss0) / tasks, "bytes/task");
   return 0;
 }

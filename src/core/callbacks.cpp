@@ -21,7 +21,9 @@ CallbackRegistry& callback_registry() {
 
 }  // namespace
 
-Callback::~Callback() { deactivate(); }
+Callback::~Callback() {
+  deactivate();
+}
 
 void Callback::activate() {
   CallbackRegistry& r = callback_registry();
@@ -42,7 +44,8 @@ CallbackSet::CallbackSet(std::span<Callback* const> extra) {
   std::lock_guard lock(r.mutex);
   callbacks_ = r.active;
   for (Callback* c : extra) {
-    if (c && std::find(callbacks_.begin(), callbacks_.end(), c) == callbacks_.end()) callbacks_.push_back(c);
+    if (c && std::find(callbacks_.begin(), callbacks_.end(), c) == callbacks_.end())
+      callbacks_.push_back(c);
   }
   for (Callback* c : callbacks_) c->users_.fetch_add(1);
   held_ = callbacks_;

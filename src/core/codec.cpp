@@ -19,17 +19,27 @@ constexpr size_t kMaxValueDepth = 64;
 
 const char* type_name_of(msgpack::type::object_type t) {
   switch (t) {
-    case msgpack::type::NIL: return "nil";
-    case msgpack::type::BOOLEAN: return "bool";
-    case msgpack::type::POSITIVE_INTEGER: return "unsigned integer";
-    case msgpack::type::NEGATIVE_INTEGER: return "integer";
+    case msgpack::type::NIL:
+      return "nil";
+    case msgpack::type::BOOLEAN:
+      return "bool";
+    case msgpack::type::POSITIVE_INTEGER:
+      return "unsigned integer";
+    case msgpack::type::NEGATIVE_INTEGER:
+      return "integer";
     case msgpack::type::FLOAT32:
-    case msgpack::type::FLOAT64: return "float";
-    case msgpack::type::STR: return "string";
-    case msgpack::type::BIN: return "bytes";
-    case msgpack::type::ARRAY: return "array";
-    case msgpack::type::MAP: return "map";
-    case msgpack::type::EXT: return "ext";
+    case msgpack::type::FLOAT64:
+      return "float";
+    case msgpack::type::STR:
+      return "string";
+    case msgpack::type::BIN:
+      return "bytes";
+    case msgpack::type::ARRAY:
+      return "array";
+    case msgpack::type::MAP:
+      return "map";
+    case msgpack::type::EXT:
+      return "ext";
   }
   return "unknown";
 }
@@ -117,11 +127,13 @@ void Encoder::write_value(const Value& v) {
   }
   const TypeInfo& t = v.type();
   if (!t.encode) {
-    throw SerializationError(fmt::format(
-        "values of type '{}' have no codec and cannot leave this process: specialize tessera::Codec<{}>",
-        t.name, t.name));
+    throw SerializationError(
+        fmt::format("values of type '{}' have no codec and cannot leave this process: specialize "
+                    "tessera::Codec<{}>",
+                    t.name, t.name));
   }
-  if (impl_->depth >= kMaxValueDepth) throw SerializationError("values nested too deeply to encode");
+  if (impl_->depth >= kMaxValueDepth)
+    throw SerializationError("values nested too deeply to encode");
   Encoder child;
   child.impl_->frames = impl_->frames;
   child.impl_->value_owner = std::make_shared<const Value>(v);
@@ -135,19 +147,22 @@ void Encoder::write_value(const Value& v) {
 
 std::vector<std::byte> Encoder::finish_header() {
   if (!impl_->open.empty()) {
-    throw SerializationError(fmt::format("encoder finished with an incomplete array or map ({} items missing)",
-                                         impl_->open.back()));
+    throw SerializationError(fmt::format(
+        "encoder finished with an incomplete array or map ({} items missing)", impl_->open.back()));
   }
   msgpack::sbuffer head;
   msgpack::packer<msgpack::sbuffer> pk(head);
   pk.pack_array(static_cast<uint32_t>(impl_->top_count));
   std::vector<std::byte> out(head.size() + impl_->buf.size());
   std::memcpy(out.data(), head.data(), head.size());
-  if (impl_->buf.size()) std::memcpy(out.data() + head.size(), impl_->buf.data(), impl_->buf.size());
+  if (impl_->buf.size())
+    std::memcpy(out.data() + head.size(), impl_->buf.data(), impl_->buf.size());
   return out;
 }
 
-std::vector<Frame>& Encoder::frames() { return *impl_->frames; }
+std::vector<Frame>& Encoder::frames() {
+  return *impl_->frames;
+}
 
 // ---- Decoder ---------------------------------------------------------------------------
 
@@ -167,7 +182,8 @@ struct Decoder::Impl {
   const msgpack::object& next(const char* wanted) {
     pop_finished();
     Level& l = levels.back();
-    if (l.remaining == 0) throw SerializationError(fmt::format("expected {}, but the data ended", wanted));
+    if (l.remaining == 0)
+      throw SerializationError(fmt::format("expected {}, but the data ended", wanted));
     --l.remaining;
     return *l.items++;
   }
@@ -189,14 +205,17 @@ Decoder::Decoder(std::span<const std::byte> header, std::span<const Frame> frame
   msgpack::unpack_limit limit(n, n, n, n, n, 64);
   size_t off = 0;
   try {
-    impl_->handle = msgpack::unpack(reinterpret_cast<const char*>(header.data()), n, off, nullptr, nullptr, limit);
+    impl_->handle = msgpack::unpack(reinterpret_cast<const char*>(header.data()), n, off, nullptr,
+                                    nullptr, limit);
   } catch (const std::exception& e) {
     throw SerializationError(fmt::format("malformed message header ({} bytes): {}", n, e.what()));
   }
-  if (off != n) throw SerializationError(fmt::format("message header has {} trailing bytes", n - off));
+  if (off != n)
+    throw SerializationError(fmt::format("message header has {} trailing bytes", n - off));
   const msgpack::object& root = impl_->handle.get();
   if (root.type != msgpack::type::ARRAY) {
-    throw SerializationError(fmt::format("message header must be an array, found {}", type_name_of(root.type)));
+    throw SerializationError(
+        fmt::format("message header must be an array, found {}", type_name_of(root.type)));
   }
   impl_->levels.push_back({root.via.array.ptr, root.via.array.size});
 }
@@ -214,15 +233,20 @@ bool Decoder::next_is_nil() const {
   return l.remaining > 0 && l.items->type == msgpack::type::NIL;
 }
 
-void Decoder::read_nil() { impl_->next_of(msgpack::type::NIL, "nil"); }
+void Decoder::read_nil() {
+  impl_->next_of(msgpack::type::NIL, "nil");
+}
 
-bool Decoder::read_bool() { return impl_->next_of(msgpack::type::BOOLEAN, "bool").via.boolean; }
+bool Decoder::read_bool() {
+  return impl_->next_of(msgpack::type::BOOLEAN, "bool").via.boolean;
+}
 
 int64_t Decoder::read_int() {
   const msgpack::object& o = impl_->next("integer");
   if (o.type == msgpack::type::NEGATIVE_INTEGER) return o.via.i64;
   if (o.type == msgpack::type::POSITIVE_INTEGER) {
-    if (o.via.u64 > static_cast<uint64_t>(INT64_MAX)) throw SerializationError("integer out of int64 range");
+    if (o.via.u64 > static_cast<uint64_t>(INT64_MAX))
+      throw SerializationError("integer out of int64 range");
     return static_cast<int64_t>(o.via.u64);
   }
   throw SerializationError(fmt::format("expected integer, found {}", type_name_of(o.type)));
@@ -231,17 +255,22 @@ int64_t Decoder::read_int() {
 uint64_t Decoder::read_uint() {
   const msgpack::object& o = impl_->next("unsigned integer");
   if (o.type == msgpack::type::POSITIVE_INTEGER) return o.via.u64;
-  throw SerializationError(fmt::format("expected unsigned integer, found {}", type_name_of(o.type)));
+  throw SerializationError(
+      fmt::format("expected unsigned integer, found {}", type_name_of(o.type)));
 }
 
 double Decoder::read_double() {
   const msgpack::object& o = impl_->next("float");
   switch (o.type) {
     case msgpack::type::FLOAT32:
-    case msgpack::type::FLOAT64: return o.via.f64;
-    case msgpack::type::POSITIVE_INTEGER: return static_cast<double>(o.via.u64);
-    case msgpack::type::NEGATIVE_INTEGER: return static_cast<double>(o.via.i64);
-    default: throw SerializationError(fmt::format("expected float, found {}", type_name_of(o.type)));
+    case msgpack::type::FLOAT64:
+      return o.via.f64;
+    case msgpack::type::POSITIVE_INTEGER:
+      return static_cast<double>(o.via.u64);
+    case msgpack::type::NEGATIVE_INTEGER:
+      return static_cast<double>(o.via.i64);
+    default:
+      throw SerializationError(fmt::format("expected float, found {}", type_name_of(o.type)));
   }
 }
 
@@ -266,19 +295,21 @@ size_t Decoder::read_map() {
   const msgpack::object& o = impl_->next_of(msgpack::type::MAP, "map");
   static_assert(sizeof(msgpack::object_kv) == 2 * sizeof(msgpack::object));
   if (o.via.map.size) {
-    impl_->levels.push_back({reinterpret_cast<const msgpack::object*>(o.via.map.ptr), size_t{2} * o.via.map.size});
+    impl_->levels.push_back(
+        {reinterpret_cast<const msgpack::object*>(o.via.map.ptr), size_t{2} * o.via.map.size});
   }
   return o.via.map.size;
 }
 
 Frame Decoder::read_frame() {
   const msgpack::object& o = impl_->next_of(msgpack::type::EXT, "frame reference");
-  if (o.via.ext.type() != kFrameExt || o.via.ext.size != 4) throw SerializationError("malformed frame reference");
+  if (o.via.ext.type() != kFrameExt || o.via.ext.size != 4)
+    throw SerializationError("malformed frame reference");
   uint32_t index;
   std::memcpy(&index, o.via.ext.data(), 4);
   if (index >= impl_->frames.size()) {
-    throw SerializationError(
-        fmt::format("frame {} referenced, but the message has {} frames", index, impl_->frames.size()));
+    throw SerializationError(fmt::format("frame {} referenced, but the message has {} frames",
+                                         index, impl_->frames.size()));
   }
   return impl_->frames[index];
 }
@@ -296,12 +327,15 @@ Value Decoder::read_value() {
     throw SerializationError(fmt::format(
         "unknown value type '{}': register it in this process with TESSERA_REGISTER_TYPE", name));
   }
-  if (impl_->depth >= kMaxValueDepth) throw SerializationError("values nested too deeply to decode");
-  Decoder child(std::span(reinterpret_cast<const std::byte*>(payload.via.bin.ptr), payload.via.bin.size),
-                impl_->frames);
+  if (impl_->depth >= kMaxValueDepth)
+    throw SerializationError("values nested too deeply to decode");
+  Decoder child(
+      std::span(reinterpret_cast<const std::byte*>(payload.via.bin.ptr), payload.via.bin.size),
+      impl_->frames);
   child.impl_->depth = impl_->depth + 1;
   Value v = type->decode(child);
-  if (!child.at_end()) throw SerializationError(fmt::format("value of type '{}' has trailing items", name));
+  if (!child.at_end())
+    throw SerializationError(fmt::format("value of type '{}' has trailing items", name));
   return v;
 }
 

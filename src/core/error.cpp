@@ -5,7 +5,8 @@
 
 namespace tessera {
 
-TaskError::TaskError(std::string key, std::string op, std::exception_ptr original, const std::string& message)
+TaskError::TaskError(std::string key, std::string op, std::exception_ptr original,
+                     const std::string& message)
     : Error(message), key_(std::move(key)), op_(std::move(op)), original_(std::move(original)) {}
 
 namespace detail {

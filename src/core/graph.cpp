@@ -12,18 +12,23 @@
 namespace tessera {
 
 namespace detail {
-SlotTable::SlotTable(size_t n) : data_(static_cast<uint64_t*>(allocate_zeroed(n * sizeof(uint64_t)))), n_(n) {}
+SlotTable::SlotTable(size_t n)
+    : data_(static_cast<uint64_t*>(allocate_zeroed(n * sizeof(uint64_t)))), n_(n) {}
 SlotTable::SlotTable(const SlotTable& o) : SlotTable(o.n_) {
   if (n_) std::memcpy(data_, o.data_, n_ * sizeof(uint64_t));
 }
-SlotTable::~SlotTable() { free_zeroed(data_); }
+SlotTable::~SlotTable() {
+  free_zeroed(data_);
+}
 }  // namespace detail
 
 namespace {
 
 constexpr uint64_t kPosMask = 0xffffffffull;
 
-inline uint64_t tag_of(uint64_t hash) { return hash & ~kPosMask; }
+inline uint64_t tag_of(uint64_t hash) {
+  return hash & ~kPosMask;
+}
 
 }  // namespace
 
@@ -193,7 +198,8 @@ bool Graph::add(Key key, TaskPtr task) {
   if (!task) throw ValueError(fmt::format("Graph::add: null task for key '{}'", key.str()));
   sync();
   if (entries_.size() >= kPosMask - 1) throw ValueError("Graph::add: more than 4 billion tasks");
-  if ((entries_.size() + 1) * 2 > slots_.size()) rebuild_index(slots_.empty() ? 16 : slots_.size() * 2);
+  if ((entries_.size() + 1) * 2 > slots_.size())
+    rebuild_index(slots_.empty() ? 16 : slots_.size() * 2);
   const uint64_t h = key.hash();
   bool found;
   const size_t s = probe(key, h, found);
@@ -240,7 +246,9 @@ const Task& Graph::at(const Key& key) const {
   return *t;
 }
 
-std::vector<Key> Graph::dependencies(const Key& key) const { return at(key).dependencies(); }
+std::vector<Key> Graph::dependencies(const Key& key) const {
+  return at(key).dependencies();
+}
 
 std::vector<Key> Graph::dependents(const Key& key) const {
   at(key);
@@ -260,10 +268,17 @@ namespace {
 void collect_refs(std::span<const Arg> args, std::vector<const Key*>& out) {
   for (const Arg& a : args) {
     switch (a.kind()) {
-      case Arg::Kind::kValue: break;
-      case Arg::Kind::kRef: out.push_back(&a.ref()); break;
-      case Arg::Kind::kList: collect_refs(a.list(), out); break;
-      case Arg::Kind::kTask: collect_refs(a.task().args(), out); break;
+      case Arg::Kind::kValue:
+        break;
+      case Arg::Kind::kRef:
+        out.push_back(&a.ref());
+        break;
+      case Arg::Kind::kList:
+        collect_refs(a.list(), out);
+        break;
+      case Arg::Kind::kTask:
+        collect_refs(a.task().args(), out);
+        break;
     }
   }
 }
@@ -296,8 +311,8 @@ GraphStructure analyze(const Graph& graph) {
       for (uint32_t r = s.ref_offsets[i]; r < s.ref_offsets[i + 1]; ++r) {
         const int64_t p = positions[r - base];
         if (p < 0) {
-          throw GraphError(fmt::format("task '{}' depends on '{}', which is not in the graph", graph[i].key.str(),
-                                       ref_keys[r - base]->str()));
+          throw GraphError(fmt::format("task '{}' depends on '{}', which is not in the graph",
+                                       graph[i].key.str(), ref_keys[r - base]->str()));
         }
         s.refs.push_back(static_cast<uint32_t>(p));
       }

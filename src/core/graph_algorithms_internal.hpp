@@ -15,7 +15,8 @@ namespace tessera::detail {
 std::vector<uint32_t> topological_order(const Graph& graph, const GraphStructure& s);
 
 // Throws GraphError describing a cycle through the tasks not yet ordered (`done[i]` false).
-[[noreturn]] void throw_cycle(const Graph& graph, const GraphStructure& s, const std::vector<char>& done);
+[[noreturn]] void throw_cycle(const Graph& graph, const GraphStructure& s,
+                              const std::vector<char>& done);
 
 // Marks (1) the tasks `roots` need, following dependencies.
 std::vector<char> reachable(const GraphStructure& s, std::span<const uint32_t> roots);

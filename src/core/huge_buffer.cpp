@@ -22,6 +22,8 @@ void* allocate_zeroed(size_t bytes) {
   return p;
 }
 
-void free_zeroed(void* p) noexcept { std::free(p); }
+void free_zeroed(void* p) noexcept {
+  std::free(p);
+}
 
 }  // namespace tessera::detail

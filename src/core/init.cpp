@@ -27,7 +27,8 @@ void init(int& argc, char** argv) {
     }
     const size_t eq = arg.find('=');
     const std::string_view flag = arg.substr(0, eq);
-    const std::string_view value = eq == std::string_view::npos ? std::string_view() : arg.substr(eq + 1);
+    const std::string_view value =
+        eq == std::string_view::npos ? std::string_view() : arg.substr(eq + 1);
     if (flag == "--tessera-scheduler" && !value.empty()) {
       set_default_scheduler(std::string(value));
     } else if (flag == "--tessera-num-workers" && !value.empty()) {
@@ -35,12 +36,15 @@ void init(int& argc, char** argv) {
       char* end = nullptr;
       const long n = std::strtol(v.c_str(), &end, 10);
       if (*end != '\0' || n < 1 || n > 4096) {
-        throw ValueError(fmt::format("--tessera-num-workers must be a positive integer, got '{}'", v));
+        throw ValueError(
+            fmt::format("--tessera-num-workers must be a positive integer, got '{}'", v));
       }
       detail::set_default_num_workers(static_cast<int>(n));
     } else {
-      throw ValueError(fmt::format(
-          "unknown or incomplete tessera flag '{}' (known: --tessera-scheduler=NAME, --tessera-num-workers=N)", arg));
+      throw ValueError(
+          fmt::format("unknown or incomplete tessera flag '{}' (known: --tessera-scheduler=NAME, "
+                      "--tessera-num-workers=N)",
+                      arg));
     }
   }
   if (argc > 0) {

@@ -20,7 +20,6 @@ struct Key::Rep {
   char* name() noexcept { return reinterpret_cast<char*>(index() + ndim); }
 };
 
-
 Key::Key(std::string_view name) : Key(name, std::span<const int64_t>{}) {}
 Key::Key(std::string_view name, std::initializer_list<int64_t> index)
     : Key(name, std::span<const int64_t>(index.begin(), index.size())) {}
@@ -28,12 +27,14 @@ Key::Key(std::string_view name, std::initializer_list<int64_t> index)
 Key::Key(std::string_view name, std::span<const int64_t> index) {
   const size_t bytes = sizeof(Rep) + index.size() * sizeof(int64_t) + name.size();
   void* mem = ::operator new(bytes);
-  rep_ = new (mem) Rep{{1}, static_cast<uint32_t>(name.size()), static_cast<uint32_t>(index.size()), 0};
+  rep_ = new (mem)
+      Rep{{1}, static_cast<uint32_t>(name.size()), static_cast<uint32_t>(index.size()), 0};
   if (!index.empty()) std::memcpy(rep_->index(), index.data(), index.size() * sizeof(int64_t));
   if (!name.empty()) std::memcpy(rep_->name(), name.data(), name.size());
   // Index and name are contiguous in the block: one hash call covers both. The length of
   // the index is mixed in so that ("a", {}) and a name that happens to spell an index differ.
-  rep_->hash = XXH3_64bits_withSeed(rep_->index(), index.size() * sizeof(int64_t) + name.size(), index.size());
+  rep_->hash = XXH3_64bits_withSeed(rep_->index(), index.size() * sizeof(int64_t) + name.size(),
+                                    index.size());
 }
 
 Key::Key(const Key& other) noexcept : rep_(other.rep_) {
@@ -66,7 +67,9 @@ std::span<const int64_t> Key::index() const noexcept {
   return rep_ ? std::span<const int64_t>(rep_->index(), rep_->ndim) : std::span<const int64_t>();
 }
 
-uint64_t Key::hash() const noexcept { return rep_ ? rep_->hash : 0; }
+uint64_t Key::hash() const noexcept {
+  return rep_ ? rep_->hash : 0;
+}
 
 std::string Key::str() const {
   if (!rep_) return "<empty key>";
@@ -92,6 +95,8 @@ bool operator<(const Key& a, const Key& b) noexcept {
   return std::lexicographical_compare(ai.begin(), ai.end(), bi.begin(), bi.end());
 }
 
-std::ostream& operator<<(std::ostream& os, const Key& key) { return os << key.str(); }
+std::ostream& operator<<(std::ostream& os, const Key& key) {
+  return os << key.str();
+}
 
 }  // namespace tessera

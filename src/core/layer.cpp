@@ -80,7 +80,8 @@ Graph HighLevelGraph::materialize(std::span<const Key> outputs) const {
     for (std::string& nm : names) by_name.emplace(std::move(nm), i);
   }
   auto layer_of = [&](const Key& k) -> size_t {
-    if (auto it = by_name.find(std::string(k.name())); it != by_name.end() && layers_[it->second]->has_key(k)) {
+    if (auto it = by_name.find(std::string(k.name()));
+        it != by_name.end() && layers_[it->second]->has_key(k)) {
       return it->second;
     }
     for (size_t i : opaque) {
@@ -92,8 +93,8 @@ Graph HighLevelGraph::materialize(std::span<const Key> outputs) const {
       names.resize(8);
       names.push_back("...");
     }
-    throw KeyError(fmt::format("key '{}' is not produced by any layer of the graph (layers: {})", k.str(),
-                               fmt::join(names, ", ")));
+    throw KeyError(fmt::format("key '{}' is not produced by any layer of the graph (layers: {})",
+                               k.str(), fmt::join(names, ", ")));
   };
 
   Graph out;
@@ -133,7 +134,8 @@ Graph HighLevelGraph::materialize_all() const {
 
 // ---- MaterializedLayer ------------------------------------------------------------------
 
-MaterializedLayer::MaterializedLayer(std::string name, Graph graph) : Layer(std::move(name)), graph_(std::move(graph)) {}
+MaterializedLayer::MaterializedLayer(std::string name, Graph graph)
+    : Layer(std::move(name)), graph_(std::move(graph)) {}
 
 std::vector<Key> MaterializedLayer::keys() const {
   std::vector<Key> out;
@@ -142,7 +144,8 @@ std::vector<Key> MaterializedLayer::keys() const {
   return out;
 }
 
-void MaterializedLayer::materialize(std::span<const Key> keys, Graph& out, std::vector<Key>& external) const {
+void MaterializedLayer::materialize(std::span<const Key> keys, Graph& out,
+                                    std::vector<Key>& external) const {
   std::vector<Key> stack(keys.begin(), keys.end());
   std::vector<Key> refs;
   while (!stack.empty()) {
@@ -164,7 +167,8 @@ void MaterializedLayer::materialize(std::span<const Key> keys, Graph& out, std::
 
 // ---- BlockwiseLayer ---------------------------------------------------------------------
 
-BlockwiseArg BlockwiseArg::blocks(std::string name, std::string index, std::vector<int64_t> numblocks) {
+BlockwiseArg BlockwiseArg::blocks(std::string name, std::string index,
+                                  std::vector<int64_t> numblocks) {
   if (name.empty()) throw ValueError("BlockwiseArg::blocks: empty input name");
   BlockwiseArg a;
   a.name = std::move(name);
@@ -184,21 +188,27 @@ namespace {
 void check_letters(std::string_view where, std::string_view index) {
   for (size_t i = 0; i < index.size(); ++i) {
     if (index.find(index[i], i + 1) != std::string_view::npos) {
-      throw ValueError(fmt::format("{}: index '{}' repeats the letter '{}'", where, index, index[i]));
+      throw ValueError(
+          fmt::format("{}: index '{}' repeats the letter '{}'", where, index, index[i]));
     }
   }
 }
 
-std::shared_ptr<const Op> immortal(const Op& op) { return std::shared_ptr<const Op>(std::shared_ptr<const Op>(), &op); }
+std::shared_ptr<const Op> immortal(const Op& op) {
+  return std::shared_ptr<const Op>(std::shared_ptr<const Op>(), &op);
+}
 
 }  // namespace
 
-BlockwiseLayer::BlockwiseLayer(std::string name, std::string out_index, std::vector<int64_t> out_numblocks,
-                               const Op& op, std::vector<BlockwiseArg> args)
-    : BlockwiseLayer(std::move(name), std::move(out_index), std::move(out_numblocks), immortal(op), std::move(args)) {}
+BlockwiseLayer::BlockwiseLayer(std::string name, std::string out_index,
+                               std::vector<int64_t> out_numblocks, const Op& op,
+                               std::vector<BlockwiseArg> args)
+    : BlockwiseLayer(std::move(name), std::move(out_index), std::move(out_numblocks), immortal(op),
+                     std::move(args)) {}
 
-BlockwiseLayer::BlockwiseLayer(std::string name, std::string out_index, std::vector<int64_t> out_numblocks,
-                               std::shared_ptr<const Op> op, std::vector<BlockwiseArg> args)
+BlockwiseLayer::BlockwiseLayer(std::string name, std::string out_index,
+                               std::vector<int64_t> out_numblocks, std::shared_ptr<const Op> op,
+                               std::vector<BlockwiseArg> args)
     : Layer(std::move(name)),
       out_index_(std::move(out_index)),
       out_numblocks_(std::move(out_numblocks)),
@@ -208,34 +218,38 @@ BlockwiseLayer::BlockwiseLayer(std::string name, std::string out_index, std::vec
   if (!op_) throw ValueError(where + ": null op");
   check_letters(where, out_index_);
   if (out_numblocks_.size() != out_index_.size()) {
-    throw ValueError(fmt::format("{}: output index '{}' has {} letters but {} block counts were given", where,
-                                 out_index_, out_index_.size(), out_numblocks_.size()));
+    throw ValueError(
+        fmt::format("{}: output index '{}' has {} letters but {} block counts were given", where,
+                    out_index_, out_index_.size(), out_numblocks_.size()));
   }
   for (size_t i = 0; i < out_numblocks_.size(); ++i) {
     if (out_numblocks_[i] < 0) {
-      throw ValueError(fmt::format("{}: negative block count {} along '{}'", where, out_numblocks_[i], out_index_[i]));
+      throw ValueError(fmt::format("{}: negative block count {} along '{}'", where,
+                                   out_numblocks_[i], out_index_[i]));
     }
   }
   if (op_->arity >= 0 && static_cast<size_t>(op_->arity) != args_.size()) {
-    throw ValueError(fmt::format("{}: op '{}' takes {} arguments but {} were given", where, op_->name, op_->arity,
-                                 args_.size()));
+    throw ValueError(fmt::format("{}: op '{}' takes {} arguments but {} were given", where,
+                                 op_->name, op_->arity, args_.size()));
   }
   for (const BlockwiseArg& a : args_) {
     if (a.is_literal()) continue;
     check_letters(where, a.index);
     if (a.index.size() != a.numblocks.size()) {
-      throw ValueError(fmt::format("{}: input '{}' has index '{}' but {} block counts", where, a.name, a.index,
-                                   a.numblocks.size()));
+      throw ValueError(fmt::format("{}: input '{}' has index '{}' but {} block counts", where,
+                                   a.name, a.index, a.numblocks.size()));
     }
     for (size_t j = 0; j < a.index.size(); ++j) {
       const char letter = a.index[j];
       const int64_t nb = a.numblocks[j];
-      if (nb < 0) throw ValueError(fmt::format("{}: input '{}' has a negative block count", where, a.name));
+      if (nb < 0)
+        throw ValueError(fmt::format("{}: input '{}' has a negative block count", where, a.name));
       const size_t o = out_index_.find(letter);
       if (o != std::string::npos) {
         if (nb != out_numblocks_[o] && nb != 1) {
-          throw ValueError(fmt::format("{}: input '{}' has {} blocks along '{}' but the output has {}", where, a.name,
-                                       nb, letter, out_numblocks_[o]));
+          throw ValueError(
+              fmt::format("{}: input '{}' has {} blocks along '{}' but the output has {}", where,
+                          a.name, nb, letter, out_numblocks_[o]));
         }
         continue;
       }
@@ -244,8 +258,9 @@ BlockwiseLayer::BlockwiseLayer(std::string name, std::string out_index, std::vec
         contracted_ += letter;
         contracted_numblocks_.push_back(nb);
       } else if (contracted_numblocks_[c] != nb) {
-        throw ValueError(fmt::format("{}: inputs disagree on the number of blocks along contracted index '{}' ({} and {})",
-                                     where, letter, contracted_numblocks_[c], nb));
+        throw ValueError(fmt::format(
+            "{}: inputs disagree on the number of blocks along contracted index '{}' ({} and {})",
+            where, letter, contracted_numblocks_[c], nb));
       }
     }
   }
@@ -254,7 +269,8 @@ BlockwiseLayer::BlockwiseLayer(std::string name, std::string out_index, std::vec
 std::vector<std::string> BlockwiseLayer::dependencies() const {
   std::vector<std::string> out;
   for (const BlockwiseArg& a : args_) {
-    if (!a.is_literal() && std::find(out.begin(), out.end(), a.name) == out.end()) out.push_back(a.name);
+    if (!a.is_literal() && std::find(out.begin(), out.end(), a.name) == out.end())
+      out.push_back(a.name);
   }
   return out;
 }
@@ -299,7 +315,8 @@ bool in_grid(std::span<const int64_t> idx, std::span<const int64_t> counts) {
 std::vector<Key> BlockwiseLayer::keys() const {
   std::vector<Key> out;
   out.reserve(size());
-  for_each_block(out_numblocks_, [&](std::span<const int64_t> idx) { out.emplace_back(name(), idx); });
+  for_each_block(out_numblocks_,
+                 [&](std::span<const int64_t> idx) { out.emplace_back(name(), idx); });
   return out;
 }
 
@@ -307,7 +324,8 @@ bool BlockwiseLayer::has_key(const Key& key) const {
   return key.name() == name() && in_grid(key.index(), out_numblocks_);
 }
 
-Arg BlockwiseLayer::arg_for(const BlockwiseArg& a, std::span<const int64_t> coords, std::vector<Key>& external) const {
+Arg BlockwiseLayer::arg_for(const BlockwiseArg& a, std::span<const int64_t> coords,
+                            std::vector<Key>& external) const {
   if (a.is_literal()) return Arg(a.literal);
   std::vector<int64_t> in(a.index.size(), 0);
   std::vector<size_t> contracted_dims;  // dims of `a` that are contracted, in contracted_ order
@@ -339,10 +357,12 @@ Arg BlockwiseLayer::arg_for(const BlockwiseArg& a, std::span<const int64_t> coor
   return build(build, 0);
 }
 
-void BlockwiseLayer::materialize(std::span<const Key> keys, Graph& out, std::vector<Key>& external) const {
+void BlockwiseLayer::materialize(std::span<const Key> keys, Graph& out,
+                                 std::vector<Key>& external) const {
   std::vector<Arg> args;
   for (const Key& k : keys) {
-    if (!has_key(k)) throw KeyError(fmt::format("key '{}' is not a block of layer '{}'", k.str(), name()));
+    if (!has_key(k))
+      throw KeyError(fmt::format("key '{}' is not a block of layer '{}'", k.str(), name()));
     if (out.contains(k)) continue;
     args.clear();
     for (const BlockwiseArg& a : args_) args.push_back(arg_for(a, k.index(), external));
@@ -352,27 +372,33 @@ void BlockwiseLayer::materialize(std::span<const Key> keys, Graph& out, std::vec
 
 // ---- TreeReductionLayer ----------------------------------------------------------------
 
-TreeReductionLayer::TreeReductionLayer(std::string name, Spec spec) : Layer(std::move(name)), spec_(std::move(spec)) {
+TreeReductionLayer::TreeReductionLayer(std::string name, Spec spec)
+    : Layer(std::move(name)), spec_(std::move(spec)) {
   const std::string where = fmt::format("tree reduction '{}'", this->name());
   const size_t ndim = spec_.numblocks.size();
   if (spec_.input.empty()) throw ValueError(where + ": empty input name");
-  if (!spec_.combine || !spec_.aggregate) throw ValueError(where + ": combine and aggregate ops are required");
+  if (!spec_.combine || !spec_.aggregate)
+    throw ValueError(where + ": combine and aggregate ops are required");
   for (int64_t nb : spec_.numblocks) {
-    if (nb < 1) throw ValueError(fmt::format("{}: every axis needs at least one block, got {}", where, nb));
+    if (nb < 1)
+      throw ValueError(fmt::format("{}: every axis needs at least one block, got {}", where, nb));
   }
   if (spec_.split_every.empty()) spec_.split_every.assign(spec_.axes.size(), 4);
   if (spec_.split_every.size() != spec_.axes.size()) {
-    throw ValueError(fmt::format("{}: {} split_every values for {} axes", where, spec_.split_every.size(),
-                                 spec_.axes.size()));
+    throw ValueError(fmt::format("{}: {} split_every values for {} axes", where,
+                                 spec_.split_every.size(), spec_.axes.size()));
   }
   reduced_.assign(ndim, false);
   for (size_t i = 0; i < spec_.axes.size(); ++i) {
     const int a = spec_.axes[i];
     if (a < 0 || static_cast<size_t>(a) >= ndim) {
-      throw ValueError(fmt::format("{}: axis {} is out of range for {} dimensions", where, a, ndim));
+      throw ValueError(
+          fmt::format("{}: axis {} is out of range for {} dimensions", where, a, ndim));
     }
-    if (reduced_[static_cast<size_t>(a)]) throw ValueError(fmt::format("{}: axis {} is given twice", where, a));
-    if (i > 0 && a < spec_.axes[i - 1]) throw ValueError(fmt::format("{}: axes must be sorted", where));
+    if (reduced_[static_cast<size_t>(a)])
+      throw ValueError(fmt::format("{}: axis {} is given twice", where, a));
+    if (i > 0 && a < spec_.axes[i - 1])
+      throw ValueError(fmt::format("{}: axes must be sorted", where));
     if (spec_.split_every[i] < 2) {
       throw ValueError(fmt::format("{}: split_every must be at least 2, got {} for axis {}", where,
                                    spec_.split_every[i], a));
@@ -405,15 +431,18 @@ Key TreeReductionLayer::level_key(int level, std::span<const int64_t> coords) co
   if (level < depth()) return Key(fmt::format("{}-partial-{}", name(), level), coords);
   std::vector<int64_t> out;
   for (size_t a = 0; a < coords.size(); ++a) {
-    if (!reduced_[a]) out.push_back(coords[a]);
-    else if (spec_.keepdims) out.push_back(0);
+    if (!reduced_[a])
+      out.push_back(coords[a]);
+    else if (spec_.keepdims)
+      out.push_back(0);
   }
   return Key(name(), out);
 }
 
 std::vector<Key> TreeReductionLayer::keys() const {
   std::vector<Key> out;
-  for_each_block(level_counts_.back(), [&](std::span<const int64_t> c) { out.push_back(level_key(depth(), c)); });
+  for_each_block(level_counts_.back(),
+                 [&](std::span<const int64_t> c) { out.push_back(level_key(depth(), c)); });
   return out;
 }
 
@@ -437,7 +466,8 @@ bool TreeReductionLayer::has_key(const Key& key) const {
     return true;
   }
   for (int l = 1; l < depth(); ++l) {
-    if (key.name() == fmt::format("{}-partial-{}", name(), l)) return in_grid(key.index(), level_counts_[l]);
+    if (key.name() == fmt::format("{}-partial-{}", name(), l))
+      return in_grid(key.index(), level_counts_[l]);
   }
   return false;
 }
@@ -477,10 +507,12 @@ void TreeReductionLayer::build(int level, std::span<const int64_t> coords, Graph
   out.add(std::move(key), Task::call(op, std::move(args)));
 }
 
-void TreeReductionLayer::materialize(std::span<const Key> keys, Graph& out, std::vector<Key>& external) const {
+void TreeReductionLayer::materialize(std::span<const Key> keys, Graph& out,
+                                     std::vector<Key>& external) const {
   const size_t ndim = reduced_.size();
   for (const Key& k : keys) {
-    if (!has_key(k)) throw KeyError(fmt::format("key '{}' is not produced by layer '{}'", k.str(), name()));
+    if (!has_key(k))
+      throw KeyError(fmt::format("key '{}' is not produced by layer '{}'", k.str(), name()));
     int level = depth();
     std::vector<int64_t> coords(ndim, 0);
     if (k.name() == name()) {

@@ -35,7 +35,8 @@ const Op& register_op(Op op) {
   std::unique_lock lock(r.mutex);
   if (auto it = r.by_name.find(op.name); it != r.by_name.end()) {
     Op* existing = it->second;
-    if (existing->fn == op.fn && existing->invoke == op.invoke && existing->closure == op.closure) return *existing;
+    if (existing->fn == op.fn && existing->invoke == op.invoke && existing->closure == op.closure)
+      return *existing;
     r.conflicts[op.name] = fmt::format(
         "op '{}' is registered twice, by two different functions ({}({}) and {}({})); "
         "register one of them under another name with TESSERA_REGISTER_AS",
@@ -69,10 +70,12 @@ const Op& get_op(std::string_view name) {
   if (auto c = r.conflicts.find(name); c != r.conflicts.end()) throw OpError(c->second);
   auto it = r.by_name.find(name);
   if (it == r.by_name.end()) {
-    throw OpError(fmt::format(
-        "unknown op '{}': no function is registered under that name in this process; register it with "
-        "TESSERA_REGISTER({}) in code linked into this program (or a plugin preloaded by the worker)",
-        name, name));
+    throw OpError(
+        fmt::format("unknown op '{}': no function is registered under that name in this process; "
+                    "register it with "
+                    "TESSERA_REGISTER({}) in code linked into this program (or a plugin preloaded "
+                    "by the worker)",
+                    name, name));
   }
   return *it->second;
 }
@@ -96,14 +99,16 @@ std::vector<std::string> registered_op_names() {
 namespace detail {
 
 void throw_arity(const Op& op, size_t got) {
-  throw TypeError(fmt::format("op '{}' takes {} argument{} ({}), but {} were given", op.name, op.arity,
-                              op.arity == 1 ? "" : "s", fmt::join(op.param_types, ", "), got));
+  throw TypeError(fmt::format("op '{}' takes {} argument{} ({}), but {} were given", op.name,
+                              op.arity, op.arity == 1 ? "" : "s", fmt::join(op.param_types, ", "),
+                              got));
 }
 
 void throw_arg_type(const Op& op, size_t position, const TypeInfo& held, std::string_view wanted,
                     const char* detail) {
-  throw TypeError(fmt::format("op '{}' argument {} expects '{}', but the value given has type '{}' ({})", op.name,
-                              position + 1, wanted, held.name, detail));
+  throw TypeError(
+      fmt::format("op '{}' argument {} expects '{}', but the value given has type '{}' ({})",
+                  op.name, position + 1, wanted, held.name, detail));
 }
 
 std::string key_prefix_of(std::string_view name) {

@@ -14,7 +14,8 @@ std::vector<uint32_t> positions_of(const Graph& graph, std::span<const Key> keys
   out.reserve(keys.size());
   for (const Key& k : keys) {
     const int64_t i = graph.index_of(k);
-    if (i < 0) throw KeyError(fmt::format("key '{}' is not in the graph ({} tasks)", k.str(), graph.size()));
+    if (i < 0)
+      throw KeyError(fmt::format("key '{}' is not in the graph ({} tasks)", k.str(), graph.size()));
     out.push_back(static_cast<uint32_t>(i));
   }
   return out;
@@ -39,22 +40,28 @@ std::vector<char> reachable(const GraphStructure& s, std::span<const uint32_t> r
 
 namespace {
 
-std::vector<Arg> substitute_args(std::span<const Arg> args, std::span<const uint32_t> positions, size_t& cursor,
+std::vector<Arg> substitute_args(std::span<const Arg> args, std::span<const uint32_t> positions,
+                                 size_t& cursor,
                                  const std::function<const Arg*(uint32_t)>& replace) {
   std::vector<Arg> out;
   out.reserve(args.size());
   for (const Arg& a : args) {
     switch (a.kind()) {
-      case Arg::Kind::kValue: out.push_back(a); break;
+      case Arg::Kind::kValue:
+        out.push_back(a);
+        break;
       case Arg::Kind::kRef: {
         const Arg* r = replace(positions[cursor++]);
         out.push_back(r ? *r : a);
         break;
       }
-      case Arg::Kind::kList: out.push_back(Arg::list(substitute_args(a.list(), positions, cursor, replace))); break;
+      case Arg::Kind::kList:
+        out.push_back(Arg::list(substitute_args(a.list(), positions, cursor, replace)));
+        break;
       case Arg::Kind::kTask: {
         const Task& t = a.task();
-        out.push_back(Arg::task(t.with_args(substitute_args(t.args(), positions, cursor, replace))));
+        out.push_back(
+            Arg::task(t.with_args(substitute_args(t.args(), positions, cursor, replace))));
         break;
       }
     }
@@ -102,8 +109,8 @@ Graph cull(const Graph& graph, std::span<const Key> keys) {
     for (const Key& k : refs) {
       const int64_t d = graph.index_of(k);
       if (d < 0) {
-        throw GraphError(
-            fmt::format("task '{}' depends on '{}', which is not in the graph", graph[v].key.str(), k.str()));
+        throw GraphError(fmt::format("task '{}' depends on '{}', which is not in the graph",
+                                     graph[v].key.str(), k.str()));
       }
       if (!seen[static_cast<size_t>(d)]) {
         seen[static_cast<size_t>(d)] = 1;
@@ -152,8 +159,9 @@ Graph fuse_linear(const Graph& graph, std::span<const Key> keep, FuseOptions opt
     }
     const Arg nested = Arg::task(tasks[absorbed[v]]);
     const uint32_t u = absorbed[v];
-    tasks[v] = std::make_shared<const Task>(detail::substitute(
-        *graph[v].task, s.refs_of(v), [&](uint32_t p) -> const Arg* { return p == u ? &nested : nullptr; }));
+    tasks[v] = std::make_shared<const Task>(
+        detail::substitute(*graph[v].task, s.refs_of(v),
+                           [&](uint32_t p) -> const Arg* { return p == u ? &nested : nullptr; }));
   }
   Graph out;
   out.reserve(n);
@@ -186,14 +194,16 @@ Graph inline_cheap(const Graph& graph, std::span<const Key> keep) {
     tasks[v] = touches ? std::make_shared<const Task>(detail::substitute(
                              *graph[v].task, s.refs_of(v),
                              [&](uint32_t p) -> const Arg* {
-                               return replacement_of[p] < 0 ? nullptr
-                                                            : &replacement[static_cast<size_t>(replacement_of[p])];
+                               return replacement_of[p] < 0
+                                          ? nullptr
+                                          : &replacement[static_cast<size_t>(replacement_of[p])];
                              }))
                        : graph[v].task;
     if (inlined[v]) {
       const Task& t = *tasks[v];
       // A literal becomes the value itself; anything else a nested task.
-      const bool literal = !t.is_call() && t.args().size() == 1 && t.args()[0].kind() == Arg::Kind::kValue;
+      const bool literal =
+          !t.is_call() && t.args().size() == 1 && t.args()[0].kind() == Arg::Kind::kValue;
       replacement_of[v] = static_cast<int64_t>(replacement.size());
       replacement.push_back(literal ? t.args()[0] : Arg::task(tasks[v]));
     }

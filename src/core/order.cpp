@@ -51,7 +51,8 @@ void throw_cycle(const Graph& graph, const GraphStructure& s, const std::vector<
     }
   }
   std::vector<std::string> names;
-  for (size_t i = static_cast<size_t>(seen_at[v]); i < path.size(); ++i) names.push_back(graph[path[i]].key.str());
+  for (size_t i = static_cast<size_t>(seen_at[v]); i < path.size(); ++i)
+    names.push_back(graph[path[i]].key.str());
   std::reverse(names.begin(), names.end());
   names.push_back(names.front());
   if (names.size() > 12) {
@@ -68,7 +69,8 @@ std::vector<uint32_t> order(const Graph& graph, std::span<const Key> outputs) {
   return order(graph, s, detail::positions_of(graph, outputs));
 }
 
-std::vector<uint32_t> order(const Graph& graph, const GraphStructure& s, std::span<const uint32_t> outputs) {
+std::vector<uint32_t> order(const Graph& graph, const GraphStructure& s,
+                            std::span<const uint32_t> outputs) {
   const size_t n = s.size();
   constexpr uint32_t kUnset = UINT32_MAX;
   const std::vector<uint32_t> topo = detail::topological_order(graph, s);
@@ -82,7 +84,7 @@ std::vector<uint32_t> order(const Graph& graph, const GraphStructure& s, std::sp
   }
 
   std::vector<uint32_t> prio(n, kUnset);
-  std::vector<uint32_t> deps_left(n);      // dependencies not yet ordered
+  std::vector<uint32_t> deps_left(n);        // dependencies not yet ordered
   std::vector<uint32_t> dependents_left(n);  // dependents not yet ordered
   for (size_t i = 0; i < n; ++i) {
     deps_left[i] = static_cast<uint32_t>(s.deps_of(i).size());

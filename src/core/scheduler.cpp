@@ -29,7 +29,8 @@ struct SchedulerRegistry {
       char* end = nullptr;
       const long n = std::strtol(w, &end, 10);
       if (*end != '\0' || n < 1 || n > 4096) {
-        throw ValueError(fmt::format("TESSERA_NUM_WORKERS must be a positive integer, got '{}'", w));
+        throw ValueError(
+            fmt::format("TESSERA_NUM_WORKERS must be a positive integer, got '{}'", w));
       }
       default_workers = static_cast<int>(n);
     }
@@ -60,8 +61,8 @@ std::shared_ptr<Scheduler> get_scheduler(std::string_view name) {
     if (name == "processes" || name == "distributed") {
       hint = "; the process-based schedulers come with tessera's distributed runtime";
     }
-    throw SchedulerError(
-        fmt::format("unknown scheduler '{}' (available: {}){}", name, fmt::join(names, ", "), hint));
+    throw SchedulerError(fmt::format("unknown scheduler '{}' (available: {}){}", name,
+                                     fmt::join(names, ", "), hint));
   }
   return it->second;
 }
@@ -106,9 +107,11 @@ void set_default_num_workers(int n) {
 }
 }  // namespace detail
 
-std::vector<Value> get(const Graph& graph, std::span<const Key> outputs, const ComputeOptions& options) {
+std::vector<Value> get(const Graph& graph, std::span<const Key> outputs,
+                       const ComputeOptions& options) {
   if (options.num_workers < 0) {
-    throw ValueError(fmt::format("num_workers must be 0 (default) or positive, got {}", options.num_workers));
+    throw ValueError(
+        fmt::format("num_workers must be 0 (default) or positive, got {}", options.num_workers));
   }
   const std::string name = options.scheduler.empty() ? default_scheduler() : options.scheduler;
   return get_scheduler(name)->get(graph, outputs, options);
@@ -117,7 +120,8 @@ std::vector<Value> get(const Graph& graph, std::span<const Key> outputs, const C
 namespace detail {
 
 std::vector<Value> compute_keys(const HighLevelGraph& hlg, std::span<const Key> keys,
-                                std::span<const OptimizeFn> optimizers, const ComputeOptions& options) {
+                                std::span<const OptimizeFn> optimizers,
+                                const ComputeOptions& options) {
   Graph graph = hlg.materialize(keys);
   if (options.optimize_graph) {
     for (OptimizeFn f : optimizers) f(graph, keys, options);

@@ -60,10 +60,11 @@ void encode_task(const Key& owner, const Task& t, Encoder& e) {
   e.begin_array(2);
   if (const Op* op = t.op()) {
     if (!op->registered) {
-      throw SerializationError(fmt::format(
-          "task '{}' calls '{}', a closure that cannot be sent to another process: register the function with "
-          "TESSERA_REGISTER and call it by name",
-          owner.str(), op->name));
+      throw SerializationError(
+          fmt::format("task '{}' calls '{}', a closure that cannot be sent to another process: "
+                      "register the function with "
+                      "TESSERA_REGISTER and call it by name",
+                      owner.str(), op->name));
     }
     e.write_string(op->name);
   } else {
@@ -87,17 +88,28 @@ struct GraphDecoder {
   }
 
   std::vector<Arg> args(const Key& owner) {
-    if (++depth > limits.max_depth) throw SerializationError(fmt::format("task '{}' is nested too deeply", owner.str()));
+    if (++depth > limits.max_depth)
+      throw SerializationError(fmt::format("task '{}' is nested too deeply", owner.str()));
     const size_t n = d.read_array();
     std::vector<Arg> out;
     for (size_t i = 0; i < n; ++i) {
-      if (d.read_array() != 2) throw SerializationError(fmt::format("task '{}': malformed argument", owner.str()));
+      if (d.read_array() != 2)
+        throw SerializationError(fmt::format("task '{}': malformed argument", owner.str()));
       switch (d.read_uint()) {
-        case kArgValue: out.emplace_back(d.read_value()); break;
-        case kArgRef: out.push_back(Arg::ref(key())); break;
-        case kArgList: out.push_back(Arg::list(args(owner))); break;
-        case kArgTask: out.push_back(Arg::task(task(owner))); break;
-        default: throw SerializationError(fmt::format("task '{}': unknown argument kind", owner.str()));
+        case kArgValue:
+          out.emplace_back(d.read_value());
+          break;
+        case kArgRef:
+          out.push_back(Arg::ref(key()));
+          break;
+        case kArgList:
+          out.push_back(Arg::list(args(owner)));
+          break;
+        case kArgTask:
+          out.push_back(Arg::task(task(owner)));
+          break;
+        default:
+          throw SerializationError(fmt::format("task '{}': unknown argument kind", owner.str()));
       }
     }
     --depth;
@@ -105,7 +117,8 @@ struct GraphDecoder {
   }
 
   Task task(const Key& owner) {
-    if (d.read_array() != 2) throw SerializationError(fmt::format("task '{}' must be [op, args]", owner.str()));
+    if (d.read_array() != 2)
+      throw SerializationError(fmt::format("task '{}' must be [op, args]", owner.str()));
     const Op* op = nullptr;
     if (d.next_is_nil()) {
       d.read_nil();
@@ -122,7 +135,9 @@ struct GraphDecoder {
     }
     std::vector<Arg> a = args(owner);
     if (op) return Task::call(*op, std::move(a));
-    if (a.size() != 1) throw SerializationError(fmt::format("task '{}' without op must have one argument", owner.str()));
+    if (a.size() != 1)
+      throw SerializationError(
+          fmt::format("task '{}' without op must have one argument", owner.str()));
     return Task::of_arg(std::move(a[0]));
   }
 };
@@ -145,7 +160,8 @@ Message encode_value(const Value& v) {
 }
 
 Value decode_value(const Message& m, const DecodeLimits& limits) {
-  if (m.header.size() > limits.max_header_bytes) throw SerializationError("message header exceeds the size limit");
+  if (m.header.size() > limits.max_header_bytes)
+    throw SerializationError("message header exceeds the size limit");
   Decoder d(m.header, m.frames);
   Value v = d.read_value();
   if (!d.at_end()) throw SerializationError("trailing items after the value");
@@ -168,14 +184,15 @@ Message encode_graph(const Graph& graph) {
 }
 
 Graph decode_graph(const Message& m, const DecodeLimits& limits) {
-  if (m.header.size() > limits.max_header_bytes) throw SerializationError("message header exceeds the size limit");
+  if (m.header.size() > limits.max_header_bytes)
+    throw SerializationError("message header exceeds the size limit");
   if (m.frames.size() > limits.max_frames) throw SerializationError("message has too many frames");
   Decoder d(m.header, m.frames);
   if (d.read_string() != kGraphTag) throw SerializationError("not a tessera graph message");
   const uint64_t version = d.read_uint();
   if (version != kGraphVersion) {
-    throw SerializationError(fmt::format("graph message version {} is not supported (this build reads {})", version,
-                                         kGraphVersion));
+    throw SerializationError(fmt::format(
+        "graph message version {} is not supported (this build reads {})", version, kGraphVersion));
   }
   const uint64_t n = d.read_uint();
   Graph g;
@@ -184,7 +201,8 @@ Graph decode_graph(const Message& m, const DecodeLimits& limits) {
   for (uint64_t i = 0; i < n; ++i) {
     Key k = gd.key();
     Task t = gd.task(k);
-    if (!g.add(k, std::move(t))) throw SerializationError(fmt::format("key '{}' appears twice", k.str()));
+    if (!g.add(k, std::move(t)))
+      throw SerializationError(fmt::format("key '{}' appears twice", k.str()));
   }
   if (!d.at_end()) throw SerializationError("trailing items after the graph");
   return g;
@@ -192,7 +210,9 @@ Graph decode_graph(const Message& m, const DecodeLimits& limits) {
 
 namespace {
 
-size_t padded(size_t n) { return (n + 7) & ~size_t{7}; }
+size_t padded(size_t n) {
+  return (n + 7) & ~size_t{7};
+}
 
 template <class T>
 void put(std::vector<std::byte>& out, T v) {
@@ -224,7 +244,8 @@ std::vector<std::byte> to_bytes(const Message& m) {
   return out;
 }
 
-Message from_bytes(std::shared_ptr<const std::vector<std::byte>> bytes, const DecodeLimits& limits) {
+Message from_bytes(std::shared_ptr<const std::vector<std::byte>> bytes,
+                   const DecodeLimits& limits) {
   if (!bytes) throw SerializationError("from_bytes: null buffer");
   const std::vector<std::byte>& b = *bytes;
   auto fail = [&](const char* what) -> SerializationError {
@@ -251,7 +272,8 @@ Message from_bytes(std::shared_ptr<const std::vector<std::byte>> bytes, const De
   }
   Message m;
   if (header_len > b.size() - at) throw fail("truncated header");
-  m.header.assign(b.begin() + static_cast<ptrdiff_t>(at), b.begin() + static_cast<ptrdiff_t>(at + header_len));
+  m.header.assign(b.begin() + static_cast<ptrdiff_t>(at),
+                  b.begin() + static_cast<ptrdiff_t>(at + header_len));
   at = padded(at + header_len);
   for (uint64_t len : lengths) {
     if (at > b.size() || len > b.size() - at) throw fail("truncated frame");
@@ -263,7 +285,8 @@ Message from_bytes(std::shared_ptr<const std::vector<std::byte>> bytes, const De
 }
 
 Message from_bytes(std::span<const std::byte> bytes, const DecodeLimits& limits) {
-  return from_bytes(std::make_shared<const std::vector<std::byte>>(bytes.begin(), bytes.end()), limits);
+  return from_bytes(std::make_shared<const std::vector<std::byte>>(bytes.begin(), bytes.end()),
+                    limits);
 }
 
 }  // namespace tessera

@@ -15,7 +15,9 @@ Arg Arg::list(std::vector<Arg> items) {
   return a;
 }
 
-Arg Arg::task(Task t) { return task(std::make_shared<const Task>(std::move(t))); }
+Arg Arg::task(Task t) {
+  return task(std::make_shared<const Task>(std::move(t)));
+}
 
 Arg Arg::task(std::shared_ptr<const Task> t) {
   Arg a;
@@ -40,7 +42,8 @@ ArgStorage::ArgStorage(std::span<Arg> args) : size_(static_cast<uint32_t>(args.s
   for (uint32_t i = 0; i < size_; ++i) new (out + i) Arg(std::move(args[i]));
 }
 
-ArgStorage::ArgStorage(std::initializer_list<Arg> args) : size_(static_cast<uint32_t>(args.size())) {
+ArgStorage::ArgStorage(std::initializer_list<Arg> args)
+    : size_(static_cast<uint32_t>(args.size())) {
   Arg* out;
   if (size_ > kInline) {
     heap_ = static_cast<Arg*>(::operator new(size_ * sizeof(Arg)));
@@ -123,11 +126,17 @@ Task Task::call(std::shared_ptr<const Op> op, std::vector<Arg> args) {
   return t;
 }
 
-Task Task::call(std::string_view op_name, std::vector<Arg> args) { return call(get_op(op_name), std::move(args)); }
+Task Task::call(std::string_view op_name, std::vector<Arg> args) {
+  return call(get_op(op_name), std::move(args));
+}
 
-Task Task::literal(Value v) { return of_arg(Arg(std::move(v))); }
+Task Task::literal(Value v) {
+  return of_arg(Arg(std::move(v)));
+}
 
-Task Task::alias(Key key) { return of_arg(Arg::ref(std::move(key))); }
+Task Task::alias(Key key) {
+  return of_arg(Arg::ref(std::move(key)));
+}
 
 Task Task::of_arg(Arg arg) {
   Task t;
@@ -149,10 +158,14 @@ std::string_view Task::label() const noexcept {
   const auto args = args_.span();
   if (args.empty()) return "none";
   switch (args[0].kind()) {
-    case Arg::Kind::kValue: return "literal";
-    case Arg::Kind::kRef: return "alias";
-    case Arg::Kind::kList: return "list";
-    case Arg::Kind::kTask: return args[0].task().label();
+    case Arg::Kind::kValue:
+      return "literal";
+    case Arg::Kind::kRef:
+      return "alias";
+    case Arg::Kind::kList:
+      return "list";
+    case Arg::Kind::kTask:
+      return args[0].task().label();
   }
   return "task";
 }
@@ -162,17 +175,26 @@ namespace {
 void collect(std::span<const Arg> args, std::vector<Key>& out) {
   for (const Arg& a : args) {
     switch (a.kind()) {
-      case Arg::Kind::kValue: break;
-      case Arg::Kind::kRef: out.push_back(a.ref()); break;
-      case Arg::Kind::kList: collect(a.list(), out); break;
-      case Arg::Kind::kTask: collect(a.task().args(), out); break;
+      case Arg::Kind::kValue:
+        break;
+      case Arg::Kind::kRef:
+        out.push_back(a.ref());
+        break;
+      case Arg::Kind::kList:
+        collect(a.list(), out);
+        break;
+      case Arg::Kind::kTask:
+        collect(a.task().args(), out);
+        break;
     }
   }
 }
 
 }  // namespace
 
-void Task::collect_refs(std::vector<Key>& out) const { collect(args_.span(), out); }
+void Task::collect_refs(std::vector<Key>& out) const {
+  collect(args_.span(), out);
+}
 
 std::vector<Key> Task::dependencies() const {
   std::vector<Key> refs;

@@ -7,8 +7,8 @@
 #include <xxhash.h>
 
 #include <atomic>
-#include <cstring>
 #include <chrono>
+#include <cstring>
 #include <random>
 
 #include "tessera/core/error.hpp"
@@ -63,8 +63,9 @@ class XxHasher final : public Hasher {
 
 uint64_t random_u64() {
   static std::atomic<uint64_t> counter{0};
-  thread_local std::mt19937_64 rng(std::random_device{}() ^
-                                   static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()));
+  thread_local std::mt19937_64 rng(
+      std::random_device{}() ^
+      static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()));
   return rng() ^ counter.fetch_add(0x9e3779b97f4a7c15ull, std::memory_order_relaxed);
 }
 

@@ -76,24 +76,32 @@ void throw_type_error(const TypeInfo& held, std::string_view wanted) {
 }
 
 void throw_frame_size(uint64_t count, size_t elem, size_t got) {
-  throw SerializationError(
-      fmt::format("frame holds {} bytes, but {} elements of {} bytes were announced", got, count, elem));
+  throw SerializationError(fmt::format(
+      "frame holds {} bytes, but {} elements of {} bytes were announced", got, count, elem));
 }
 
 int64_t arith_as_int64(const Value& v) {
   const TypeInfo& t = v.type();
   switch (t.kind) {
-    case TypeKind::Bool: return read_inline<bool>(v) ? 1 : 0;
+    case TypeKind::Bool:
+      return read_inline<bool>(v) ? 1 : 0;
     case TypeKind::Int:
       switch (t.width) {
-        case 1: return read_inline<int8_t>(v);
-        case 2: return read_inline<int16_t>(v);
-        case 4: return read_inline<int32_t>(v);
-        default: return read_inline<int64_t>(v);
+        case 1:
+          return read_inline<int8_t>(v);
+        case 2:
+          return read_inline<int16_t>(v);
+        case 4:
+          return read_inline<int32_t>(v);
+        default:
+          return read_inline<int64_t>(v);
       }
-    case TypeKind::UInt: return static_cast<int64_t>(arith_as_uint64(v));
-    case TypeKind::Float: return static_cast<int64_t>(arith_as_double(v));
-    default: throw_type_error(t, "int64");
+    case TypeKind::UInt:
+      return static_cast<int64_t>(arith_as_uint64(v));
+    case TypeKind::Float:
+      return static_cast<int64_t>(arith_as_double(v));
+    default:
+      throw_type_error(t, "int64");
   }
 }
 
@@ -102,26 +110,37 @@ uint64_t arith_as_uint64(const Value& v) {
   switch (t.kind) {
     case TypeKind::UInt:
       switch (t.width) {
-        case 1: return read_inline<uint8_t>(v);
-        case 2: return read_inline<uint16_t>(v);
-        case 4: return read_inline<uint32_t>(v);
-        default: return read_inline<uint64_t>(v);
+        case 1:
+          return read_inline<uint8_t>(v);
+        case 2:
+          return read_inline<uint16_t>(v);
+        case 4:
+          return read_inline<uint32_t>(v);
+        default:
+          return read_inline<uint64_t>(v);
       }
     case TypeKind::Bool:
-    case TypeKind::Int: return static_cast<uint64_t>(arith_as_int64(v));
-    case TypeKind::Float: return static_cast<uint64_t>(arith_as_double(v));
-    default: throw_type_error(t, "uint64");
+    case TypeKind::Int:
+      return static_cast<uint64_t>(arith_as_int64(v));
+    case TypeKind::Float:
+      return static_cast<uint64_t>(arith_as_double(v));
+    default:
+      throw_type_error(t, "uint64");
   }
 }
 
 double arith_as_double(const Value& v) {
   const TypeInfo& t = v.type();
   switch (t.kind) {
-    case TypeKind::Float: return t.width == 4 ? read_inline<float>(v) : read_inline<double>(v);
+    case TypeKind::Float:
+      return t.width == 4 ? read_inline<float>(v) : read_inline<double>(v);
     case TypeKind::Bool:
-    case TypeKind::Int: return static_cast<double>(arith_as_int64(v));
-    case TypeKind::UInt: return static_cast<double>(arith_as_uint64(v));
-    default: throw_type_error(t, "float64");
+    case TypeKind::Int:
+      return static_cast<double>(arith_as_int64(v));
+    case TypeKind::UInt:
+      return static_cast<double>(arith_as_uint64(v));
+    default:
+      throw_type_error(t, "float64");
   }
 }
 
@@ -136,7 +155,8 @@ size_t nbytes_via_codec(const Value& v) {
 void hash_via_codec(const Value& v, Hasher& h) {
   const TypeInfo& t = v.type();
   if (!t.encode) {
-    throw SerializationError(fmt::format("values of type '{}' cannot be hashed: give it a tessera::Codec", t.name));
+    throw SerializationError(
+        fmt::format("values of type '{}' cannot be hashed: give it a tessera::Codec", t.name));
   }
   Encoder e;
   t.encode(v, e);
@@ -170,12 +190,24 @@ std::string Value::repr(size_t max_chars) const {
   const TypeInfo& t = type();
   std::string out;
   switch (t.kind) {
-    case TypeKind::None: out = "none"; break;
-    case TypeKind::Bool: out = detail::arith_as_int64(*this) ? "true" : "false"; break;
-    case TypeKind::Int: out = std::to_string(detail::arith_as_int64(*this)); break;
-    case TypeKind::UInt: out = std::to_string(detail::arith_as_uint64(*this)); break;
-    case TypeKind::Float: out = format_double(detail::arith_as_double(*this)); break;
-    case TypeKind::String: out = "\"" + get<std::string>() + "\""; break;
+    case TypeKind::None:
+      out = "none";
+      break;
+    case TypeKind::Bool:
+      out = detail::arith_as_int64(*this) ? "true" : "false";
+      break;
+    case TypeKind::Int:
+      out = std::to_string(detail::arith_as_int64(*this));
+      break;
+    case TypeKind::UInt:
+      out = std::to_string(detail::arith_as_uint64(*this));
+      break;
+    case TypeKind::Float:
+      out = format_double(detail::arith_as_double(*this));
+      break;
+    case TypeKind::String:
+      out = "\"" + get<std::string>() + "\"";
+      break;
     case TypeKind::List:
     case TypeKind::Sequence: {
       const size_t n = t.length(*this);
@@ -187,7 +219,9 @@ std::string Value::repr(size_t max_chars) const {
       out += "]";
       break;
     }
-    case TypeKind::Other: out = "<" + t.name + ">"; break;
+    case TypeKind::Other:
+      out = "<" + t.name + ">";
+      break;
   }
   if (out.size() > max_chars) out = out.substr(0, max_chars > 3 ? max_chars - 3 : 0) + "...";
   return out;

@@ -35,7 +35,8 @@ class DelayedLayer final : public Layer {
   bool has_key(const Key& key) const override { return key == root_->key; }
   std::vector<std::string> key_names() const override { return {std::string(root_->key.name())}; }
 
-  void materialize(std::span<const Key> keys, Graph& out, std::vector<Key>& external) const override {
+  void materialize(std::span<const Key> keys, Graph& out,
+                   std::vector<Key>& external) const override {
     if (keys.empty()) return;
     // Depth-first without recursion (chains can be millions long). A key already present
     // means the same work, and everything below it, is already there.
@@ -61,15 +62,20 @@ class DelayedLayer final : public Layer {
 std::string literal_prefix(const TypeInfo& t) {
   switch (t.kind) {
     case TypeKind::List:
-    case TypeKind::Sequence: return "list";
-    case TypeKind::Other: return key_prefix_of(t.name);
-    default: return t.name;
+    case TypeKind::Sequence:
+      return "list";
+    case TypeKind::Other:
+      return key_prefix_of(t.name);
+    default:
+      return t.name;
   }
 }
 
 }  // namespace
 
-LayerPtr delayed_layer(DelayedNodePtr root) { return std::make_shared<DelayedLayer>(std::move(root)); }
+LayerPtr delayed_layer(DelayedNodePtr root) {
+  return std::make_shared<DelayedLayer>(std::move(root));
+}
 
 Graph delayed_graph(const DelayedNodePtr& root) {
   HighLevelGraph hlg(delayed_layer(root));
@@ -79,7 +85,8 @@ Graph delayed_graph(const DelayedNodePtr& root) {
 
 DelayedNodePtr delayed_value(Value v, const std::string& name) {
   Key key(name.empty() ? fmt::format("{}-{}", literal_prefix(v.type()), tokenize(v)) : name);
-  return std::make_shared<const DelayedNode>(DelayedNode{std::move(key), Task::literal(std::move(v)), {}});
+  return std::make_shared<const DelayedNode>(
+      DelayedNode{std::move(key), Task::literal(std::move(v)), {}});
 }
 
 DelayedNodePtr delayed_result(const Key& key, Value v) {

@@ -15,7 +15,9 @@ namespace {
 thread_local int64_t tl_task_start = 0;
 
 int64_t since(std::chrono::steady_clock::time_point origin) {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - origin).count();
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() -
+                                                              origin)
+      .count();
 }
 
 std::string json_escape(std::string_view s) {
@@ -23,14 +25,26 @@ std::string json_escape(std::string_view s) {
   out.reserve(s.size() + 2);
   for (char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      case '<': out += "\\u003c"; break;  // safe inside an HTML <script>
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '<':
+        out += "\\u003c";
+        break;  // safe inside an HTML <script>
       default:
-        if (static_cast<unsigned char>(c) < 0x20) out += fmt::format("\\u{:04x}", c);
-        else out += c;
+        if (static_cast<unsigned char>(c) < 0x20)
+          out += fmt::format("\\u{:04x}", c);
+        else
+          out += c;
     }
   }
   return out;
@@ -40,11 +54,20 @@ std::string html_escape(std::string_view s) {
   std::string out;
   for (char c : s) {
     switch (c) {
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '&': out += "&amp;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '&':
+        out += "&amp;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -58,11 +81,17 @@ std::ofstream open_for_writing(const std::string& path) {
 
 }  // namespace
 
-Profiler::Profiler() : origin_(std::chrono::steady_clock::now()) { activate(); }
+Profiler::Profiler() : origin_(std::chrono::steady_clock::now()) {
+  activate();
+}
 
-Profiler::~Profiler() { deactivate(); }
+Profiler::~Profiler() {
+  deactivate();
+}
 
-void Profiler::on_pretask(const TaskEvent&) { tl_task_start = since(origin_); }
+void Profiler::on_pretask(const TaskEvent&) {
+  tl_task_start = since(origin_);
+}
 
 void Profiler::on_posttask(const TaskEvent& t, const Value&) {
   const int64_t end = since(origin_);
@@ -79,7 +108,8 @@ std::vector<TaskRecord> Profiler::results() const {
       out.push_back(TaskRecord{r.key.str(), r.op, r.start_ns * 1e-9, r.end_ns * 1e-9, r.worker});
     }
   }
-  std::sort(out.begin(), out.end(), [](const TaskRecord& a, const TaskRecord& b) { return a.start < b.start; });
+  std::sort(out.begin(), out.end(),
+            [](const TaskRecord& a, const TaskRecord& b) { return a.start < b.start; });
   return out;
 }
 
@@ -98,13 +128,17 @@ void Profiler::write_chrome_trace(const std::string& path) const {
   for (const TaskRecord& r : results()) {
     workers[r.worker] = true;
     f << (first ? "" : ",\n")
-      << fmt::format(R"({{"name":"{}","cat":"task","ph":"X","ts":{:.3f},"dur":{:.3f},"pid":1,"tid":{},"args":{{"key":"{}"}}}})",
-                     json_escape(r.op), r.start * 1e6, (r.end - r.start) * 1e6, r.worker, json_escape(r.key));
+      << fmt::format(
+             R"({{"name":"{}","cat":"task","ph":"X","ts":{:.3f},"dur":{:.3f},"pid":1,"tid":{},"args":{{"key":"{}"}}}})",
+             json_escape(r.op), r.start * 1e6, (r.end - r.start) * 1e6, r.worker,
+             json_escape(r.key));
     first = false;
   }
   for (const auto& [w, _] : workers) {
     f << (first ? "" : ",\n")
-      << fmt::format(R"({{"name":"thread_name","ph":"M","pid":1,"tid":{},"args":{{"name":"worker {}"}}}})", w, w);
+      << fmt::format(
+             R"({{"name":"thread_name","ph":"M","pid":1,"tid":{},"args":{{"name":"worker {}"}}}})",
+             w, w);
     first = false;
   }
   f << "\n]}\n";
@@ -120,24 +154,27 @@ void Profiler::write_html(const std::string& path, const std::string& title) con
     if (shown == kMaxRecords) break;
     auto [it, added] = op_ids.emplace(r.op, op_ids.size());
     if (added) ops += fmt::format("{}\"{}\"", it->second ? "," : "", json_escape(r.op));
-    data += fmt::format("{}[{},{},{},{},\"{}\"]", shown ? "," : "", r.worker, it->second, r.start, r.end - r.start,
-                        json_escape(r.key));
+    data += fmt::format("{}[{},{},{},{},\"{}\"]", shown ? "," : "", r.worker, it->second, r.start,
+                        r.end - r.start, json_escape(r.key));
     ++shown;
   }
   ops += "]";
   data += "]";
-  const std::string note =
-      records.size() > shown ? fmt::format(" (first {} of {} tasks shown)", shown, records.size()) : "";
+  const std::string note = records.size() > shown
+                               ? fmt::format(" (first {} of {} tasks shown)", shown, records.size())
+                               : "";
 
   std::ofstream f = open_for_writing(path);
-  f << "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>" << html_escape(title) << "</title>\n"
+  f << "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>" << html_escape(title)
+    << "</title>\n"
     << R"(<style>
 body{font:13px system-ui,sans-serif;margin:16px;color:#222}
 #wrap{position:relative}canvas{border:1px solid #ccc;width:100%}
 #tip{position:absolute;pointer-events:none;background:#fff;border:1px solid #999;padding:4px 6px;display:none;white-space:nowrap}
 #legend span{display:inline-block;margin:2px 10px 2px 0}#legend i{display:inline-block;width:12px;height:12px;margin-right:4px;vertical-align:-2px}
 </style></head><body>
-)" << "<h2>" << html_escape(title) << "</h2>\n<p id=\"summary\"></p><div id=\"legend\"></div>\n"
+)"
+    << "<h2>" << html_escape(title) << "</h2>\n<p id=\"summary\"></p><div id=\"legend\"></div>\n"
     << "<div id=\"wrap\"><canvas id=\"c\" height=\"300\"></canvas><div id=\"tip\"></div></div>\n"
     << "<p>Drag to pan, wheel to zoom, hover for a task." << html_escape(note) << "</p>\n<script>\n"
     << "const OPS=" << ops << ";\nconst T=" << data << ";\n"

@@ -11,7 +11,8 @@ namespace tessera {
 
 ProgressBar::ProgressBar(ProgressBarOptions options) : options_(options) {
   if (!options_.out) options_.out = stderr;
-  if (options_.width < 1) throw ValueError(fmt::format("ProgressBar width must be positive, got {}", options_.width));
+  if (options_.width < 1)
+    throw ValueError(fmt::format("ProgressBar width must be positive, got {}", options_.width));
   options_.dt = std::max(options_.dt, 0.1);
   enabled_ = options_.force || isatty(fileno(options_.out));
   activate();
@@ -44,7 +45,9 @@ void ProgressBar::on_start(const RunInfo& run) {
   if (enabled_) thread_ = std::thread([this] { redraw_loop(); });
 }
 
-void ProgressBar::on_posttask(const TaskEvent&, const Value&) { done_.fetch_add(1, std::memory_order_relaxed); }
+void ProgressBar::on_posttask(const TaskEvent&, const Value&) {
+  done_.fetch_add(1, std::memory_order_relaxed);
+}
 
 void ProgressBar::on_finish(const RunInfo&, bool failed) {
   std::unique_lock lock(mutex_);
@@ -62,7 +65,8 @@ void ProgressBar::redraw_loop() {
   while (running_) {
     cv_.wait_for(lock, std::chrono::duration<double>(options_.dt), [&] { return !running_; });
     if (!running_) break;
-    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    const double elapsed =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
     if (elapsed < options_.minimum) continue;
     lock.unlock();
     draw(false);
@@ -74,10 +78,12 @@ void ProgressBar::draw(bool final) {
   const size_t done = std::min(done_.load(std::memory_order_relaxed), total_);
   const double frac = total_ == 0 ? 1.0 : static_cast<double>(done) / static_cast<double>(total_);
   const double elapsed =
-      final ? last_elapsed_.load() : std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+      final ? last_elapsed_.load()
+            : std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   const int filled = static_cast<int>(options_.width * frac);
-  std::string line = fmt::format("[{:<{}}] | {:3d}% Completed | {:4.1f}s", std::string(static_cast<size_t>(filled), '#'),
-                                 options_.width, static_cast<int>(100 * frac), elapsed);
+  std::string line = fmt::format("[{:<{}}] | {:3d}% Completed | {:4.1f}s",
+                                 std::string(static_cast<size_t>(filled), '#'), options_.width,
+                                 static_cast<int>(100 * frac), elapsed);
   {
     std::lock_guard lock(mutex_);
     last_line_ = line;

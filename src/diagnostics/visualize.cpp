@@ -33,7 +33,8 @@ std::string dot_escape(std::string_view s) {
 std::string short_name(std::string_view name) {
   if (name.size() > 33 && name[name.size() - 33] == '-') {
     const std::string_view tail = name.substr(name.size() - 32);
-    if (std::all_of(tail.begin(), tail.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); })) {
+    if (std::all_of(tail.begin(), tail.end(),
+                    [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); })) {
       return std::string(name.substr(0, name.size() - 33));
     }
   }
@@ -50,13 +51,17 @@ std::string key_label(const Key& k) {
 
 // A perceptually ordered ramp (viridis end points and middle), for "color by order".
 std::string ramp(double t) {
-  static constexpr double kStops[5][3] = {
-      {0.267, 0.005, 0.329}, {0.229, 0.322, 0.546}, {0.128, 0.567, 0.551}, {0.369, 0.789, 0.383}, {0.993, 0.906, 0.144}};
+  static constexpr double kStops[5][3] = {{0.267, 0.005, 0.329},
+                                          {0.229, 0.322, 0.546},
+                                          {0.128, 0.567, 0.551},
+                                          {0.369, 0.789, 0.383},
+                                          {0.993, 0.906, 0.144}};
   t = std::clamp(t, 0.0, 1.0) * 4;
   const int i = std::min(3, static_cast<int>(t));
   const double f = t - i;
   int rgb[3];
-  for (int c = 0; c < 3; ++c) rgb[c] = static_cast<int>(255 * (kStops[i][c] * (1 - f) + kStops[i + 1][c] * f));
+  for (int c = 0; c < 3; ++c)
+    rgb[c] = static_cast<int>(255 * (kStops[i][c] * (1 - f) + kStops[i + 1][c] * f));
   return fmt::format("#{:02x}{:02x}{:02x}", rgb[0], rgb[1], rgb[2]);
 }
 
@@ -65,7 +70,8 @@ std::string extension_of(const std::string& filename) {
   const size_t slash = filename.rfind('/');
   if (dot == std::string::npos || (slash != std::string::npos && dot < slash)) return "";
   std::string ext = filename.substr(dot + 1);
-  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+  std::transform(ext.begin(), ext.end(), ext.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
   return ext;
 }
 
@@ -73,7 +79,8 @@ std::string extension_of(const std::string& filename) {
 
 std::string to_dot(const Graph& graph, const VisualizeOptions& options) {
   static const char* kRankdirs[] = {"BT", "TB", "LR", "RL"};
-  if (std::find(std::begin(kRankdirs), std::end(kRankdirs), options.rankdir) == std::end(kRankdirs)) {
+  if (std::find(std::begin(kRankdirs), std::end(kRankdirs), options.rankdir) ==
+      std::end(kRankdirs)) {
     throw ValueError(fmt::format("rankdir must be BT, TB, LR or RL, got '{}'", options.rankdir));
   }
   if (!options.color.empty() && options.color != "order") {
@@ -85,20 +92,22 @@ std::string to_dot(const Graph& graph, const VisualizeOptions& options) {
   const double denom = graph.size() > 1 ? static_cast<double>(graph.size() - 1) : 1.0;
 
   std::ostringstream out;
-  out << "digraph {\n  graph [rankdir=" << options.rankdir << "];\n  node [fontname=\"Helvetica\"];\n";
+  out << "digraph {\n  graph [rankdir=" << options.rankdir
+      << "];\n  node [fontname=\"Helvetica\"];\n";
   for (size_t i = 0; i < graph.size(); ++i) {
     const Graph::Entry& e = graph[i];
     const std::string key = dot_escape(e.key.str());
-    out << fmt::format("  d{} [label=\"{}\", shape=box, tooltip=\"{}\"];\n", i, dot_escape(key_label(e.key)), key);
+    out << fmt::format("  d{} [label=\"{}\", shape=box, tooltip=\"{}\"];\n", i,
+                       dot_escape(key_label(e.key)), key);
     const bool call = e.task->is_call();
     if (call) {
       std::string style;
       if (!prio.empty()) {
-        style = fmt::format(", style=filled, fillcolor=\"{}\", fontcolor=\"{}\"", ramp(prio[i] / denom),
-                            prio[i] / denom < 0.5 ? "white" : "black");
+        style = fmt::format(", style=filled, fillcolor=\"{}\", fontcolor=\"{}\"",
+                            ramp(prio[i] / denom), prio[i] / denom < 0.5 ? "white" : "black");
       }
-      out << fmt::format("  t{} [label=\"{}\", shape=circle, tooltip=\"{}\"{}];\n  t{} -> d{};\n", i,
-                         dot_escape(e.task->label()), key, style, i, i);
+      out << fmt::format("  t{} [label=\"{}\", shape=circle, tooltip=\"{}\"{}];\n  t{} -> d{};\n",
+                         i, dot_escape(e.task->label()), key, style, i, i);
     }
     for (uint32_t d : s.deps_of(i)) out << fmt::format("  d{} -> {}{};\n", d, call ? "t" : "d", i);
   }
@@ -110,7 +119,8 @@ void visualize(const Graph& graph, const std::string& filename, const VisualizeO
   const std::string format = options.format.empty() ? extension_of(filename) : options.format;
   static const char* kFormats[] = {"svg", "png", "pdf", "jpg", "jpeg", "gif", "ps", "dot", "gv"};
   if (std::find(std::begin(kFormats), std::end(kFormats), format) == std::end(kFormats)) {
-    throw ValueError(fmt::format("cannot tell the picture format of '{}': use .svg, .png, .pdf or .dot", filename));
+    throw ValueError(fmt::format(
+        "cannot tell the picture format of '{}': use .svg, .png, .pdf or .dot", filename));
   }
   const std::string text = to_dot(graph, options);
   if (format == "dot" || format == "gv") {
@@ -151,11 +161,14 @@ void visualize(const Graph& graph, const std::string& filename, const VisualizeO
   ::unlink(err_path);
   ::unlink(dot_path);
   if (rc != 0) {
-    throw Error(fmt::format(
-        "cannot draw '{}': graphviz's 'dot' program was not found (install graphviz, or write a .dot file)", filename));
+    throw Error(
+        fmt::format("cannot draw '{}': graphviz's 'dot' program was not found (install graphviz, "
+                    "or write a .dot file)",
+                    filename));
   }
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    throw Error(fmt::format("graphviz 'dot' failed to write '{}': {}", filename, err.empty() ? "no message" : err));
+    throw Error(fmt::format("graphviz 'dot' failed to write '{}': {}", filename,
+                            err.empty() ? "no message" : err));
   }
 }
 

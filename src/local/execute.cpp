@@ -30,15 +30,18 @@ Value call(const Task& task, std::span<const uint32_t> refs, size_t& cursor, con
 
 Value evaluate(const Arg& a, std::span<const uint32_t> refs, size_t& cursor, const Value* results) {
   switch (a.kind()) {
-    case Arg::Kind::kValue: return a.value();
-    case Arg::Kind::kRef: return results[refs[cursor++]];
+    case Arg::Kind::kValue:
+      return a.value();
+    case Arg::Kind::kRef:
+      return results[refs[cursor++]];
     case Arg::Kind::kList: {
       std::vector<Value> items;
       items.reserve(a.list().size());
       for (const Arg& x : a.list()) items.push_back(evaluate(x, refs, cursor, results));
       return Value::list(std::move(items));
     }
-    case Arg::Kind::kTask: return call(a.task(), refs, cursor, results);
+    case Arg::Kind::kTask:
+      return call(a.task(), refs, cursor, results);
   }
   return Value();
 }
@@ -59,8 +62,9 @@ std::exception_ptr task_failure(const Key& key, const Task& task, std::exception
   } catch (...) {
     what = "an exception that is not a std::exception";
   }
-  return std::make_exception_ptr(TaskError(key.str(), std::string(task.label()), error,
-                                           fmt::format("task '{}' (op '{}') raised {}", key.str(), task.label(), what)));
+  return std::make_exception_ptr(
+      TaskError(key.str(), std::string(task.label()), error,
+                fmt::format("task '{}' (op '{}') raised {}", key.str(), task.label(), what)));
 }
 
 }  // namespace tessera::local

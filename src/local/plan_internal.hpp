@@ -12,14 +12,14 @@
 namespace tessera::local {
 
 struct Plan {
-  const Graph* graph = nullptr;        // what runs (the input, or `culled`)
-  std::optional<Graph> culled;         // only the needed tasks, when the input had more
+  const Graph* graph = nullptr;  // what runs (the input, or `culled`)
+  std::optional<Graph> culled;   // only the needed tasks, when the input had more
   GraphStructure s;
-  std::vector<uint32_t> priority;      // by position; lower runs first
-  std::vector<uint32_t> outputs;       // positions, in the order requested
-  std::vector<int32_t> refcount;       // readers left: dependents + times requested
-  std::vector<int32_t> waiting;        // dependencies not yet computed
-  std::vector<uint32_t> roots;         // tasks without dependencies, by priority
+  std::vector<uint32_t> priority;  // by position; lower runs first
+  std::vector<uint32_t> outputs;   // positions, in the order requested
+  std::vector<int32_t> refcount;   // readers left: dependents + times requested
+  std::vector<int32_t> waiting;    // dependencies not yet computed
+  std::vector<uint32_t> roots;     // tasks without dependencies, by priority
 
   size_t size() const noexcept { return s.size(); }
 };

@@ -16,7 +16,8 @@ class SyncScheduler final : public Scheduler {
  public:
   std::string_view name() const noexcept override { return "sync"; }
 
-  std::vector<Value> get(const Graph& graph, std::span<const Key> outputs, const ComputeOptions& options) override {
+  std::vector<Value> get(const Graph& graph, std::span<const Key> outputs,
+                         const ComputeOptions& options) override {
     if (outputs.empty()) return {};
     Plan p = make_plan(graph, outputs);
     CallbackSet callbacks(options.callbacks);
@@ -34,7 +35,8 @@ class SyncScheduler final : public Scheduler {
 
     for (size_t done = 0; done < n; ++done) {
       uint32_t v;
-      if (!heap.empty() && (next_root == p.roots.size() || heap.front() < prio(p.roots[next_root]))) {
+      if (!heap.empty() &&
+          (next_root == p.roots.size() || heap.front() < prio(p.roots[next_root]))) {
         std::pop_heap(heap.begin(), heap.end(), std::greater<>());
         v = static_cast<uint32_t>(heap.back());
         heap.pop_back();
@@ -70,6 +72,8 @@ class SyncScheduler final : public Scheduler {
 
 }  // namespace
 
-std::shared_ptr<Scheduler> make_sync_scheduler() { return std::make_shared<SyncScheduler>(); }
+std::shared_ptr<Scheduler> make_sync_scheduler() {
+  return std::make_shared<SyncScheduler>();
+}
 
 }  // namespace tessera::local

@@ -245,7 +245,8 @@ class Run {
     }
     sleepers_.fetch_add(1, std::memory_order_seq_cst);
     const uint32_t e = epoch_.load(std::memory_order_seq_cst);
-    if (!has_work() && !stop_.load(std::memory_order_seq_cst)) epoch_.wait(e, std::memory_order_seq_cst);
+    if (!has_work() && !stop_.load(std::memory_order_seq_cst))
+      epoch_.wait(e, std::memory_order_seq_cst);
     sleepers_.fetch_sub(1, std::memory_order_seq_cst);
   }
 
@@ -326,7 +327,8 @@ class ThreadedScheduler final : public Scheduler {
  public:
   std::string_view name() const noexcept override { return "threads"; }
 
-  std::vector<Value> get(const Graph& graph, std::span<const Key> outputs, const ComputeOptions& options) override {
+  std::vector<Value> get(const Graph& graph, std::span<const Key> outputs,
+                         const ComputeOptions& options) override {
     if (outputs.empty()) return {};
     const int workers = options.num_workers > 0 ? options.num_workers : default_num_workers();
     Plan p = make_plan(graph, outputs);
@@ -360,6 +362,8 @@ class ThreadedScheduler final : public Scheduler {
 
 }  // namespace
 
-std::shared_ptr<Scheduler> make_threaded_scheduler() { return std::make_shared<ThreadedScheduler>(); }
+std::shared_ptr<Scheduler> make_threaded_scheduler() {
+  return std::make_shared<ThreadedScheduler>();
+}
 
 }  // namespace tessera::local

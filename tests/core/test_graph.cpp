@@ -8,8 +8,12 @@ namespace {
 
 using testing::error_of;
 
-Task lit(int64_t v) { return Task::literal(Value::of(v)); }
-Task inc(const Key& k) { return Task::call("coretest::inc", {Arg::ref(k)}); }
+Task lit(int64_t v) {
+  return Task::literal(Value::of(v));
+}
+Task inc(const Key& k) {
+  return Task::call("coretest::inc", {Arg::ref(k)});
+}
 
 TEST(Graph, AddFindAndDeduplicate) {
   Graph g;
@@ -32,7 +36,9 @@ TEST(Graph, DependenciesAndDependents) {
   g.add(Key("a"), lit(1));
   g.add(Key("b"), lit(2));
   g.add(Key("c"), Task::call("coretest::add", {Arg::ref(Key("a")), Arg::ref(Key("a"))}));
-  g.add(Key("d"), Task::call("coretest::sum", {Arg::list({Arg::ref(Key("b")), Arg::ref(Key("c")), Arg::ref(Key("b"))})}));
+  g.add(Key("d"),
+        Task::call("coretest::sum",
+                   {Arg::list({Arg::ref(Key("b")), Arg::ref(Key("c")), Arg::ref(Key("b"))})}));
   EXPECT_EQ(g.dependencies(Key("c")), std::vector<Key>{Key("a")});
   EXPECT_EQ(g.dependencies(Key("d")), (std::vector<Key>{Key("b"), Key("c")}));
   EXPECT_EQ(g.dependents(Key("b")), std::vector<Key>{Key("d")});
@@ -40,11 +46,16 @@ TEST(Graph, DependenciesAndDependents) {
 
   const GraphStructure s = analyze(g);
   ASSERT_EQ(s.size(), 4u);
-  EXPECT_EQ(std::vector<uint32_t>(s.refs_of(2).begin(), s.refs_of(2).end()), (std::vector<uint32_t>{0, 0}));
-  EXPECT_EQ(std::vector<uint32_t>(s.deps_of(2).begin(), s.deps_of(2).end()), (std::vector<uint32_t>{0}));
-  EXPECT_EQ(std::vector<uint32_t>(s.refs_of(3).begin(), s.refs_of(3).end()), (std::vector<uint32_t>{1, 2, 1}));
-  EXPECT_EQ(std::vector<uint32_t>(s.deps_of(3).begin(), s.deps_of(3).end()), (std::vector<uint32_t>{1, 2}));
-  EXPECT_EQ(std::vector<uint32_t>(s.dependents_of(1).begin(), s.dependents_of(1).end()), (std::vector<uint32_t>{3}));
+  EXPECT_EQ(std::vector<uint32_t>(s.refs_of(2).begin(), s.refs_of(2).end()),
+            (std::vector<uint32_t>{0, 0}));
+  EXPECT_EQ(std::vector<uint32_t>(s.deps_of(2).begin(), s.deps_of(2).end()),
+            (std::vector<uint32_t>{0}));
+  EXPECT_EQ(std::vector<uint32_t>(s.refs_of(3).begin(), s.refs_of(3).end()),
+            (std::vector<uint32_t>{1, 2, 1}));
+  EXPECT_EQ(std::vector<uint32_t>(s.deps_of(3).begin(), s.deps_of(3).end()),
+            (std::vector<uint32_t>{1, 2}));
+  EXPECT_EQ(std::vector<uint32_t>(s.dependents_of(1).begin(), s.dependents_of(1).end()),
+            (std::vector<uint32_t>{3}));
   EXPECT_TRUE(s.dependents_of(3).empty());
 }
 
@@ -69,7 +80,8 @@ TEST(Graph, GrowsAndMerges) {
   const Graph m = merge(g, h);
   EXPECT_EQ(m.size(), 100001u);
   EXPECT_EQ(m.at(Key("n", {5})).args()[0].value().get<int64_t>(), 5);  // first graph wins
-  EXPECT_EQ(m.at(Key("n", {5})).args().data(), g.at(Key("n", {5})).args().data());  // shared, not copied
+  EXPECT_EQ(m.at(Key("n", {5})).args().data(),
+            g.at(Key("n", {5})).args().data());  // shared, not copied
 }
 
 TEST(Task, LabelsAndDependencies) {
@@ -78,9 +90,12 @@ TEST(Task, LabelsAndDependencies) {
   EXPECT_EQ(Task::of_arg(Arg::list({})).label(), "list");
   EXPECT_EQ(Task().label(), "none");
   EXPECT_EQ(inc(Key("a")).label(), "coretest::inc");
-  const Task nested = Task::call("coretest::add", {Arg::task(inc(Key("p"))), Arg::list({Arg::ref(Key("q"))})});
+  const Task nested =
+      Task::call("coretest::add", {Arg::task(inc(Key("p"))), Arg::list({Arg::ref(Key("q"))})});
   EXPECT_EQ(nested.dependencies(), (std::vector<Key>{Key("p"), Key("q")}));
-  EXPECT_NE(error_of<OpError>([] { Task::call("coretest::nope", {}); }).find("unknown op 'coretest::nope'"),
+  EXPECT_NE(error_of<OpError>([] {
+              Task::call("coretest::nope", {});
+            }).find("unknown op 'coretest::nope'"),
             std::string::npos);
 }
 

@@ -14,7 +14,9 @@ int64_t block_sum(const tessera::Value& nested) {
   }
   return s;
 }
-int64_t scaled(int64_t x, int64_t f) { return x * f; }
+int64_t scaled(int64_t x, int64_t f) {
+  return x * f;
+}
 int64_t dot_k(const std::vector<int64_t>& a, const std::vector<int64_t>& b) {
   int64_t s = 0;
   for (size_t i = 0; i < a.size(); ++i) s += a[i] * b[i];
@@ -41,9 +43,10 @@ std::shared_ptr<MaterializedLayer> grid(const std::string& name, int64_t ni, int
 
 TEST(BlockwiseLayer, ElementwiseMaterializesOnlyWhatIsAsked) {
   HighLevelGraph hlg(grid("x", 3, 4));
-  auto y = std::make_shared<BlockwiseLayer>("y", "ij", std::vector<int64_t>{3, 4}, get_op("layertest::scaled"),
-                                            std::vector{BlockwiseArg::blocks("x", "ij", {3, 4}),
-                                                        BlockwiseArg::value(Value::of(int64_t{2}))});
+  auto y = std::make_shared<BlockwiseLayer>(
+      "y", "ij", std::vector<int64_t>{3, 4}, get_op("layertest::scaled"),
+      std::vector{BlockwiseArg::blocks("x", "ij", {3, 4}),
+                  BlockwiseArg::value(Value::of(int64_t{2}))});
   hlg.add_layer(y);
   EXPECT_EQ(y->size(), 12u);
   EXPECT_EQ(y->keys().size(), 12u);
@@ -62,7 +65,8 @@ TEST(BlockwiseLayer, BroadcastsSingleBlockDimensions) {
   HighLevelGraph hlg(grid("row", 1, 4));
   hlg.add_layer(std::make_shared<BlockwiseLayer>(
       "b", "ij", std::vector<int64_t>{3, 4}, get_op("layertest::scaled"),
-      std::vector{BlockwiseArg::blocks("row", "ij", {1, 4}), BlockwiseArg::value(Value::of(int64_t{3}))}));
+      std::vector{BlockwiseArg::blocks("row", "ij", {1, 4}),
+                  BlockwiseArg::value(Value::of(int64_t{3}))}));
   const Key k("b", {2, 3});
   const Graph g = hlg.materialize(std::vector<Key>{k});
   EXPECT_TRUE(g.contains(Key("row", {0, 3})));
@@ -75,7 +79,8 @@ TEST(BlockwiseLayer, ContractedIndexGivesListsOfBlocks) {
   hlg.add_layer(grid("bm", 3, 2));
   hlg.add_layer(std::make_shared<BlockwiseLayer>(
       "c", "ij", std::vector<int64_t>{2, 2}, get_op("layertest::dot_k"),
-      std::vector{BlockwiseArg::blocks("a", "ik", {2, 3}), BlockwiseArg::blocks("bm", "kj", {3, 2})}));
+      std::vector{BlockwiseArg::blocks("a", "ik", {2, 3}),
+                  BlockwiseArg::blocks("bm", "kj", {3, 2})}));
   const std::vector<Key> keys{Key("c", {0, 0}), Key("c", {1, 1})};
   const auto r = get(hlg.materialize(keys), keys, {.scheduler = "sync"});
   // a = [[0,1,2],[10,11,12]], bm = [[0,1],[10,11],[20,21]]
@@ -89,17 +94,20 @@ TEST(BlockwiseLayer, RejectsInconsistentShapes) {
     return [=, &op] { BlockwiseLayer("z", out, nb, op, args); };
   };
   const auto lit = BlockwiseArg::value(Value::of(int64_t{1}));
-  EXPECT_EQ(error_of<ValueError>(make("ij", {2, 3}, {BlockwiseArg::blocks("x", "ij", {2, 4}), lit})),
-            "blockwise layer 'z': input 'x' has 4 blocks along 'j' but the output has 3");
+  EXPECT_EQ(
+      error_of<ValueError>(make("ij", {2, 3}, {BlockwiseArg::blocks("x", "ij", {2, 4}), lit})),
+      "blockwise layer 'z': input 'x' has 4 blocks along 'j' but the output has 3");
   EXPECT_EQ(error_of<ValueError>(make("ij", {2}, {BlockwiseArg::blocks("x", "ij", {2, 1}), lit})),
             "blockwise layer 'z': output index 'ij' has 2 letters but 1 block counts were given");
   EXPECT_EQ(error_of<ValueError>(make("ii", {2, 2}, {BlockwiseArg::blocks("x", "i", {2}), lit})),
             "blockwise layer 'z': index 'ii' repeats the letter 'i'");
   EXPECT_EQ(error_of<ValueError>(make("i", {2}, {BlockwiseArg::blocks("x", "i", {2})})),
             "blockwise layer 'z': op 'layertest::scaled' takes 2 arguments but 1 were given");
-  EXPECT_EQ(error_of<ValueError>(make("i", {2}, {BlockwiseArg::blocks("x", "ik", {2, 3}),
-                                                  BlockwiseArg::blocks("w", "ik", {2, 4})})),
-            "blockwise layer 'z': inputs disagree on the number of blocks along contracted index 'k' (3 and 4)");
+  EXPECT_EQ(error_of<ValueError>(make("i", {2},
+                                      {BlockwiseArg::blocks("x", "ik", {2, 3}),
+                                       BlockwiseArg::blocks("w", "ik", {2, 4})})),
+            "blockwise layer 'z': inputs disagree on the number of blocks along contracted index "
+            "'k' (3 and 4)");
 }
 
 TEST(BlockwiseLayer, MillionBlocksCostNothingUntilComputed) {
@@ -109,7 +117,8 @@ TEST(BlockwiseLayer, MillionBlocksCostNothingUntilComputed) {
   hlg.add_layer(std::make_shared<MaterializedLayer>("src", std::move(src)));
   hlg.add_layer(std::make_shared<BlockwiseLayer>(
       "big", "i", std::vector<int64_t>{1000000}, get_op("layertest::scaled"),
-      std::vector{BlockwiseArg::blocks("src", "i", {1000000}), BlockwiseArg::value(Value::of(int64_t{6}))}));
+      std::vector{BlockwiseArg::blocks("src", "i", {1000000}),
+                  BlockwiseArg::value(Value::of(int64_t{6}))}));
   EXPECT_EQ(hlg.size(), 1000001u);
   const Key k("big", {123456});
   const Graph g = hlg.materialize(std::vector<Key>{k});
@@ -124,7 +133,8 @@ TEST(TreeReductionLayer, ReducesWithSplitEvery) {
   spec.numblocks = {10, 3};
   spec.axes = {0};
   spec.split_every = {4};
-  spec.combine = std::shared_ptr<const Op>(std::shared_ptr<const Op>(), &get_op("layertest::block_sum"));
+  spec.combine =
+      std::shared_ptr<const Op>(std::shared_ptr<const Op>(), &get_op("layertest::block_sum"));
   spec.aggregate = spec.combine;
   auto red = std::make_shared<TreeReductionLayer>("s", spec);
   hlg.add_layer(red);
@@ -149,7 +159,8 @@ TEST(TreeReductionLayer, AllAxesKeepdimsAndValidation) {
   spec.axes = {0, 1};
   spec.split_every = {2, 3};
   spec.keepdims = true;
-  spec.combine = std::shared_ptr<const Op>(std::shared_ptr<const Op>(), &get_op("layertest::block_sum"));
+  spec.combine =
+      std::shared_ptr<const Op>(std::shared_ptr<const Op>(), &get_op("layertest::block_sum"));
   spec.aggregate = spec.combine;
   auto red = std::make_shared<TreeReductionLayer>("t", spec);
   hlg.add_layer(red);

@@ -8,9 +8,15 @@ namespace {
 
 using testing::error_of;
 
-Task lit(int64_t v) { return Task::literal(Value::of(v)); }
-Task inc(const Key& a) { return Task::call("coretest::inc", {Arg::ref(a)}); }
-Task add(const Key& a, const Key& b) { return Task::call("coretest::add", {Arg::ref(a), Arg::ref(b)}); }
+Task lit(int64_t v) {
+  return Task::literal(Value::of(v));
+}
+Task inc(const Key& a) {
+  return Task::call("coretest::inc", {Arg::ref(a)});
+}
+Task add(const Key& a, const Key& b) {
+  return Task::call("coretest::add", {Arg::ref(a), Arg::ref(b)});
+}
 
 int64_t run(const Graph& g, const Key& k) {
   return get(g, std::vector<Key>{k}, {.scheduler = "sync"})[0].get<int64_t>();
@@ -34,7 +40,8 @@ TEST(Cull, KeepsOnlyWhatOutputsNeed) {
   EXPECT_TRUE(c.contains(Key("a")));
   EXPECT_FALSE(c.contains(Key("unused")));
   EXPECT_EQ(c.at(Key("b")).args().data(), g.at(Key("b")).args().data());  // shared task
-  EXPECT_EQ(error_of<KeyError>([&] { cull(g, std::vector<Key>{Key("nope")}); }), "key 'nope' is not in the graph (4 tasks)");
+  EXPECT_EQ(error_of<KeyError>([&] { cull(g, std::vector<Key>{Key("nope")}); }),
+            "key 'nope' is not in the graph (4 tasks)");
   EXPECT_EQ(error_of<GraphError>([&] { cull(g, std::vector<Key>{Key("broken")}); }),
             "task 'broken' depends on 'missing', which is not in the graph");
 }

@@ -11,13 +11,20 @@ namespace {
 
 using testing::error_of;
 
-Task lit(int64_t v) { return Task::literal(Value::of(v)); }
-Task add(const Key& a, const Key& b) { return Task::call("coretest::add", {Arg::ref(a), Arg::ref(b)}); }
-Task inc(const Key& a) { return Task::call("coretest::inc", {Arg::ref(a)}); }
+Task lit(int64_t v) {
+  return Task::literal(Value::of(v));
+}
+Task add(const Key& a, const Key& b) {
+  return Task::call("coretest::add", {Arg::ref(a), Arg::ref(b)});
+}
+Task inc(const Key& a) {
+  return Task::call("coretest::inc", {Arg::ref(a)});
+}
 
 // Peak number of results held when tasks run in priority order, each released after its
 // last reader (outputs are held to the end).
-size_t peak_memory(const Graph& g, const std::vector<uint32_t>& prio, std::span<const Key> outputs) {
+size_t peak_memory(const Graph& g, const std::vector<uint32_t>& prio,
+                   std::span<const Key> outputs) {
   const GraphStructure s = analyze(g);
   std::vector<uint32_t> order(g.size());
   for (uint32_t i = 0; i < g.size(); ++i) order[prio[i]] = i;
@@ -27,7 +34,8 @@ size_t peak_memory(const Graph& g, const std::vector<uint32_t>& prio, std::span<
   size_t live = 0, peak = 0;
   std::vector<char> done(g.size(), 0);
   for (uint32_t v : order) {
-    for (uint32_t d : s.deps_of(v)) EXPECT_TRUE(done[d]) << "dependency ordered after its dependent";
+    for (uint32_t d : s.deps_of(v))
+      EXPECT_TRUE(done[d]) << "dependency ordered after its dependent";
     done[v] = 1;
     peak = std::max(peak, ++live);
     for (uint32_t d : s.deps_of(v)) {
@@ -133,7 +141,8 @@ TEST(Order, SinksReadingSharedInputsRunEagerly) {
   outs.push_back(level[0]);
   for (int64_t i = 0; i < n; ++i) outs.push_back(Key("a", {i}));
   const size_t peak = peak_memory(g, order(g, outs), outs);
-  EXPECT_LE(peak, n + 10u);  // the 64 outputs are held anyway; only a few x_i / partial sums besides
+  EXPECT_LE(peak,
+            n + 10u);  // the 64 outputs are held anyway; only a few x_i / partial sums besides
 }
 
 TEST(Order, OutputsInTheOrderRequested) {
@@ -159,7 +168,8 @@ TEST(Order, CycleIsNamed) {
   g.add(Key("c"), inc(Key("b")));
   g.add(Key("free"), lit(1));
   const std::string msg = error_of<GraphError>([&] { order(g); });
-  EXPECT_TRUE(msg == "the graph has a cycle: a -> b -> c -> a" || msg == "the graph has a cycle: b -> c -> a -> b" ||
+  EXPECT_TRUE(msg == "the graph has a cycle: a -> b -> c -> a" ||
+              msg == "the graph has a cycle: b -> c -> a -> b" ||
               msg == "the graph has a cycle: c -> a -> b -> c")
       << msg;
   Graph self;

@@ -10,7 +10,9 @@ namespace {
 
 using testing::error_of;
 
-Value round_trip(const Value& v) { return decode_value(from_bytes(to_bytes(encode_value(v)))); }
+Value round_trip(const Value& v) {
+  return decode_value(from_bytes(to_bytes(encode_value(v))));
+}
 
 TEST(Serialize, BuiltinValuesRoundTrip) {
   EXPECT_TRUE(round_trip(Value()).is_none());
@@ -21,8 +23,9 @@ TEST(Serialize, BuiltinValuesRoundTrip) {
   EXPECT_FLOAT_EQ(round_trip(Value::of(1.25f)).get<float>(), 1.25f);
   EXPECT_DOUBLE_EQ(round_trip(Value::of(-0.1)).get<double>(), -0.1);
   EXPECT_EQ(round_trip(Value::of("héllo")).get<std::string>(), "héllo");
-  EXPECT_EQ(round_trip(Value::of(std::vector<std::string>{"a", "", "c"})).get<std::vector<std::string>>(),
-            (std::vector<std::string>{"a", "", "c"}));
+  EXPECT_EQ(
+      round_trip(Value::of(std::vector<std::string>{"a", "", "c"})).get<std::vector<std::string>>(),
+      (std::vector<std::string>{"a", "", "c"}));
   EXPECT_EQ(round_trip(Value::of(std::vector<bool>{true, false})).get<std::vector<bool>>(),
             (std::vector<bool>{true, false}));
   const Value list = Value::list({Value::of(int64_t{1}), Value::list({Value::of("x"), Value()}),
@@ -39,10 +42,12 @@ TEST(Serialize, LargeVectorsTravelAsFramesWithoutCopies) {
   const Message m = encode_value(v);
   ASSERT_EQ(m.frames.size(), 1u);
   EXPECT_LT(m.header.size(), 64u);  // the data is not in the header
-  EXPECT_EQ(m.frames[0].bytes.data(), reinterpret_cast<const std::byte*>(v.get<std::vector<double>>().data()));
+  EXPECT_EQ(m.frames[0].bytes.data(),
+            reinterpret_cast<const std::byte*>(v.get<std::vector<double>>().data()));
   const std::vector<std::byte> bytes = to_bytes(m);
   const Message parsed = from_bytes(bytes);
-  EXPECT_EQ(reinterpret_cast<uintptr_t>(parsed.frames[0].bytes.data()) % 8, 0u);  // aligned for zero-copy views
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(parsed.frames[0].bytes.data()) % 8,
+            0u);  // aligned for zero-copy views
   EXPECT_EQ(decode_value(parsed).get<std::vector<double>>(), v.get<std::vector<double>>());
 }
 
@@ -50,8 +55,12 @@ TEST(Serialize, GraphsRoundTripAndCompute) {
   Graph g;
   g.add(Key("a"), Task::literal(Value::of(int64_t{1})));
   g.add(Key("v", {0, 1}), Task::literal(Value::of(std::vector<int64_t>{4, 5})));
-  g.add(Key("b"), Task::call("coretest::add", {Arg::ref(Key("a")), Arg::task(Task::call("coretest::inc", {Arg::ref(Key("a"))}))}));
-  g.add(Key("c"), Task::call("coretest::sum", {Arg::list({Arg::ref(Key("b")), Arg(Value::of(int64_t{10})), Arg::ref(Key("a"))})}));
+  g.add(Key("b"), Task::call("coretest::add",
+                             {Arg::ref(Key("a")),
+                              Arg::task(Task::call("coretest::inc", {Arg::ref(Key("a"))}))}));
+  g.add(Key("c"),
+        Task::call("coretest::sum", {Arg::list({Arg::ref(Key("b")), Arg(Value::of(int64_t{10})),
+                                                Arg::ref(Key("a"))})}));
   g.add(Key("d"), Task::call("coretest::sum", {Arg::ref(Key("v", {0, 1}))}));
   g.add(Key("e"), Task::alias(Key("c")));
   const Graph h = decode_graph(from_bytes(to_bytes(encode_graph(g))));
@@ -68,9 +77,11 @@ TEST(Serialize, GraphsRoundTripAndCompute) {
 
 TEST(Serialize, ClosuresAndCodeclessValuesAreRefusedByName) {
   Graph g;
-  g.add(Key("f-1"), Task::call(make_closure_op("my_lambda", [](int64_t x) { return x; }), {Arg(Value::of(int64_t{1}))}));
+  g.add(Key("f-1"), Task::call(make_closure_op("my_lambda", [](int64_t x) { return x; }),
+                               {Arg(Value::of(int64_t{1}))}));
   EXPECT_EQ(error_of<SerializationError>([&] { encode_graph(g); }),
-            "task 'f-1' calls 'my_lambda', a closure that cannot be sent to another process: register the function "
+            "task 'f-1' calls 'my_lambda', a closure that cannot be sent to another process: "
+            "register the function "
             "with TESSERA_REGISTER and call it by name");
   struct Local {
     int x;
@@ -101,15 +112,20 @@ TEST(Serialize, UnknownOpsAndTypesAreNamed) {
   v.begin_array(2);
   v.write_string("mystery.Type");
   v.write_bytes({});
-  EXPECT_EQ(error_of<SerializationError>([&] { decode_value(Message{v.finish_header(), {}}); }),
-            "unknown value type 'mystery.Type': register it in this process with TESSERA_REGISTER_TYPE");
+  EXPECT_EQ(
+      error_of<SerializationError>([&] {
+        decode_value(Message{v.finish_header(), {}});
+      }),
+      "unknown value type 'mystery.Type': register it in this process with TESSERA_REGISTER_TYPE");
 }
 
 TEST(Serialize, MalformedBytesNeverCrash) {
   Graph g;
   for (int64_t i = 0; i < 20; ++i) {
-    g.add(Key("x", {i}), Task::call("coretest::sum", {Arg::list({Arg(Value::of(std::vector<int64_t>{i, i})),
-                                                                 Arg(Value::of("s"))})}));
+    g.add(
+        Key("x", {i}),
+        Task::call("coretest::sum",
+                   {Arg::list({Arg(Value::of(std::vector<int64_t>{i, i})), Arg(Value::of("s"))})}));
   }
   const std::vector<std::byte> good = to_bytes(encode_graph(g));
   std::mt19937_64 rng(7);
@@ -118,7 +134,8 @@ TEST(Serialize, MalformedBytesNeverCrash) {
     std::vector<std::byte> bad = good;
     switch (trial % 3) {
       case 0:  // flip bytes: may still decode (a changed character), must never crash
-        for (int k = 0; k < 1 + trial % 5; ++k) bad[rng() % bad.size()] = static_cast<std::byte>(rng());
+        for (int k = 0; k < 1 + trial % 5; ++k)
+          bad[rng() % bad.size()] = static_cast<std::byte>(rng());
         break;
       case 1:  // truncate: the sizes no longer add up
         bad.resize(rng() % bad.size());
@@ -142,10 +159,11 @@ TEST(Serialize, MalformedBytesNeverCrash) {
 
 TEST(Serialize, HostileLengthsAreBounded) {
   // A header announcing a 4-billion-element array in a few bytes must not allocate it.
-  const std::vector<std::byte> header = {std::byte{0x91}, std::byte{0xdd}, std::byte{0xff}, std::byte{0xff},
-                                         std::byte{0xff}, std::byte{0xff}};
-  EXPECT_NE(error_of<SerializationError>([&] { Decoder d(header, {}); }).find("malformed message header"),
-            std::string::npos);
+  const std::vector<std::byte> header = {std::byte{0x91}, std::byte{0xdd}, std::byte{0xff},
+                                         std::byte{0xff}, std::byte{0xff}, std::byte{0xff}};
+  EXPECT_NE(
+      error_of<SerializationError>([&] { Decoder d(header, {}); }).find("malformed message header"),
+      std::string::npos);
 }
 
 }  // namespace

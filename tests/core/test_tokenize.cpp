@@ -8,7 +8,9 @@
 #include "test_support.hpp"
 
 namespace probe {
-int64_t inc(int64_t x) { return x + 1; }
+int64_t inc(int64_t x) {
+  return x + 1;
+}
 }  // namespace probe
 TESSERA_REGISTER(probe::inc);
 
@@ -32,9 +34,9 @@ std::string run_probe() {
 }
 
 std::string in_process() {
-  return tokenize(Value::of(int64_t{1})) + "\n" + tokenize(Value::of(std::vector<double>{1, 2, 3})) + "\n" +
-         tokenize(Value::of("hello")) + "\n" +
-         key_for(get_op("probe::inc"), std::vector<Arg>{Arg(Value::of(int64_t{1}))}) + "\n" +
+  return tokenize(Value::of(int64_t{1})) + "\n" +
+         tokenize(Value::of(std::vector<double>{1, 2, 3})) + "\n" + tokenize(Value::of("hello")) +
+         "\n" + key_for(get_op("probe::inc"), std::vector<Arg>{Arg(Value::of(int64_t{1}))}) + "\n" +
          tokenize(Task::call("probe::inc", {Arg::ref(Key("x", {0, 1}))})) + "\n";
 }
 
@@ -54,16 +56,21 @@ TEST(Tokenize, StableAcrossVersions) {
 
 TEST(Tokenize, DistinguishesValuesTypesAndStructure) {
   std::set<std::string> tokens = {
-      tokenize(Value::of(int64_t{1})),   tokenize(Value::of(int32_t{1})),
-      tokenize(Value::of(1.0)),          tokenize(Value::of(int64_t{2})),
-      tokenize(Value::of("1")),          tokenize(Value::of(std::vector<int64_t>{1})),
-      tokenize(Value::list({Value::of(int64_t{1})})), tokenize(Value()),
+      tokenize(Value::of(int64_t{1})),
+      tokenize(Value::of(int32_t{1})),
+      tokenize(Value::of(1.0)),
+      tokenize(Value::of(int64_t{2})),
+      tokenize(Value::of("1")),
+      tokenize(Value::of(std::vector<int64_t>{1})),
+      tokenize(Value::list({Value::of(int64_t{1})})),
+      tokenize(Value()),
   };
   EXPECT_EQ(tokens.size(), 8u);
   const Op& op = get_op("probe::inc");
   const std::string by_value = key_for(op, std::vector<Arg>{Arg(Value::of(int64_t{1}))});
   const std::string by_ref = key_for(op, std::vector<Arg>{Arg::ref(Key("1"))});
-  const std::string by_list = key_for(op, std::vector<Arg>{Arg::list({Arg(Value::of(int64_t{1}))})});
+  const std::string by_list =
+      key_for(op, std::vector<Arg>{Arg::list({Arg(Value::of(int64_t{1}))})});
   EXPECT_NE(by_value, by_ref);
   EXPECT_NE(by_value, by_list);
   EXPECT_EQ(by_value.size(), 4 + 32u);
@@ -71,7 +78,8 @@ TEST(Tokenize, DistinguishesValuesTypesAndStructure) {
   // Equal work, equal token; the same string twice in a vector differs from it once.
   EXPECT_EQ(tokenize(Value::of(std::vector<std::string>{"a", "b"})),
             tokenize(Value::of(std::vector<std::string>{"a", "b"})));
-  EXPECT_NE(tokenize(Value::of(std::vector<std::string>{"ab"})), tokenize(Value::of(std::vector<std::string>{"a", "b"})));
+  EXPECT_NE(tokenize(Value::of(std::vector<std::string>{"ab"})),
+            tokenize(Value::of(std::vector<std::string>{"a", "b"})));
 }
 
 TEST(Tokenize, ClosuresAndUncomparableValuesNeverCollide) {

@@ -71,11 +71,14 @@ TEST(Value, HeapValuesAreSharedNotCopied) {
 
 TEST(Value, WrongTypeNamesBothTypes) {
   Value s = Value::of(std::string("x"));
-  EXPECT_EQ(error_of<TypeError>([&] { s.get<int64_t>(); }), "cannot read a value of type 'string' as 'int64'");
-  EXPECT_EQ(error_of<TypeError>([&] { s.as<double>(); }), "cannot read a value of type 'string' as 'float64'");
+  EXPECT_EQ(error_of<TypeError>([&] { s.get<int64_t>(); }),
+            "cannot read a value of type 'string' as 'int64'");
+  EXPECT_EQ(error_of<TypeError>([&] { s.as<double>(); }),
+            "cannot read a value of type 'string' as 'float64'");
   EXPECT_EQ(error_of<TypeError>([&] { Value::of(1.0).get<int64_t>(); }),
             "cannot read a value of type 'float64' as 'int64'");
-  EXPECT_EQ(error_of<TypeError>([&] { Value().as<int64_t>(); }), "cannot read a value of type 'none' as 'int64'");
+  EXPECT_EQ(error_of<TypeError>([&] { Value().as<int64_t>(); }),
+            "cannot read a value of type 'none' as 'int64'");
 }
 
 TEST(Value, ArithmeticConversions) {
@@ -92,9 +95,11 @@ TEST(Value, SequenceConversions) {
   Value list = Value::list({Value::of(int64_t{1}), Value::of(2.0), Value::of(true)});
   EXPECT_EQ(list.type().name, "list");
   EXPECT_EQ(list.as<std::vector<double>>(), (std::vector<double>{1, 2, 1}));
-  EXPECT_EQ(Value::of(std::vector<int32_t>{1, 2}).as<std::vector<int64_t>>(), (std::vector<int64_t>{1, 2}));
+  EXPECT_EQ(Value::of(std::vector<int32_t>{1, 2}).as<std::vector<int64_t>>(),
+            (std::vector<int64_t>{1, 2}));
   Value nested = Value::list({Value::list({Value::of(int64_t{1})}), Value::list({})});
-  EXPECT_EQ(nested.as<std::vector<std::vector<int64_t>>>(), (std::vector<std::vector<int64_t>>{{1}, {}}));
+  EXPECT_EQ(nested.as<std::vector<std::vector<int64_t>>>(),
+            (std::vector<std::vector<int64_t>>{{1}, {}}));
   EXPECT_EQ(error_of<TypeError>([&] { Value::list({Value::of("a")}).as<std::vector<int64_t>>(); }),
             "cannot read a value of type 'string' as 'int64'");
 }
@@ -120,7 +125,8 @@ TEST(Value, UserTypesWithAndWithoutCodec) {
   Value o = Value::of(Opaque{{1, 2, 3}});
   EXPECT_EQ(o.type().encode, nullptr);
   EXPECT_EQ(o.get<Opaque>().data.size(), 3u);
-  EXPECT_NE(error_of<SerializationError>([&] { encode_value(o); }).find("have no codec"), std::string::npos);
+  EXPECT_NE(error_of<SerializationError>([&] { encode_value(o); }).find("have no codec"),
+            std::string::npos);
 }
 
 TEST(Value, ReleasesHeapObjectWithLastReference) {

@@ -4,7 +4,9 @@
 #include "tessera/core.hpp"
 
 namespace probe {
-int64_t inc(int64_t x) { return x + 1; }
+int64_t inc(int64_t x) {
+  return x + 1;
+}
 }  // namespace probe
 TESSERA_REGISTER(probe::inc);
 

@@ -14,18 +14,32 @@ int64_t inc(int64_t x) {
   ++inc_calls;
   return x + 1;
 }
-int64_t add(int64_t x, int64_t y) { return x + y; }
-double total(const std::vector<double>& xs) { return std::accumulate(xs.begin(), xs.end(), 0.0); }
-int64_t sum_all(const std::vector<int64_t>& xs) { return std::accumulate(xs.begin(), xs.end(), int64_t{0}); }
-std::string describe(const std::string& name, int64_t n) { return name + "=" + std::to_string(n); }
+int64_t add(int64_t x, int64_t y) {
+  return x + y;
+}
+double total(const std::vector<double>& xs) {
+  return std::accumulate(xs.begin(), xs.end(), 0.0);
+}
+int64_t sum_all(const std::vector<int64_t>& xs) {
+  return std::accumulate(xs.begin(), xs.end(), int64_t{0});
+}
+std::string describe(const std::string& name, int64_t n) {
+  return name + "=" + std::to_string(n);
+}
 std::atomic<int> side_effects{0};
-void record(int64_t) { ++side_effects; }
+void record(int64_t) {
+  ++side_effects;
+}
 int64_t explode(int64_t x) {
   if (x > 0) throw std::invalid_argument("cannot take " + std::to_string(x));
   return x;
 }
-tessera::Value first_of(std::span<const tessera::Value> args) { return args.empty() ? tessera::Value() : args[0]; }
-int64_t not_registered(int64_t x) { return 3 * x; }
+tessera::Value first_of(std::span<const tessera::Value> args) {
+  return args.empty() ? tessera::Value() : args[0];
+}
+int64_t not_registered(int64_t x) {
+  return 3 * x;
+}
 }  // namespace dtest
 
 TESSERA_REGISTER(dtest::inc);
@@ -163,13 +177,15 @@ TEST(Delayed, ErrorsNameTheKey) {
   } catch (const TaskError& e) {
     EXPECT_EQ(e.key(), bad.key().str());
     EXPECT_EQ(std::string(e.what()),
-              "task '" + bad.key().str() + "' (op 'dtest::explode') raised std::invalid_argument: cannot take 2");
+              "task '" + bad.key().str() +
+                  "' (op 'dtest::explode') raised std::invalid_argument: cannot take 2");
     EXPECT_THROW(e.rethrow_original(), std::invalid_argument);
   }
   auto as_value = delayed(dtest::first_of)(std::string("text"));
   EXPECT_EQ(as_value.compute().get<std::string>(), "text");
-  EXPECT_EQ(error_of<TypeError>([&] { Delayed<int64_t>(as_value.node()).compute(); }),
-            "result of '" + as_value.key().str() + "': cannot read a value of type 'string' as 'int64'");
+  EXPECT_EQ(
+      error_of<TypeError>([&] { Delayed<int64_t>(as_value.node()).compute(); }),
+      "result of '" + as_value.key().str() + "': cannot read a value of type 'string' as 'int64'");
 }
 
 TEST(Delayed, LongChainsAndWideGraphs) {
@@ -183,7 +199,8 @@ TEST(Delayed, LongChainsAndWideGraphs) {
   for (int64_t i = 0; i < 20000; ++i) level.push_back(delayed(dtest::inc)(i));
   while (level.size() > 1) {
     std::vector<Delayed<int64_t>> next;
-    for (size_t i = 0; i + 1 < level.size(); i += 2) next.push_back(delayed(dtest::add)(level[i], level[i + 1]));
+    for (size_t i = 0; i + 1 < level.size(); i += 2)
+      next.push_back(delayed(dtest::add)(level[i], level[i + 1]));
     if (level.size() % 2) next.push_back(level.back());
     level = next;
   }
@@ -220,7 +237,8 @@ TEST(Delayed, ProgressBarAndProfilerWatchDelayed) {
 TEST(Init, ReadsAndRemovesTesseraFlags) {
   const std::string before = default_scheduler();
   const int workers_before = default_num_workers();
-  std::vector<std::string> args = {"prog", "--tessera-scheduler=sync", "keep", "--tessera-num-workers=3", "--other"};
+  std::vector<std::string> args = {"prog", "--tessera-scheduler=sync", "keep",
+                                   "--tessera-num-workers=3", "--other"};
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -241,9 +259,10 @@ TEST(Init, ReadsAndRemovesTesseraFlags) {
   std::vector<std::string> bad = {"prog", "--tessera-colour=red"};
   std::vector<char*> bargv{bad[0].data(), bad[1].data(), nullptr};
   int bargc = 2;
-  EXPECT_EQ(error_of<ValueError>([&] { init(bargc, bargv.data()); }),
-            "unknown or incomplete tessera flag '--tessera-colour=red' (known: --tessera-scheduler=NAME, "
-            "--tessera-num-workers=N)");
+  EXPECT_EQ(
+      error_of<ValueError>([&] { init(bargc, bargv.data()); }),
+      "unknown or incomplete tessera flag '--tessera-colour=red' (known: --tessera-scheduler=NAME, "
+      "--tessera-num-workers=N)");
   std::vector<std::string> bad2 = {"prog", "--tessera-num-workers=zero"};
   std::vector<char*> b2{bad2[0].data(), bad2[1].data(), nullptr};
   EXPECT_EQ(error_of<ValueError>([&] { init(bargc, b2.data()); }),
@@ -254,7 +273,9 @@ TEST(Init, ReadsAndRemovesTesseraFlags) {
 }  // namespace tessera
 
 namespace readme {
-int64_t inc(int64_t x) { return x + 1; }
+int64_t inc(int64_t x) {
+  return x + 1;
+}
 }  // namespace readme
 TESSERA_REGISTER_AS("inc", readme::inc);
 
@@ -267,8 +288,8 @@ TEST(Readme, GraphExampleCompilesAndRuns) {
   Graph g;
   g.add(Key("x"), Task::literal(Value::of(int64_t{41})));
   g.add(Key("y"), Task::call("inc", {Arg::ref(Key("x"))}));
-  std::vector<Value> r = get(g, {Key("y")}, {.scheduler = "threads"});   // r[0].get<int64_t>() == 42
-  Graph shipped = decode_graph(from_bytes(to_bytes(encode_graph(g))));   // msgpack + raw frames
+  std::vector<Value> r = get(g, {Key("y")}, {.scheduler = "threads"});  // r[0].get<int64_t>() == 42
+  Graph shipped = decode_graph(from_bytes(to_bytes(encode_graph(g))));  // msgpack + raw frames
   EXPECT_EQ(r[0].get<int64_t>(), 42);
   EXPECT_EQ(get(shipped, {Key("y")})[0].get<int64_t>(), 42);
   EXPECT_EQ(cull(g, {Key("x")}).size(), 1u);

@@ -7,14 +7,26 @@
 #include "test_support.hpp"
 
 namespace guide {
-int64_t inc(int64_t x) { return x + 1; }
-int64_t add(int64_t x, int64_t y) { return x + y; }
-int64_t sum(const std::vector<int64_t>& xs) { return std::accumulate(xs.begin(), xs.end(), int64_t{0}); }
+int64_t inc(int64_t x) {
+  return x + 1;
+}
+int64_t add(int64_t x, int64_t y) {
+  return x + y;
+}
+int64_t sum(const std::vector<int64_t>& xs) {
+  return std::accumulate(xs.begin(), xs.end(), int64_t{0});
+}
 int recorded = 0;
-void record(int64_t) { ++recorded; }
-double getitem(const std::vector<double>& v, int64_t i) { return v.at(static_cast<size_t>(i)); }
+void record(int64_t) {
+  ++recorded;
+}
+double getitem(const std::vector<double>& v, int64_t i) {
+  return v.at(static_cast<size_t>(i));
+}
 namespace mylib {
-double normalize(double x) { return x / 10; }
+double normalize(double x) {
+  return x / 10;
+}
 }  // namespace mylib
 struct Point {
   double x, y;
@@ -63,11 +75,11 @@ TEST(Guide, RegisteringFunctionsAndTypes) {
 }
 
 TEST(Guide, Delayed) {
-  auto a = delayed(inc)(1);                      // Delayed<int64_t>
-  auto b = delayed(add)(a, 10);                  // `a` is a dependency
-  auto v = delayed(std::vector<double>{1, 2, 3});   // a value as a graph leaf, key "list-…"
-  auto s = delayed(sum)(std::vector{a, b});      // a vector of Delayed is a list argument
-  auto f = delayed([k = 2](int64_t x) { return k * x; }, {.name = "scale"});   // a local closure
+  auto a = delayed(inc)(1);                        // Delayed<int64_t>
+  auto b = delayed(add)(a, 10);                    // `a` is a dependency
+  auto v = delayed(std::vector<double>{1, 2, 3});  // a value as a graph leaf, key "list-…"
+  auto s = delayed(sum)(std::vector{a, b});        // a vector of Delayed is a list argument
+  auto f = delayed([k = 2](int64_t x) { return k * x; }, {.name = "scale"});  // a local closure
   auto r = delayed(record, {.pure = false})(1);  // side effects: a fresh key per call
 
   EXPECT_EQ(s.compute(), 14);
@@ -84,7 +96,9 @@ TEST(Guide, GraphsByHand) {
   Graph g;
   g.add(Key("x"), Task::literal(Value::of(int64_t{41})));
   g.add(Key("y"), Task::call("guide::inc", {Arg::ref(Key("x"))}));
-  g.add(Key("z", {0, 1}), Task::call("guide::add", {Arg::ref(Key("y")), Arg::task(Task::call("guide::inc", {Arg::ref(Key("x"))}))}));
+  g.add(Key("z", {0, 1}),
+        Task::call("guide::add", {Arg::ref(Key("y")),
+                                  Arg::task(Task::call("guide::inc", {Arg::ref(Key("x"))}))}));
   std::vector<Value> r = get(g, {Key("z", {0, 1})});
   EXPECT_EQ(r[0].get<int64_t>(), 84);
 }
@@ -92,16 +106,19 @@ TEST(Guide, GraphsByHand) {
 TEST(Guide, Diagnostics) {
   auto x = delayed(add)(delayed(inc)(1), 1);
   testing::TempDir dir;
-  { ProgressBar bar; x.compute(); }                  // stderr, when it is a terminal
+  {
+    ProgressBar bar;
+    x.compute();
+  }  // stderr, when it is a terminal
   FILE* out = std::fopen(dir.file("bar.txt").c_str(), "w");
   {
     ProgressBar bar({.minimum = 1.0, .force = true, .out = out});
     x.compute();
   }
   std::fclose(out);
-  Profiler prof;                                     // records while it exists
+  Profiler prof;  // records while it exists
   x.compute();
-  EXPECT_EQ(prof.results().size(), 2u);             // key, op, start, end, worker per task
+  EXPECT_EQ(prof.results().size(), 2u);  // key, op, start, end, worker per task
   prof.write_chrome_trace(dir.file("trace.json"));
   prof.write_html(dir.file("stream.html"));
 }

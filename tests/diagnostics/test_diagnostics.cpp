@@ -16,7 +16,9 @@ int64_t nap(int64_t x) {
   std::this_thread::sleep_for(std::chrono::milliseconds(10));
   return x;
 }
-int64_t plus(int64_t x, int64_t y) { return x + y; }
+int64_t plus(int64_t x, int64_t y) {
+  return x + y;
+}
 }  // namespace diagtest
 TESSERA_REGISTER(diagtest::nap);
 TESSERA_REGISTER(diagtest::plus);
@@ -55,13 +57,14 @@ TEST(ProgressBar, DrawsLikeDaskAndAtMostTenTimesASecond) {
     ProgressBar bar({.width = 20, .force = true, .out = out});
     get(g, outs, {.scheduler = "sync"});
     elapsed = bar.last_elapsed();
-    EXPECT_TRUE(std::regex_match(bar.last_line(), std::regex(R"(\[#{20}\] \| 100% Completed \|  0\.\ds)")))
+    EXPECT_TRUE(
+        std::regex_match(bar.last_line(), std::regex(R"(\[#{20}\] \| 100% Completed \|  0\.\ds)")))
         << bar.last_line();
   }
   std::fclose(out);
   const std::string text = slurp(path);
   const auto draws = static_cast<size_t>(std::count(text.begin(), text.end(), '\r'));
-  EXPECT_GE(draws, 2u);                                     // some progress, then the final line
+  EXPECT_GE(draws, 2u);                                      // some progress, then the final line
   EXPECT_LE(draws, static_cast<size_t>(elapsed / 0.1) + 2);  // never more than 10 per second
   EXPECT_EQ(text.back(), '\n');
   EXPECT_NE(text.find("| 100% Completed |"), std::string::npos);
@@ -79,7 +82,8 @@ TEST(ProgressBar, SilentWhenNotATerminalUnlessForced) {
   }
   std::fclose(out);
   EXPECT_EQ(slurp(path), "");
-  EXPECT_EQ(error_of<ValueError>([] { ProgressBar bar({.width = 0}); }), "ProgressBar width must be positive, got 0");
+  EXPECT_EQ(error_of<ValueError>([] { ProgressBar bar({.width = 0}); }),
+            "ProgressBar width must be positive, got 0");
 }
 
 TEST(ProgressBar, MinimumHidesShortComputations) {
@@ -111,7 +115,8 @@ TEST(Profiler, RecordsEveryTaskWithWorkerAndTimes) {
     workers.insert(r.worker);
   }
   EXPECT_EQ(workers, (std::set<int>{0, 1}));  // two workers, both busy
-  EXPECT_TRUE(std::is_sorted(rs.begin(), rs.end(), [](auto& a, auto& b) { return a.start < b.start; }));
+  EXPECT_TRUE(
+      std::is_sorted(rs.begin(), rs.end(), [](auto& a, auto& b) { return a.start < b.start; }));
   prof.clear();
   EXPECT_TRUE(prof.results().empty());
 }
@@ -126,10 +131,11 @@ TEST(Profiler, WritesChromeTraceAndHtmlTaskStream) {
   prof.write_chrome_trace(trace);
   prof.write_html(html, "my <run>");
   // Python's json module is the independent oracle for the trace's validity.
-  const std::string check = "/usr/bin/python3 -c \"import json,sys; d=json.load(open(sys.argv[1])); "
-                            "ev=[e for e in d['traceEvents'] if e['ph']=='X']; "
-                            "assert len(ev)==6 and all(e['dur']>=9000 and e['name']=='diagtest::nap' for e in ev)\" " +
-                            trace;
+  const std::string check =
+      "/usr/bin/python3 -c \"import json,sys; d=json.load(open(sys.argv[1])); "
+      "ev=[e for e in d['traceEvents'] if e['ph']=='X']; "
+      "assert len(ev)==6 and all(e['dur']>=9000 and e['name']=='diagtest::nap' for e in ev)\" " +
+      trace;
   EXPECT_EQ(std::system(check.c_str()), 0) << slurp(trace);
   const std::string page = slurp(html);
   EXPECT_NE(page.find("<title>my &lt;run&gt;</title>"), std::string::npos);
@@ -137,17 +143,20 @@ TEST(Profiler, WritesChromeTraceAndHtmlTaskStream) {
   EXPECT_EQ(std::count(page.begin(), page.end(), '['), std::count(page.begin(), page.end(), ']'));
   EXPECT_NE(page.find("('nap', 5)"), std::string::npos);
   EXPECT_EQ(page.find("src=\"http"), std::string::npos);  // self-contained
-  EXPECT_NE(error_of<Error>([&] { prof.write_html("/nonexistent-dir/x.html"); }).find("cannot open"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of<Error>([&] { prof.write_html("/nonexistent-dir/x.html"); }).find("cannot open"),
+      std::string::npos);
 }
 
 Graph diamond() {
   Graph g;
   g.add(Key("x-0123456789abcdef0123456789abcdef"), Task::literal(Value::of(int64_t{1})));
-  g.add(Key("y", {0}), Task::call("diagtest::plus", {Arg::ref(Key("x-0123456789abcdef0123456789abcdef")),
-                                                     Arg(Value::of(int64_t{1}))}));
-  g.add(Key("y", {1}), Task::call("diagtest::plus", {Arg::ref(Key("x-0123456789abcdef0123456789abcdef")),
-                                                     Arg(Value::of(int64_t{2}))}));
+  g.add(Key("y", {0}),
+        Task::call("diagtest::plus", {Arg::ref(Key("x-0123456789abcdef0123456789abcdef")),
+                                      Arg(Value::of(int64_t{1}))}));
+  g.add(Key("y", {1}),
+        Task::call("diagtest::plus", {Arg::ref(Key("x-0123456789abcdef0123456789abcdef")),
+                                      Arg(Value::of(int64_t{2}))}));
   g.add(Key("z"), Task::call("diagtest::plus", {Arg::ref(Key("y", {0})), Arg::ref(Key("y", {1}))}));
   return g;
 }
@@ -164,7 +173,7 @@ TEST(Visualize, DotHasDataBoxesTaskCirclesAndEdges) {
   EXPECT_NE(dot.find("t3 -> d3;"), std::string::npos);
   const std::string colored = to_dot(diamond(), {.rankdir = "LR", .color = "order"});
   EXPECT_NE(colored.find("rankdir=LR"), std::string::npos);
-  EXPECT_EQ(std::count(colored.begin(), colored.end(), '#') , 3);  // three call tasks, each filled
+  EXPECT_EQ(std::count(colored.begin(), colored.end(), '#'), 3);  // three call tasks, each filled
   EXPECT_EQ(error_of<ValueError>([] { to_dot(Graph(), {.rankdir = "UP"}); }),
             "rankdir must be BT, TB, LR or RL, got 'UP'");
   EXPECT_EQ(error_of<ValueError>([] { to_dot(Graph(), {.color = "blue"}); }),
@@ -180,8 +189,11 @@ TEST(Visualize, WritesSvgPngAndDotFiles) {
   EXPECT_EQ(slurp(dir.file("g.png")).substr(1, 3), "PNG");
   EXPECT_EQ(slurp(dir.file("g.dot")), to_dot(diamond()));
   EXPECT_EQ(error_of<ValueError>([&] { visualize(diamond(), dir.file("g.xyz")); }),
-            "cannot tell the picture format of '" + dir.file("g.xyz") + "': use .svg, .png, .pdf or .dot");
-  EXPECT_NE(error_of<Error>([&] { visualize(diamond(), "/nonexistent-dir/g.svg"); }).find("graphviz 'dot' failed"),
+            "cannot tell the picture format of '" + dir.file("g.xyz") +
+                "': use .svg, .png, .pdf or .dot");
+  EXPECT_NE(error_of<Error>([&] {
+              visualize(diamond(), "/nonexistent-dir/g.svg");
+            }).find("graphviz 'dot' failed"),
             std::string::npos);
 }
 

@@ -1,6 +1,8 @@
 #include <tessera/tessera.hpp>
 
-int64_t square(int64_t x) { return x * x; }
+int64_t square(int64_t x) {
+  return x * x;
+}
 TESSERA_REGISTER(square);
 
 int main(int argc, char** argv) {

@@ -12,25 +12,37 @@ namespace {
 
 using testing::error_of;
 
-Task lit(int64_t v) { return Task::literal(Value::of(v)); }
-Task call(const char* op, std::vector<Arg> args) { return Task::call(op, std::move(args)); }
-Arg ref(const char* k) { return Arg::ref(Key(k)); }
+Task lit(int64_t v) {
+  return Task::literal(Value::of(v));
+}
+Task call(const char* op, std::vector<Arg> args) {
+  return Task::call(op, std::move(args));
+}
+Arg ref(const char* k) {
+  return Arg::ref(Key(k));
+}
 
 struct Case {
   std::string scheduler;
   int workers;
 };
-void PrintTo(const Case& c, std::ostream* os) { *os << c.scheduler << " with " << c.workers << " workers"; }
+void PrintTo(const Case& c, std::ostream* os) {
+  *os << c.scheduler << " with " << c.workers << " workers";
+}
 
 class EveryScheduler : public ::testing::TestWithParam<Case> {
  protected:
-  ComputeOptions options() const { return {.scheduler = GetParam().scheduler, .num_workers = GetParam().workers}; }
+  ComputeOptions options() const {
+    return {.scheduler = GetParam().scheduler, .num_workers = GetParam().workers};
+  }
 };
 
 INSTANTIATE_TEST_SUITE_P(Local, EveryScheduler,
-                         ::testing::Values(Case{"sync", 1}, Case{"threads", 1}, Case{"threads", 2}, Case{"threads", 4},
-                                           Case{"threads", 8}),
-                         [](const auto& info) { return info.param.scheduler + std::to_string(info.param.workers); });
+                         ::testing::Values(Case{"sync", 1}, Case{"threads", 1}, Case{"threads", 2},
+                                           Case{"threads", 4}, Case{"threads", 8}),
+                         [](const auto& info) {
+                           return info.param.scheduler + std::to_string(info.param.workers);
+                         });
 
 TEST_P(EveryScheduler, SmallGraph) {
   Graph g;
@@ -55,7 +67,8 @@ TEST_P(EveryScheduler, RandomDagsMatchDirectComputation) {
     const auto r = get(dag.graph, dag.sinks, options());
     ASSERT_EQ(r.size(), dag.sinks.size());
     for (size_t i = 0; i < r.size(); ++i) {
-      ASSERT_EQ(r[i].get<int64_t>(), expected[static_cast<size_t>(dag.sinks[i].index()[0])]) << "seed " << seed;
+      ASSERT_EQ(r[i].get<int64_t>(), expected[static_cast<size_t>(dag.sinks[i].index()[0])])
+          << "seed " << seed;
     }
   }
 }
@@ -105,15 +118,17 @@ TEST_P(EveryScheduler, TaskExceptionNamesKeyAndCancelsTheRest) {
   g.add(Key("c", {0}), lit(0));
   for (int64_t i = 1; i <= 2000; ++i) {
     const Arg prev = Arg::ref(Key("c", {i - 1}));
-    g.add(Key("c", {i}), i == 10 ? Task::call("localtest::fail_if", {prev, Arg(Value::of(int64_t{9}))})
-                                 : Task::call("localtest::inc", {prev}));
+    g.add(Key("c", {i}), i == 10
+                             ? Task::call("localtest::fail_if", {prev, Arg(Value::of(int64_t{9}))})
+                             : Task::call("localtest::inc", {prev}));
   }
   localtest::calls = 0;
   try {
     get(g, std::vector<Key>{Key("c", {2000})}, options());
     FAIL() << "expected TaskError";
   } catch (const TaskError& e) {
-    EXPECT_EQ(std::string(e.what()), "task '('c', 10)' (op 'localtest::fail_if') raised std::runtime_error: bad value 9");
+    EXPECT_EQ(std::string(e.what()),
+              "task '('c', 10)' (op 'localtest::fail_if') raised std::runtime_error: bad value 9");
     EXPECT_EQ(e.key(), "('c', 10)");
     EXPECT_EQ(e.op(), "localtest::fail_if");
     EXPECT_THROW(e.rethrow_original(), std::runtime_error);
@@ -130,7 +145,8 @@ TEST_P(EveryScheduler, ManyParallelFailuresReportOne) {
   Graph g;
   std::vector<Key> outs;
   for (int64_t i = 0; i < 500; ++i) {
-    g.add(Key("f", {i}), Task::call("localtest::fail_if", {Arg(Value::of(i % 7)), Arg(Value::of(int64_t{3}))}));
+    g.add(Key("f", {i}),
+          Task::call("localtest::fail_if", {Arg(Value::of(i % 7)), Arg(Value::of(int64_t{3}))}));
     outs.push_back(Key("f", {i}));
   }
   const std::string msg = error_of<TaskError>([&] { get(g, outs, options()); });
@@ -141,8 +157,11 @@ TEST_P(EveryScheduler, BadGraphsFailBeforeRunning) {
   Graph cyc;
   cyc.add(Key("a"), call("localtest::inc", {ref("b")}));
   cyc.add(Key("b"), call("localtest::inc", {ref("a")}));
-  const std::string c = error_of<GraphError>([&] { get(cyc, std::vector<Key>{Key("a")}, options()); });
-  EXPECT_TRUE(c == "the graph has a cycle: a -> b -> a" || c == "the graph has a cycle: b -> a -> b") << c;
+  const std::string c =
+      error_of<GraphError>([&] { get(cyc, std::vector<Key>{Key("a")}, options()); });
+  EXPECT_TRUE(c == "the graph has a cycle: a -> b -> a" ||
+              c == "the graph has a cycle: b -> a -> b")
+      << c;
 
   Graph missing;
   missing.add(Key("a"), call("localtest::inc", {ref("nowhere")}));
@@ -155,8 +174,10 @@ TEST_P(EveryScheduler, BadGraphsFailBeforeRunning) {
   wrong.add(Key("s"), Task::literal(Value::of("text")));
   wrong.add(Key("n"), call("localtest::inc", {ref("s")}));
   EXPECT_EQ(error_of<TaskError>([&] { get(wrong, std::vector<Key>{Key("n")}, options()); }),
-            "task 'n' (op 'localtest::inc') raised tessera::TypeError: op 'localtest::inc' argument 1 expects "
-            "'int64', but the value given has type 'string' (cannot read a value of type 'string' as 'int64')");
+            "task 'n' (op 'localtest::inc') raised tessera::TypeError: op 'localtest::inc' "
+            "argument 1 expects "
+            "'int64', but the value given has type 'string' (cannot read a value of type 'string' "
+            "as 'int64')");
 }
 
 TEST_P(EveryScheduler, UnneededBrokenTasksAreIgnored) {
@@ -169,7 +190,9 @@ TEST_P(EveryScheduler, UnneededBrokenTasksAreIgnored) {
 TEST_P(EveryScheduler, LongChain) {
   Graph g;
   g.add(Key("c", {0}), lit(0));
-  for (int64_t i = 1; i < 200000; ++i) g.add(Key("c", {i}), Task::call("localtest::add", {Arg::ref(Key("c", {i - 1})), Arg(Value::of(int64_t{1}))}));
+  for (int64_t i = 1; i < 200000; ++i)
+    g.add(Key("c", {i}),
+          Task::call("localtest::add", {Arg::ref(Key("c", {i - 1})), Arg(Value::of(int64_t{1}))}));
   EXPECT_EQ(get(g, std::vector<Key>{Key("c", {199999})}, options())[0].get<int64_t>(), 199999);
 }
 
@@ -194,7 +217,8 @@ TEST(Schedulers, ConcurrentComputationsFromManyThreads) {
       for (int rep = 0; rep < 5; ++rep) {
         const auto r = get(dag.graph, dag.sinks, {.scheduler = "threads", .num_workers = 2});
         for (size_t i = 0; i < r.size(); ++i) {
-          if (r[i].get<int64_t>() != expected[static_cast<size_t>(dag.sinks[i].index()[0])]) ++wrong;
+          if (r[i].get<int64_t>() != expected[static_cast<size_t>(dag.sinks[i].index()[0])])
+            ++wrong;
         }
       }
     });
@@ -214,9 +238,11 @@ TEST(Schedulers, NamesAndOptions) {
   g.add(Key("a"), lit(1));
   const std::vector<Key> outs{Key("a")};
   EXPECT_EQ(error_of<SchedulerError>([&] { get(g, outs, {.scheduler = "gpu"}); }),
-            "unknown scheduler 'gpu' (available: single-threaded, sync, synchronous, threading, threads)");
-  EXPECT_NE(error_of<SchedulerError>([&] { get(g, outs, {.scheduler = "processes"}); })
-                .find("come with tessera's distributed runtime"),
+            "unknown scheduler 'gpu' (available: single-threaded, sync, synchronous, threading, "
+            "threads)");
+  EXPECT_NE(error_of<SchedulerError>([&] {
+              get(g, outs, {.scheduler = "processes"});
+            }).find("come with tessera's distributed runtime"),
             std::string::npos);
   EXPECT_EQ(error_of<ValueError>([&] { get(g, outs, {.num_workers = -1}); }),
             "num_workers must be 0 (default) or positive, got -1");
@@ -269,7 +295,8 @@ TEST_P(EveryScheduler, CallbacksSeeEveryTask) {
   Recorder global;
   global.activate();
   Graph bad;
-  bad.add(Key("f"), Task::call("localtest::fail_if", {Arg(Value::of(int64_t{1})), Arg(Value::of(int64_t{1}))}));
+  bad.add(Key("f"), Task::call("localtest::fail_if",
+                               {Arg(Value::of(int64_t{1})), Arg(Value::of(int64_t{1}))}));
   EXPECT_THROW(get(bad, std::vector<Key>{Key("f")}, options()), TaskError);
   global.deactivate();
   get(bad, std::vector<Key>{}, options());

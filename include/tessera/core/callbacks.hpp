@@ -27,9 +27,9 @@ namespace tessera {
 
 // What a computation is about to run.
 struct RunInfo {
-  const Graph* graph = nullptr;       // the graph as scheduled (after optimization)
+  const Graph* graph = nullptr;  // the graph as scheduled (after optimization)
   std::span<const Key> outputs;
-  size_t num_tasks = 0;               // tasks that will run
+  size_t num_tasks = 0;  // tasks that will run
   std::string_view scheduler;
   int num_workers = 1;
 };
@@ -38,8 +38,8 @@ struct RunInfo {
 struct TaskEvent {
   const Key& key;
   const Task& task;
-  size_t index;      // position in RunInfo::graph
-  int worker;        // 0 .. num_workers-1
+  size_t index;  // position in RunInfo::graph
+  int worker;    // 0 .. num_workers-1
 };
 
 // Base class of computation observers.

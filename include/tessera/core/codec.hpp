@@ -6,8 +6,9 @@
 //
 //   struct Point { double x, y; };
 //   template <> struct tessera::Codec<Point> {
-//     static void encode(const Point& p, tessera::Encoder& e) { e.write_double(p.x); e.write_double(p.y); }
-//     static Point decode(tessera::Decoder& d) { double x = d.read_double(); return {x, d.read_double()}; }
+//     static void encode(const Point& p, tessera::Encoder& e) { e.write_double(p.x);
+//     e.write_double(p.y); } static Point decode(tessera::Decoder& d) { double x = d.read_double();
+//     return {x, d.read_double()}; }
 //   };
 //   TESSERA_REGISTER_TYPE(Point);   // decodable by name in every process that links this
 //

@@ -35,7 +35,9 @@ template <class C>
 struct CollectionTraits;
 
 template <class C>
-concept Collection = requires { typename CollectionTraits<std::remove_cvref_t<C>>::Result; };
+concept Collection = requires {
+  typename CollectionTraits<std::remove_cvref_t<C>>::Result;
+};
 
 namespace detail {
 
@@ -44,11 +46,12 @@ using OptimizeFn = void (*)(Graph&, std::span<const Key>, const ComputeOptions&)
 // Materializes what `keys` need, applies the optimizers (when options ask for it) and runs
 // the chosen scheduler.
 std::vector<Value> compute_keys(const HighLevelGraph& hlg, std::span<const Key> keys,
-                                std::span<const OptimizeFn> optimizers, const ComputeOptions& options);
+                                std::span<const OptimizeFn> optimizers,
+                                const ComputeOptions& options);
 
 template <class C>
 OptimizeFn optimizer_of() {
-  if constexpr (requires(Graph& g, std::span<const Key> k, const ComputeOptions& o) {
+  if constexpr (requires(Graph & g, std::span<const Key> k, const ComputeOptions& o) {
                   CollectionTraits<C>::optimize(g, k, o);
                 }) {
     return &CollectionTraits<C>::optimize;
@@ -75,7 +78,8 @@ struct Batch {
     offsets.push_back(keys.size());
     CollectionTraits<X>::keys(c, keys);
     OptimizeFn f = optimizer_of<X>();
-    if (f && std::find(optimizers.begin(), optimizers.end(), f) == optimizers.end()) optimizers.push_back(f);
+    if (f && std::find(optimizers.begin(), optimizers.end(), f) == optimizers.end())
+      optimizers.push_back(f);
   }
   std::span<const Value> slice(const std::vector<Value>& values, size_t i) const {
     return std::span<const Value>(values).subspan(offsets[i], offsets[i + 1] - offsets[i]);
@@ -105,7 +109,8 @@ inline constexpr bool kEndsWithOptions =
     sizeof...(Args) > 0 && std::is_same_v<std::remove_cvref_t<LastOf<Args...>>, ComputeOptions>;
 
 template <class X>
-inline constexpr bool kComputeArg = Collection<X> || std::is_same_v<std::remove_cvref_t<X>, ComputeOptions>;
+inline constexpr bool kComputeArg =
+    Collection<X> || std::is_same_v<std::remove_cvref_t<X>, ComputeOptions>;
 
 template <bool Persist, class... Args>
 auto dispatch(const Args&... args) {
@@ -114,12 +119,17 @@ auto dispatch(const Args&... args) {
     constexpr size_t n = sizeof...(Args) - 1;
     return [&]<size_t... I>(std::index_sequence<I...>) {
       const ComputeOptions& options = std::get<n>(all);
-      if constexpr (Persist) return persist_impl(options, std::make_index_sequence<n>{}, std::get<I>(all)...);
-      else return compute_impl(options, std::make_index_sequence<n>{}, std::get<I>(all)...);
-    }(std::make_index_sequence<n>{});
+      if constexpr (Persist)
+        return persist_impl(options, std::make_index_sequence<n>{}, std::get<I>(all)...);
+      else
+        return compute_impl(options, std::make_index_sequence<n>{}, std::get<I>(all)...);
+    }
+    (std::make_index_sequence<n>{});
   } else {
-    if constexpr (Persist) return persist_impl(ComputeOptions{}, std::index_sequence_for<Args...>{}, args...);
-    else return compute_impl(ComputeOptions{}, std::index_sequence_for<Args...>{}, args...);
+    if constexpr (Persist)
+      return persist_impl(ComputeOptions{}, std::index_sequence_for<Args...>{}, args...);
+    else
+      return compute_impl(ComputeOptions{}, std::index_sequence_for<Args...>{}, args...);
   }
 }
 
@@ -128,8 +138,8 @@ auto dispatch(const Args&... args) {
 // Computes several collections in one graph; returns a tuple of their results. The last
 // argument may be ComputeOptions.
 template <class... Args>
-  requires(sizeof...(Args) > 0 && (detail::kComputeArg<Args> && ...))
-auto compute(const Args&... args) {
+requires(sizeof...(Args) > 0 &&
+         (detail::kComputeArg<Args> && ...)) auto compute(const Args&... args) {
   return detail::dispatch<false>(args...);
 }
 
@@ -161,8 +171,8 @@ std::vector<typename CollectionTraits<C>::Result> compute(const std::vector<C>& 
 // Computes collections and returns them with their results held in memory (same keys), so
 // later computations that use them start from there.
 template <class... Args>
-  requires(sizeof...(Args) > 0 && (detail::kComputeArg<Args> && ...))
-auto persist(const Args&... args) {
+requires(sizeof...(Args) > 0 &&
+         (detail::kComputeArg<Args> && ...)) auto persist(const Args&... args) {
   return detail::dispatch<true>(args...);
 }
 

@@ -69,7 +69,8 @@ class SchedulerError : public Error {
 // original message; original() is the exception the task threw, for rethrowing.
 class TaskError : public Error {
  public:
-  TaskError(std::string key, std::string op, std::exception_ptr original, const std::string& message);
+  TaskError(std::string key, std::string op, std::exception_ptr original,
+            const std::string& message);
   // The key of the task that failed.
   const std::string& key() const noexcept { return key_; }
   // The op the task ran.

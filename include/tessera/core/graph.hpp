@@ -77,7 +77,9 @@ class Graph {
   // accesses), and a key already present is then dropped, the first task winning as with
   // add(). The fast way to build a large graph.
   void append(Key key, TaskPtr task);
-  void append(Key key, Task task) { append(std::move(key), std::make_shared<const Task>(std::move(task))); }
+  void append(Key key, Task task) {
+    append(std::move(key), std::make_shared<const Task>(std::move(task)));
+  }
   // Adds or replaces the task under `key`.
   void set(Key key, TaskPtr task);
   // Adds every task of `other` whose key is not here yet.

@@ -46,7 +46,8 @@ class Layer {
   virtual std::vector<std::string> key_names() const { return {name_}; }
   // Adds to `out` the tasks producing `keys` and the layer-internal tasks they need; appends
   // to `external` the keys of other layers those tasks read.
-  virtual void materialize(std::span<const Key> keys, Graph& out, std::vector<Key>& external) const = 0;
+  virtual void materialize(std::span<const Key> keys, Graph& out,
+                           std::vector<Key>& external) const = 0;
 
  private:
   std::string name_;
@@ -90,7 +91,8 @@ class MaterializedLayer final : public Layer {
   std::vector<Key> keys() const override;
   bool has_key(const Key& key) const override { return graph_.contains(key); }
   std::vector<std::string> key_names() const override { return {}; }
-  void materialize(std::span<const Key> keys, Graph& out, std::vector<Key>& external) const override;
+  void materialize(std::span<const Key> keys, Graph& out,
+                   std::vector<Key>& external) const override;
   const Graph& graph() const noexcept { return graph_; }
 
  private:
@@ -100,9 +102,9 @@ class MaterializedLayer final : public Layer {
 // One argument of a blockwise layer: blocks of another layer indexed by letters, or a
 // literal value passed to every task.
 struct BlockwiseArg {
-  std::string name;                 // key name of the input blocks (empty for a literal)
-  std::string index;                // one letter per block dimension, e.g. "ij"
-  std::vector<int64_t> numblocks;   // blocks along each of those dimensions
+  std::string name;                // key name of the input blocks (empty for a literal)
+  std::string index;               // one letter per block dimension, e.g. "ij"
+  std::vector<int64_t> numblocks;  // blocks along each of those dimensions
   Value literal;
 
   static BlockwiseArg blocks(std::string name, std::string index, std::vector<int64_t> numblocks);
@@ -127,7 +129,8 @@ class BlockwiseLayer final : public Layer {
   size_t size() const override;
   std::vector<Key> keys() const override;
   bool has_key(const Key& key) const override;
-  void materialize(std::span<const Key> keys, Graph& out, std::vector<Key>& external) const override;
+  void materialize(std::span<const Key> keys, Graph& out,
+                   std::vector<Key>& external) const override;
 
   const std::string& out_index() const noexcept { return out_index_; }
   std::span<const int64_t> out_numblocks() const noexcept { return out_numblocks_; }
@@ -135,13 +138,14 @@ class BlockwiseLayer final : public Layer {
   const std::shared_ptr<const Op>& op() const noexcept { return op_; }
 
  private:
-  Arg arg_for(const BlockwiseArg& a, std::span<const int64_t> coords, std::vector<Key>& external) const;
+  Arg arg_for(const BlockwiseArg& a, std::span<const int64_t> coords,
+              std::vector<Key>& external) const;
 
   std::string out_index_;
   std::vector<int64_t> out_numblocks_;
   std::shared_ptr<const Op> op_;
   std::vector<BlockwiseArg> args_;
-  std::string contracted_;                // letters contracted, in order of first appearance
+  std::string contracted_;  // letters contracted, in order of first appearance
   std::vector<int64_t> contracted_numblocks_;
 };
 
@@ -154,14 +158,14 @@ class BlockwiseLayer final : public Layer {
 class TreeReductionLayer final : public Layer {
  public:
   struct Spec {
-    std::string input;                  // key name of the input blocks
-    std::vector<int64_t> numblocks;     // input blocks along each axis
-    std::vector<int> axes;              // axes to reduce (sorted, distinct)
-    std::vector<int64_t> split_every;   // group width per reduced axis (>= 2); empty: 4 each
+    std::string input;                 // key name of the input blocks
+    std::vector<int64_t> numblocks;    // input blocks along each axis
+    std::vector<int> axes;             // axes to reduce (sorted, distinct)
+    std::vector<int64_t> split_every;  // group width per reduced axis (>= 2); empty: 4 each
     bool keepdims = false;
     std::shared_ptr<const Op> combine;
     std::shared_ptr<const Op> aggregate;
-    std::vector<Value> extra_args;      // appended to every combine/aggregate call
+    std::vector<Value> extra_args;  // appended to every combine/aggregate call
   };
 
   TreeReductionLayer(std::string name, Spec spec);
@@ -172,13 +176,15 @@ class TreeReductionLayer final : public Layer {
   std::vector<Key> keys() const override;
   bool has_key(const Key& key) const override;
   std::vector<std::string> key_names() const override;
-  void materialize(std::span<const Key> keys, Graph& out, std::vector<Key>& external) const override;
+  void materialize(std::span<const Key> keys, Graph& out,
+                   std::vector<Key>& external) const override;
   // Number of levels of the tree (1 when one aggregate reads every block).
   int depth() const noexcept { return static_cast<int>(level_counts_.size()) - 1; }
 
  private:
   Key level_key(int level, std::span<const int64_t> coords) const;
-  void build(int level, std::span<const int64_t> coords, Graph& out, std::vector<Key>& external) const;
+  void build(int level, std::span<const int64_t> coords, Graph& out,
+             std::vector<Key>& external) const;
 
   Spec spec_;
   std::vector<bool> reduced_;                       // per input axis

@@ -75,7 +75,9 @@ struct FnTraits<R (C::*)(A...) noexcept> : FnTraits<R (*)(A...)> {};
 
 // The signature of a lambda or function object.
 template <class F>
-  requires requires { &F::operator(); }
+requires requires {
+  &F::operator();
+}
 struct FnTraits<F> : FnTraits<decltype(&F::operator())> {};
 
 template <class P>
@@ -118,14 +120,17 @@ class ArgRef {
 // Passes an argument: a const reference, or a copy for `T&&` parameters.
 template <class A, class D>
 decltype(auto) pass(const ArgRef<D>& r) {
-  if constexpr (std::is_rvalue_reference_v<A>) return D(r.get());
-  else return r.get();
+  if constexpr (std::is_rvalue_reference_v<A>)
+    return D(r.get());
+  else
+    return r.get();
 }
 
 template <class R, class... A, class F, size_t... I>
 Value call_with(const Op& op, F&& f, std::span<const Value> args, std::index_sequence<I...>) {
   if (args.size() != sizeof...(A)) throw_arity(op, args.size());
-  std::tuple<ArgRef<std::remove_cvref_t<A>>...> refs{ArgRef<std::remove_cvref_t<A>>(op, I, args[I])...};
+  std::tuple<ArgRef<std::remove_cvref_t<A>>...> refs{
+      ArgRef<std::remove_cvref_t<A>>(op, I, args[I])...};
   if constexpr (std::is_void_v<R>) {
     f(pass<A>(std::get<I>(refs))...);
     return Value();
@@ -153,8 +158,8 @@ Value invoke_variadic_closure(const Op& op, std::span<const Value> args);
 
 template <class F>
 inline constexpr bool kVariadic =
-    std::is_same_v<typename FnTraits<F>::args, std::tuple<std::span<const Value>>> &&
-    std::is_same_v<typename FnTraits<F>::result, Value>;
+    std::is_same_v<typename FnTraits<F>::args, std::tuple<std::span<const Value>>>&&
+        std::is_same_v<typename FnTraits<F>::result, Value>;
 
 template <class T>
 void register_param_type() {
@@ -168,10 +173,14 @@ void register_param_type() {
 template <class T>
 std::string param_type_name() {
   using D = std::remove_cvref_t<T>;
-  if constexpr (std::is_void_v<D>) return "none";
-  else if constexpr (std::is_same_v<D, Value>) return "any";
-  else if constexpr (std::is_same_v<D, std::span<const Value>>) return "any...";
-  else return type_of<D>().name;
+  if constexpr (std::is_void_v<D>)
+    return "none";
+  else if constexpr (std::is_same_v<D, Value>)
+    return "any";
+  else if constexpr (std::is_same_v<D, std::span<const Value>>)
+    return "any...";
+  else
+    return type_of<D>().name;
 }
 
 template <class Traits, size_t... I>
@@ -181,8 +190,9 @@ std::vector<std::string> param_names(std::index_sequence<I...>) {
 
 template <class Fp, class R, class... A>
 void fill_signature(Op& op, std::tuple<A...>*) {
-  static_assert((kValidParam<A> && ...),
-                "op parameters must be taken by value or by const reference: results are immutable");
+  static_assert(
+      (kValidParam<A> && ...),
+      "op parameters must be taken by value or by const reference: results are immutable");
   (register_param_type<A>(), ...);
   register_param_type<R>();
   op.param_types = {param_type_name<A>()...};
@@ -203,8 +213,8 @@ void set_fn_invoke(Op& op, std::tuple<A...>*) {
 
 // Describes a free function as an op named `name` (not registered).
 template <class Fp>
-  requires std::is_pointer_v<Fp> && std::is_function_v<std::remove_pointer_t<Fp>>
-Op make_op(std::string name, Fp fn, OpOptions options = {}) {
+requires std::is_pointer_v<Fp> && std::is_function_v<std::remove_pointer_t<Fp>> Op
+make_op(std::string name, Fp fn, OpOptions options = {}) {
   using Traits = detail::FnTraits<Fp>;
   Op op;
   op.key_prefix = detail::key_prefix_of(name);
@@ -264,11 +274,11 @@ const Op& register_function(std::string name, Fp fn, OpOptions options = {}) {
 
 // TESSERA_REGISTER(fn): registers the free function `fn` under the name "fn" (qualified
 // names such as mylib::fn keep their qualification; keys use the last part).
-#define TESSERA_REGISTER(fn)                                                   \
+#define TESSERA_REGISTER(fn)                                                       \
   static const ::tessera::Op& TESSERA_CONCAT_(tessera_registered_op_, __COUNTER__) \
       [[maybe_unused]] = ::tessera::register_function(#fn, &fn)
 
 // TESSERA_REGISTER_AS("name", fn, options...): registers `fn` under an explicit name.
-#define TESSERA_REGISTER_AS(name, fn, ...)                                     \
+#define TESSERA_REGISTER_AS(name, fn, ...)                                         \
   static const ::tessera::Op& TESSERA_CONCAT_(tessera_registered_op_, __COUNTER__) \
       [[maybe_unused]] = ::tessera::register_function(name, &fn __VA_OPT__(, ) __VA_ARGS__)

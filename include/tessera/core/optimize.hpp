@@ -38,7 +38,8 @@ struct FuseOptions {
 // Fuses linear chains: a task whose only dependent has it as only dependency is nested
 // into that dependent. Keys in `keep` are never fused away.
 Graph fuse_linear(const Graph& graph, std::span<const Key> keep, FuseOptions options = {});
-inline Graph fuse_linear(const Graph& graph, std::initializer_list<Key> keep, FuseOptions options = {}) {
+inline Graph fuse_linear(const Graph& graph, std::initializer_list<Key> keep,
+                         FuseOptions options = {}) {
   return fuse_linear(graph, std::span<const Key>(keep.begin(), keep.size()), options);
 }
 

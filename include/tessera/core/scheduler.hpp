@@ -58,8 +58,10 @@ void set_default_scheduler(std::string name);
 int default_num_workers();
 
 // Computes `outputs` of `graph` with the scheduler `options` name (no optimization).
-std::vector<Value> get(const Graph& graph, std::span<const Key> outputs, const ComputeOptions& options = {});
-inline std::vector<Value> get(const Graph& graph, std::initializer_list<Key> outputs, const ComputeOptions& options = {}) {
+std::vector<Value> get(const Graph& graph, std::span<const Key> outputs,
+                       const ComputeOptions& options = {});
+inline std::vector<Value> get(const Graph& graph, std::initializer_list<Key> outputs,
+                              const ComputeOptions& options = {}) {
   return get(graph, std::span<const Key>(outputs.begin(), outputs.size()), options);
 }
 

@@ -48,7 +48,8 @@ Graph decode_graph(const Message& m, const DecodeLimits& limits = {});
 // One contiguous buffer: magic, version, sizes, header, then each frame 8-byte aligned.
 std::vector<std::byte> to_bytes(const Message& m);
 // Parses to_bytes() output; the frames point into `bytes` (kept alive by them).
-Message from_bytes(std::shared_ptr<const std::vector<std::byte>> bytes, const DecodeLimits& limits = {});
+Message from_bytes(std::shared_ptr<const std::vector<std::byte>> bytes,
+                   const DecodeLimits& limits = {});
 // Copies `bytes` first.
 Message from_bytes(std::span<const std::byte> bytes, const DecodeLimits& limits = {});
 

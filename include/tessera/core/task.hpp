@@ -6,8 +6,8 @@
 // run in any process that registered the same op (../../docs/architecture.md).
 //
 //   using tessera::Arg;
-//   auto t = tessera::Task::call("add", {Arg::ref(tessera::Key("a")), Arg(tessera::Value::of(int64_t{1}))});
-//   t.dependencies();   // {Key("a")}
+//   auto t = tessera::Task::call("add", {Arg::ref(tessera::Key("a")),
+//   Arg(tessera::Value::of(int64_t{1}))}); t.dependencies();   // {Key("a")}
 #pragma once
 
 #include <cstdint>
@@ -30,16 +30,16 @@ struct Op {
   // Calls the op on evaluated arguments.
   using Invoke = Value (*)(const Op& op, std::span<const Value> args);
 
-  std::string name;             // registry name, e.g. "inc" or "mylib::inc"
-  std::string key_prefix;       // prefix of the keys delayed() gives it: "inc"
-  int arity = -1;               // number of arguments, -1 when variadic
+  std::string name;                      // registry name, e.g. "inc" or "mylib::inc"
+  std::string key_prefix;                // prefix of the keys delayed() gives it: "inc"
+  int arity = -1;                        // number of arguments, -1 when variadic
   std::vector<std::string> param_types;  // type names, for messages
   std::string result_type;
   Invoke invoke = nullptr;
-  void (*fn)() = nullptr;        // the registered function (type-erased pointer)
-  std::shared_ptr<void> closure; // a lambda's state (closures only)
-  bool registered = false;      // found by name in every process that links it
-  bool cheap = false;           // cheap enough to be inlined into its dependents
+  void (*fn)() = nullptr;         // the registered function (type-erased pointer)
+  std::shared_ptr<void> closure;  // a lambda's state (closures only)
+  bool registered = false;        // found by name in every process that links it
+  bool cheap = false;             // cheap enough to be inlined into its dependents
 };
 
 class Task;
@@ -53,9 +53,10 @@ class Arg {
   Arg(Value v) : v_(std::move(v)) {}  // NOLINT(google-explicit-constructor)
   // A literal of any type T that a Value can hold.
   template <class T>
-    requires(!std::is_same_v<std::remove_cvref_t<T>, Arg> && !std::is_same_v<std::remove_cvref_t<T>, Value> &&
-             !std::is_same_v<std::remove_cvref_t<T>, Key> && !std::is_same_v<std::remove_cvref_t<T>, Task>)
-  static Arg literal(T&& x) {
+  requires(!std::is_same_v<std::remove_cvref_t<T>, Arg> &&
+           !std::is_same_v<std::remove_cvref_t<T>, Value> &&
+           !std::is_same_v<std::remove_cvref_t<T>, Key> &&
+           !std::is_same_v<std::remove_cvref_t<T>, Task>) static Arg literal(T&& x) {
     return Arg(Value::of(std::forward<T>(x)));
   }
   // A reference to another task's result.

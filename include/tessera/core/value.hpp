@@ -49,17 +49,17 @@ enum class TypeKind : uint8_t { None, Bool, Int, UInt, Float, String, List, Sequ
 
 // Everything tessera knows about one C++ type held in a Value. One instance per type.
 struct TypeInfo {
-  std::string name;                       // "int64", "float64", "string", "vector<float64>", …
+  std::string name;  // "int64", "float64", "string", "vector<float64>", …
   const std::type_info* cpp_type = nullptr;
   TypeKind kind = TypeKind::Other;
-  uint8_t width = 0;                      // bytes, for arithmetic kinds
-  bool boxed = true;                      // held on the heap (false: inline in the Value)
-  size_t (*nbytes)(const Value&) = nullptr;            // memory estimate
-  void (*encode)(const Value&, Encoder&) = nullptr;    // nullptr: no codec
-  Value (*decode)(Decoder&) = nullptr;                 // nullptr: no codec
-  void (*hash)(const Value&, Hasher&) = nullptr;       // nullptr: hash the encoding, if any
-  size_t (*length)(const Value&) = nullptr;            // sequences: number of elements
-  Value (*element)(const Value&, size_t) = nullptr;    // sequences: one element as a Value
+  uint8_t width = 0;                         // bytes, for arithmetic kinds
+  bool boxed = true;                         // held on the heap (false: inline in the Value)
+  size_t (*nbytes)(const Value&) = nullptr;  // memory estimate
+  void (*encode)(const Value&, Encoder&) = nullptr;  // nullptr: no codec
+  Value (*decode)(Decoder&) = nullptr;               // nullptr: no codec
+  void (*hash)(const Value&, Hasher&) = nullptr;     // nullptr: hash the encoding, if any
+  size_t (*length)(const Value&) = nullptr;          // sequences: number of elements
+  Value (*element)(const Value&, size_t) = nullptr;  // sequences: one element as a Value
 };
 
 // Registers a type so that it can be decoded by name (done for you by TESSERA_REGISTER_TYPE,
@@ -183,7 +183,8 @@ class Value {
   const void* data() const noexcept { return boxed() ? s_.box->get() : s_.bytes; }
   // True if both values share one heap object (or are the same inline bits).
   bool shares_with(const Value& o) const noexcept {
-    return type_ == o.type_ && (boxed() ? s_.box == o.s_.box : std::memcmp(s_.bytes, o.s_.bytes, 8) == 0);
+    return type_ == o.type_ &&
+           (boxed() ? s_.box == o.s_.box : std::memcmp(s_.bytes, o.s_.bytes, 8) == 0);
   }
   void reset() noexcept {
     release();
@@ -222,19 +223,27 @@ class Value {
 // ---- built-in codecs ------------------------------------------------------------------
 
 template <class T>
-  requires std::is_arithmetic_v<T>
+requires std::is_arithmetic_v<T>
 struct Codec<T> {
   static void encode(const T& x, Encoder& e) {
-    if constexpr (std::is_same_v<T, bool>) e.write_bool(x);
-    else if constexpr (std::is_floating_point_v<T>) e.write_double(static_cast<double>(x));
-    else if constexpr (std::is_signed_v<T>) e.write_int(static_cast<int64_t>(x));
-    else e.write_uint(static_cast<uint64_t>(x));
+    if constexpr (std::is_same_v<T, bool>)
+      e.write_bool(x);
+    else if constexpr (std::is_floating_point_v<T>)
+      e.write_double(static_cast<double>(x));
+    else if constexpr (std::is_signed_v<T>)
+      e.write_int(static_cast<int64_t>(x));
+    else
+      e.write_uint(static_cast<uint64_t>(x));
   }
   static T decode(Decoder& d) {
-    if constexpr (std::is_same_v<T, bool>) return d.read_bool();
-    else if constexpr (std::is_floating_point_v<T>) return static_cast<T>(d.read_double());
-    else if constexpr (std::is_signed_v<T>) return static_cast<T>(d.read_int());
-    else return static_cast<T>(d.read_uint());
+    if constexpr (std::is_same_v<T, bool>)
+      return d.read_bool();
+    else if constexpr (std::is_floating_point_v<T>)
+      return static_cast<T>(d.read_double());
+    else if constexpr (std::is_signed_v<T>)
+      return static_cast<T>(d.read_int());
+    else
+      return static_cast<T>(d.read_uint());
   }
 };
 
@@ -254,8 +263,7 @@ struct Codec<Value> {
 // Vectors of numbers travel as one raw frame (no copy on the way out); other vectors as an
 // array of their elements.
 template <class E, class A>
-  requires(std::is_arithmetic_v<E> || detail::HasCodec<E>)
-struct Codec<std::vector<E, A>> {
+requires(std::is_arithmetic_v<E> || detail::HasCodec<E>) struct Codec<std::vector<E, A>> {
   static void encode(const std::vector<E, A>& v, Encoder& e) {
     if constexpr (std::is_arithmetic_v<E> && !std::is_same_v<E, bool>) {
       e.write_uint(v.size());

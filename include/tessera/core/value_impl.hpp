@@ -7,35 +7,59 @@ namespace detail {
 
 template <class T>
 constexpr TypeKind kind_of() {
-  if constexpr (std::is_same_v<T, bool>) return TypeKind::Bool;
-  else if constexpr (std::is_floating_point_v<T>) return TypeKind::Float;
-  else if constexpr (std::is_integral_v<T> && std::is_signed_v<T>) return TypeKind::Int;
-  else if constexpr (std::is_integral_v<T>) return TypeKind::UInt;
-  else if constexpr (std::is_same_v<T, std::string>) return TypeKind::String;
-  else if constexpr (std::is_same_v<T, std::vector<Value>>) return TypeKind::List;
-  else if constexpr (IsVector<T>::value) return TypeKind::Sequence;
-  else return TypeKind::Other;
+  if constexpr (std::is_same_v<T, bool>)
+    return TypeKind::Bool;
+  else if constexpr (std::is_floating_point_v<T>)
+    return TypeKind::Float;
+  else if constexpr (std::is_integral_v<T> && std::is_signed_v<T>)
+    return TypeKind::Int;
+  else if constexpr (std::is_integral_v<T>)
+    return TypeKind::UInt;
+  else if constexpr (std::is_same_v<T, std::string>)
+    return TypeKind::String;
+  else if constexpr (std::is_same_v<T, std::vector<Value>>)
+    return TypeKind::List;
+  else if constexpr (IsVector<T>::value)
+    return TypeKind::Sequence;
+  else
+    return TypeKind::Other;
 }
 
 // Names are part of the wire format: keep them stable.
 template <class T>
 std::string type_name() {
-  if constexpr (requires { Codec<T>::name(); }) return std::string(Codec<T>::name());
-  else if constexpr (std::is_same_v<T, bool>) return "bool";
-  else if constexpr (std::is_same_v<T, int8_t>) return "int8";
-  else if constexpr (std::is_same_v<T, int16_t>) return "int16";
-  else if constexpr (std::is_same_v<T, int32_t>) return "int32";
-  else if constexpr (std::is_same_v<T, int64_t>) return "int64";
-  else if constexpr (std::is_same_v<T, uint8_t>) return "uint8";
-  else if constexpr (std::is_same_v<T, uint16_t>) return "uint16";
-  else if constexpr (std::is_same_v<T, uint32_t>) return "uint32";
-  else if constexpr (std::is_same_v<T, uint64_t>) return "uint64";
-  else if constexpr (std::is_same_v<T, float>) return "float32";
-  else if constexpr (std::is_same_v<T, double>) return "float64";
-  else if constexpr (std::is_same_v<T, std::string>) return "string";
-  else if constexpr (std::is_same_v<T, std::vector<Value>>) return "list";
-  else if constexpr (IsVector<T>::value) return "vector<" + type_name<typename IsVector<T>::element>() + ">";
-  else return demangle(typeid(T));
+  if constexpr (requires { Codec<T>::name(); })
+    return std::string(Codec<T>::name());
+  else if constexpr (std::is_same_v<T, bool>)
+    return "bool";
+  else if constexpr (std::is_same_v<T, int8_t>)
+    return "int8";
+  else if constexpr (std::is_same_v<T, int16_t>)
+    return "int16";
+  else if constexpr (std::is_same_v<T, int32_t>)
+    return "int32";
+  else if constexpr (std::is_same_v<T, int64_t>)
+    return "int64";
+  else if constexpr (std::is_same_v<T, uint8_t>)
+    return "uint8";
+  else if constexpr (std::is_same_v<T, uint16_t>)
+    return "uint16";
+  else if constexpr (std::is_same_v<T, uint32_t>)
+    return "uint32";
+  else if constexpr (std::is_same_v<T, uint64_t>)
+    return "uint64";
+  else if constexpr (std::is_same_v<T, float>)
+    return "float32";
+  else if constexpr (std::is_same_v<T, double>)
+    return "float64";
+  else if constexpr (std::is_same_v<T, std::string>)
+    return "string";
+  else if constexpr (std::is_same_v<T, std::vector<Value>>)
+    return "list";
+  else if constexpr (IsVector<T>::value)
+    return "vector<" + type_name<typename IsVector<T>::element>() + ">";
+  else
+    return demangle(typeid(T));
 }
 
 template <class T>
@@ -45,9 +69,12 @@ const T& held(const Value& v) noexcept {
 
 template <class T>
 size_t nbytes_impl(const Value& v) {
-  if constexpr (requires(const T& x) { Codec<T>::nbytes(x); }) return Codec<T>::nbytes(held<T>(v));
-  else if constexpr (kInline<T>) return sizeof(T);
-  else return sizeof(T) + 16;
+  if constexpr (requires(const T& x) { Codec<T>::nbytes(x); })
+    return Codec<T>::nbytes(held<T>(v));
+  else if constexpr (kInline<T>)
+    return sizeof(T);
+  else
+    return sizeof(T) + 16;
 }
 
 template <class T>
@@ -80,8 +107,10 @@ void hash_impl(const Value& v, Hasher& h) {
         if constexpr (std::is_same_v<E, Value>) {
           const TypeInfo& t = el.type();
           h.update(t.name.data(), t.name.size());
-          if (t.hash) t.hash(el, h);
-          else hash_via_codec(el, h);
+          if (t.hash)
+            t.hash(el, h);
+          else
+            hash_via_codec(el, h);
         } else {
           Value ev = Value::of(el);
           hash_impl<E>(ev, h);
@@ -101,9 +130,12 @@ size_t length_impl(const Value& v) {
 template <class T>
 Value element_impl(const Value& v, size_t i) {
   using E = typename IsVector<T>::element;
-  if constexpr (std::is_same_v<E, Value>) return held<T>(v)[i];
-  else if constexpr (std::is_same_v<E, bool>) return Value::of(static_cast<bool>(held<T>(v)[i]));
-  else return Value::of(held<T>(v)[i]);
+  if constexpr (std::is_same_v<E, Value>)
+    return held<T>(v)[i];
+  else if constexpr (std::is_same_v<E, bool>)
+    return Value::of(static_cast<bool>(held<T>(v)[i]));
+  else
+    return Value::of(held<T>(v)[i]);
 }
 
 template <class T>
@@ -158,7 +190,8 @@ Value Value::of(T&& x) {
   static_assert(!std::is_same_v<D, Value>, "Value::of(Value) is not needed: copy the Value");
   static_assert(!std::is_pointer_v<D> && !std::is_reference_v<D>,
                 "a Value cannot hold a raw pointer: hold the object (or a shared_ptr) instead");
-  if constexpr (std::is_same_v<D, std::string> && !std::is_same_v<std::remove_cvref_t<T>, std::string>) {
+  if constexpr (std::is_same_v<D, std::string> &&
+                !std::is_same_v<std::remove_cvref_t<T>, std::string>) {
     return emplace<std::string>(std::string_view(x));
   } else {
     return emplace<D>(std::forward<T>(x));
@@ -177,7 +210,9 @@ Value Value::emplace(A&&... args) {
   return v;
 }
 
-inline Value Value::list(std::vector<Value> items) { return Value::of(std::move(items)); }
+inline Value Value::list(std::vector<Value> items) {
+  return Value::of(std::move(items));
+}
 
 template <class T>
 bool Value::is() const noexcept {
@@ -207,7 +242,8 @@ T Value::as() const {
     if (is<D>()) return detail::held<D>(*this);
     const TypeKind k = type().kind;
     if constexpr (std::is_arithmetic_v<D>) {
-      if (k == TypeKind::Bool || k == TypeKind::Int) return static_cast<D>(detail::arith_as_int64(*this));
+      if (k == TypeKind::Bool || k == TypeKind::Int)
+        return static_cast<D>(detail::arith_as_int64(*this));
       if (k == TypeKind::UInt) return static_cast<D>(detail::arith_as_uint64(*this));
       if (k == TypeKind::Float) return static_cast<D>(detail::arith_as_double(*this));
     } else if constexpr (detail::IsVector<D>::value) {
@@ -228,7 +264,7 @@ T Value::as() const {
 
 // TESSERA_REGISTER_TYPE(T): make values of T decodable by name in every process that links
 // this translation unit (T needs a tessera::Codec<T> specialization).
-#define TESSERA_REGISTER_TYPE(...)                                                        \
+#define TESSERA_REGISTER_TYPE(...)                                                            \
   static const bool TESSERA_CONCAT_(tessera_registered_type_, __COUNTER__) [[maybe_unused]] = \
       (::tessera::type_of<__VA_ARGS__>(), true)
 

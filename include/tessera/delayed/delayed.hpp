@@ -84,8 +84,9 @@ template <class D, class A>
 Arg to_arg(const A& a, std::vector<DelayedNodePtr>& deps) {
   if constexpr (IsDelayed<A>::value) {
     using U = typename IsDelayed<A>::type;
-    static_assert(std::is_same_v<D, Value> || std::is_same_v<U, Value> || std::is_convertible_v<U, D>,
-                  "a Delayed<U> argument must convert to the function's parameter type");
+    static_assert(
+        std::is_same_v<D, Value> || std::is_same_v<U, Value> || std::is_convertible_v<U, D>,
+        "a Delayed<U> argument must convert to the function's parameter type");
     deps.push_back(a.node());
     return Arg::ref(a.key());
   } else if constexpr (IsDelayedVector<A>::value) {
@@ -93,8 +94,9 @@ Arg to_arg(const A& a, std::vector<DelayedNodePtr>& deps) {
     if constexpr (!std::is_same_v<D, Value>) {
       static_assert(IsVector<D>::value, "a vector of Delayed values needs a std::vector parameter");
       using E = typename IsVector<D>::element;
-      static_assert(std::is_same_v<E, Value> || std::is_same_v<U, Value> || std::is_convertible_v<U, E>,
-                    "the vector's Delayed<U> elements must convert to the parameter's element type");
+      static_assert(
+          std::is_same_v<E, Value> || std::is_same_v<U, Value> || std::is_convertible_v<U, E>,
+          "the vector's Delayed<U> elements must convert to the parameter's element type");
     }
     std::vector<Arg> items;
     items.reserve(a.size());
@@ -108,7 +110,8 @@ Arg to_arg(const A& a, std::vector<DelayedNodePtr>& deps) {
   } else if constexpr (std::is_same_v<D, Value>) {
     return Arg(Value::of(a));
   } else {
-    static_assert(std::is_convertible_v<const A&, D>, "argument does not convert to the function's parameter type");
+    static_assert(std::is_convertible_v<const A&, D>,
+                  "argument does not convert to the function's parameter type");
     return Arg(Value::of(static_cast<D>(a)));
   }
 }
@@ -145,7 +148,9 @@ class Delayed {
     }
   }
   // Computes the value and returns a Delayed holding it, under the same key.
-  Delayed persist(const ComputeOptions& options = {}) const { return std::get<0>(tessera::persist(*this, options)); }
+  Delayed persist(const ComputeOptions& options = {}) const {
+    return std::get<0>(tessera::persist(*this, options));
+  }
   // The tasks this value needs.
   Graph graph() const { return detail::delayed_graph(node_); }
   // A picture of graph(): .svg, .png, .pdf (through graphviz) or .dot.
@@ -161,7 +166,9 @@ class Delayed {
 template <class T>
 struct CollectionTraits<Delayed<T>> {
   using Result = std::conditional_t<std::is_void_v<T>, std::monostate, T>;
-  static void graph(const Delayed<T>& d, HighLevelGraph& out) { out.add_layer(detail::delayed_layer(d.node())); }
+  static void graph(const Delayed<T>& d, HighLevelGraph& out) {
+    out.add_layer(detail::delayed_layer(d.node()));
+  }
   static void keys(const Delayed<T>& d, std::vector<Key>& out) { out.push_back(d.key()); }
   static Result finalize(const Delayed<T>& d, std::span<const Value> values) {
     if constexpr (std::is_void_v<T>) {
@@ -205,9 +212,11 @@ class DelayedFunction {
           return std::array<Arg, sizeof...(A)>{detail::to_arg<Value>(std::get<I>(all), deps)...};
         } else {
           return std::array<Arg, sizeof...(A)>{
-              detail::to_arg<detail::Param<std::tuple_element_t<I, typename Traits::args>>>(std::get<I>(all), deps)...};
+              detail::to_arg<detail::Param<std::tuple_element_t<I, typename Traits::args>>>(
+                  std::get<I>(all), deps)...};
         }
-      }(std::index_sequence_for<A...>{});
+      }
+      (std::index_sequence_for<A...>{});
       return make(task_args, std::move(deps));
     }
   }
@@ -240,7 +249,9 @@ DelayedFunction<R (*)(P...)> delayed(R (*fn)(P...), DelayedOptions options = {})
 // Wraps a lambda or function object as a local closure (named by options.name, else
 // "lambda"). Its calls' keys are deterministic within this process.
 template <class F>
-  requires requires { &std::remove_cvref_t<F>::operator(); }
+requires requires {
+  &std::remove_cvref_t<F>::operator();
+}
 DelayedFunction<std::remove_cvref_t<F>> delayed(F&& f, DelayedOptions options = {}) {
   std::string name = options.name.empty() ? std::string("lambda") : options.name;
   return {make_closure_op(std::move(name), std::forward<F>(f)), std::move(options)};
@@ -248,10 +259,12 @@ DelayedFunction<std::remove_cvref_t<F>> delayed(F&& f, DelayedOptions options = 
 
 // Places a value in the graph: delayed(std::vector<double>{1, 2, 3}).
 template <class T>
-  requires(!std::is_function_v<std::remove_pointer_t<std::remove_cvref_t<T>>> &&
-           !requires { &std::remove_cvref_t<T>::operator(); } && !detail::IsDelayed<std::remove_cvref_t<T>>::value)
-Delayed<detail::StoredType<T>> delayed(T&& value, DelayedOptions options = {}) {
-  return Delayed<detail::StoredType<T>>(detail::delayed_value(Value::of(std::forward<T>(value)), options.name));
+requires(!std::is_function_v<std::remove_pointer_t<std::remove_cvref_t<T>>> &&
+         !requires { &std::remove_cvref_t<T>::operator(); } &&
+         !detail::IsDelayed<std::remove_cvref_t<T>>::value)
+    Delayed<detail::StoredType<T>> delayed(T&& value, DelayedOptions options = {}) {
+  return Delayed<detail::StoredType<T>>(
+      detail::delayed_value(Value::of(std::forward<T>(value)), options.name));
 }
 
 // delayed() of a Delayed is the Delayed itself.

@@ -4,8 +4,8 @@
 // direction data flows (bottom to top by default, as in dask).
 //
 //   tessera::visualize(graph, "g.svg");                              // SVG (or .png, .pdf)
-//   tessera::visualize(graph, "g.dot");                              // DOT only, no graphviz needed
-//   std::string dot = tessera::to_dot(graph, {.rankdir = "LR", .color = "order"});
+//   tessera::visualize(graph, "g.dot");                              // DOT only, no graphviz
+//   needed std::string dot = tessera::to_dot(graph, {.rankdir = "LR", .color = "order"});
 #pragma once
 
 #include <string>
@@ -23,6 +23,7 @@ struct VisualizeOptions {
 // The DOT text of `graph`.
 std::string to_dot(const Graph& graph, const VisualizeOptions& options = {});
 // Writes a picture of `graph` to `filename`; Error if graphviz's `dot` is missing or fails.
-void visualize(const Graph& graph, const std::string& filename, const VisualizeOptions& options = {});
+void visualize(const Graph& graph, const std::string& filename,
+               const VisualizeOptions& options = {});
 
 }  // namespace tessera
