@@ -150,18 +150,36 @@ size_t Message::nbytes() const noexcept {
   return n;
 }
 
-Message encode_value(const Value& v) {
-  Encoder e;
-  e.write_value(v);
+namespace {
+
+Message finish(Encoder& e) {
   Message m;
   m.header = e.finish_header();
   m.frames = std::move(e.frames());
   return m;
 }
 
+void check_limits(const Message& m, const DecodeLimits& limits) {
+  if (m.header.size() > limits.max_header_bytes) {
+    throw SerializationError(fmt::format("message header of {} bytes exceeds the limit of {}",
+                                         m.header.size(), limits.max_header_bytes));
+  }
+  if (m.frames.size() > limits.max_frames) {
+    throw SerializationError(fmt::format("message has {} frames, more than the limit of {}",
+                                         m.frames.size(), limits.max_frames));
+  }
+}
+
+}  // namespace
+
+Message encode_value(const Value& v) {
+  Encoder e;
+  e.write_value(v);
+  return finish(e);
+}
+
 Value decode_value(const Message& m, const DecodeLimits& limits) {
-  if (m.header.size() > limits.max_header_bytes)
-    throw SerializationError("message header exceeds the size limit");
+  check_limits(m, limits);
   Decoder d(m.header, m.frames);
   Value v = d.read_value();
   if (!d.at_end()) throw SerializationError("trailing items after the value");
@@ -177,16 +195,11 @@ Message encode_graph(const Graph& graph) {
     encode_key(entry.key, e);
     encode_task(entry.key, *entry.task, e);
   }
-  Message m;
-  m.header = e.finish_header();
-  m.frames = std::move(e.frames());
-  return m;
+  return finish(e);
 }
 
 Graph decode_graph(const Message& m, const DecodeLimits& limits) {
-  if (m.header.size() > limits.max_header_bytes)
-    throw SerializationError("message header exceeds the size limit");
-  if (m.frames.size() > limits.max_frames) throw SerializationError("message has too many frames");
+  check_limits(m, limits);
   Decoder d(m.header, m.frames);
   if (d.read_string() != kGraphTag) throw SerializationError("not a tessera graph message");
   const uint64_t version = d.read_uint();

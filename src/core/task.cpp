@@ -31,37 +31,25 @@ static_assert(sizeof(Arg) == 24, "ArgStorage's inline buffer is sized for 24-byt
 
 ArgStorage::ArgStorage(std::vector<Arg>&& args) : ArgStorage(std::span<Arg>(args)) {}
 
+Arg* ArgStorage::storage() {
+  if (size_ <= kInline) return reinterpret_cast<Arg*>(inline_);
+  heap_ = static_cast<Arg*>(::operator new(size_ * sizeof(Arg)));
+  return heap_;
+}
+
 ArgStorage::ArgStorage(std::span<Arg> args) : size_(static_cast<uint32_t>(args.size())) {
-  Arg* out;
-  if (size_ > kInline) {
-    heap_ = static_cast<Arg*>(::operator new(size_ * sizeof(Arg)));
-    out = heap_;
-  } else {
-    out = reinterpret_cast<Arg*>(inline_);
-  }
+  Arg* out = storage();
   for (uint32_t i = 0; i < size_; ++i) new (out + i) Arg(std::move(args[i]));
 }
 
 ArgStorage::ArgStorage(std::initializer_list<Arg> args)
     : size_(static_cast<uint32_t>(args.size())) {
-  Arg* out;
-  if (size_ > kInline) {
-    heap_ = static_cast<Arg*>(::operator new(size_ * sizeof(Arg)));
-    out = heap_;
-  } else {
-    out = reinterpret_cast<Arg*>(inline_);
-  }
+  Arg* out = storage();
   for (uint32_t i = 0; i < size_; ++i) new (out + i) Arg(args.begin()[i]);
 }
 
 ArgStorage::ArgStorage(const ArgStorage& o) : size_(o.size_) {
-  Arg* out;
-  if (size_ > kInline) {
-    heap_ = static_cast<Arg*>(::operator new(size_ * sizeof(Arg)));
-    out = heap_;
-  } else {
-    out = reinterpret_cast<Arg*>(inline_);
-  }
+  Arg* out = storage();
   const Arg* in = o.data();
   for (uint32_t i = 0; i < size_; ++i) new (out + i) Arg(in[i]);
 }

@@ -101,6 +101,8 @@ class ArgStorage {
 
  private:
   static constexpr uint32_t kInline = 2;
+  // Where size_ arguments go: the inline buffer, or a new heap block.
+  Arg* storage();
   const Arg* data() const noexcept {
     return size_ > kInline ? heap_ : reinterpret_cast<const Arg*>(inline_);
   }
