@@ -35,6 +35,7 @@ std::string ProgressBar::last_line() const {
 void ProgressBar::on_start(const RunInfo& run) {
   std::unique_lock lock(mutex_);
   if (running_) return;  // one bar at a time: a concurrent computation is not shown
+  run_ = &run;
   done_ = 0;
   total_ = run.num_tasks;
   start_ = std::chrono::steady_clock::now();
@@ -49,9 +50,9 @@ void ProgressBar::on_posttask(const TaskEvent&, const Value&) {
   done_.fetch_add(1, std::memory_order_relaxed);
 }
 
-void ProgressBar::on_finish(const RunInfo&, bool failed) {
+void ProgressBar::on_finish(const RunInfo& run, bool failed) {
   std::unique_lock lock(mutex_);
-  if (!running_) return;
+  if (!running_ || &run != run_) return;
   running_ = false;
   last_elapsed_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   cv_.notify_all();

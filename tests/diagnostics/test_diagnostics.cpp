@@ -209,3 +209,28 @@ TEST(Visualize, MissingGraphvizIsExplained) {
 
 }  // namespace
 }  // namespace tessera
+
+namespace tessera {
+namespace {
+
+TEST(ProgressBar, AConcurrentComputationDoesNotEndTheShownOne) {
+  testing::TempDir dir;
+  FILE* out = std::fopen(dir.file("two.txt").c_str(), "w");
+  std::vector<Key> long_outs, short_outs;
+  const Graph slow = naps(30, long_outs);
+  Graph quick;
+  quick.add(Key("q"), Task::literal(Value::of(int64_t{1})));
+  {
+    ProgressBar bar({.force = true, .out = out});
+    std::thread t([&] { get(slow, long_outs, {.scheduler = "sync"}); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    get(quick, std::vector<Key>{Key("q")});  // starts and finishes while the slow one is shown
+    t.join();
+    EXPECT_NE(bar.last_line().find("100% Completed"), std::string::npos);
+    EXPECT_GE(bar.last_elapsed(), 0.25);  // the bar ended with the slow computation
+  }
+  std::fclose(out);
+}
+
+}  // namespace
+}  // namespace tessera

@@ -6,7 +6,8 @@
 //   [########################################] | 100% Completed |  0.2s
 //
 // It is drawn when the output is a terminal (or when forced), redrawn at most 10 times a
-// second by its own thread, and costs the workers one atomic increment per task.
+// second by its own thread, and costs the workers one atomic increment per task. One
+// computation is shown at a time: one started while another is shown is not drawn.
 #pragma once
 
 #include <atomic>
@@ -57,6 +58,7 @@ class ProgressBar final : public Callback {
   mutable std::mutex mutex_;
   std::condition_variable cv_;
   bool running_ = false;
+  const RunInfo* run_ = nullptr;  // the computation shown (one at a time)
   bool shown_ = false;
   std::string last_line_;
   std::thread thread_;
