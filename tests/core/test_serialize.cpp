@@ -168,3 +168,27 @@ TEST(Serialize, HostileLengthsAreBounded) {
 
 }  // namespace
 }  // namespace tessera
+
+namespace tessera {
+namespace {
+
+TEST(Serialize, ElementCountsThatOverflowAreRejected) {
+  // A vector<float64> header claiming 2^61 + 1 elements: times 8 bytes that wraps to 8, the
+  // size of the frame actually sent. It must be refused, not allocated.
+  Encoder payload;
+  payload.write_uint((uint64_t{1} << 61) + 1);
+  const double one = 1.0;
+  payload.write_frame(std::as_bytes(std::span<const double>(&one, 1)));
+  std::vector<std::byte> inner = payload.finish_header();
+  std::vector<Frame> frames = payload.frames();
+  Encoder outer;
+  outer.begin_array(2);
+  outer.write_string("vector<float64>");
+  outer.write_bytes(inner);
+  Message m{outer.finish_header(), frames};
+  EXPECT_EQ(testing::error_of<SerializationError>([&] { decode_value(m); }),
+            "frame holds 8 bytes, but 2305843009213693953 elements of 8 bytes were announced");
+}
+
+}  // namespace
+}  // namespace tessera

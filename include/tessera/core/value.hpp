@@ -278,7 +278,10 @@ requires(std::is_arithmetic_v<E> || detail::HasCodec<E>) struct Codec<std::vecto
     if constexpr (std::is_arithmetic_v<E> && !std::is_same_v<E, bool>) {
       const uint64_t n = d.read_uint();
       Frame f = d.read_frame();
-      if (f.bytes.size() != n * sizeof(E)) detail::throw_frame_size(n, sizeof(E), f.bytes.size());
+      // Compare by division: n comes from the bytes and n * sizeof(E) could wrap around.
+      if (f.bytes.size() % sizeof(E) != 0 || f.bytes.size() / sizeof(E) != n) {
+        detail::throw_frame_size(n, sizeof(E), f.bytes.size());
+      }
       out.resize(n);
       if (n) std::memcpy(out.data(), f.bytes.data(), f.bytes.size());
     } else {
