@@ -196,13 +196,16 @@ struct Decoder::Impl {
   }
 };
 
-Decoder::Decoder(std::span<const std::byte> header, std::span<const Frame> frames)
+Decoder::Decoder(std::span<const std::byte> header, std::span<const Frame> frames,
+                 size_t max_nesting)
     : impl_(std::make_unique<Impl>()) {
   impl_->frames = frames;
-  // No container can hold more items than there are bytes: this bounds every allocation
-  // the parser makes by the size of the input.
+  // No container can hold more items than there are bytes, so each array or map the parser
+  // reads is limited to `n` items. The parser allocates a container's items when it reads
+  // its header, so a truncated message can reserve up to depth x 24 x n bytes of address
+  // space before failing (mostly never touched); the nesting limit keeps that bounded.
   const size_t n = header.size();
-  msgpack::unpack_limit limit(n, n, n, n, n, 64);
+  msgpack::unpack_limit limit(n, n, n, n, n, max_nesting);
   size_t off = 0;
   try {
     impl_->handle = msgpack::unpack(reinterpret_cast<const char*>(header.data()), n, off, nullptr,

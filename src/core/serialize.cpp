@@ -124,13 +124,10 @@ struct GraphDecoder {
       d.read_nil();
     } else {
       const std::string name = d.read_string();
-      op = find_op(name);
-      if (!op) {
-        try {
-          get_op(name);  // the registry's message says why (unknown, or registered twice)
-        } catch (const OpError& e) {
-          throw OpError(fmt::format("task '{}': {}", owner.str(), e.what()));
-        }
+      try {
+        op = &get_op(name);  // OpError says why not: unknown, or registered twice
+      } catch (const OpError& e) {
+        throw OpError(fmt::format("task '{}': {}", owner.str(), e.what()));
       }
     }
     std::vector<Arg> a = args(owner);
@@ -200,7 +197,8 @@ Message encode_graph(const Graph& graph) {
 
 Graph decode_graph(const Message& m, const DecodeLimits& limits) {
   check_limits(m, limits);
-  Decoder d(m.header, m.frames);
+  // Each nested task adds three levels (argument, task, argument list) to the header.
+  Decoder d(m.header, m.frames, 3 * limits.max_depth + 8);
   if (d.read_string() != kGraphTag) throw SerializationError("not a tessera graph message");
   const uint64_t version = d.read_uint();
   if (version != kGraphVersion) {
@@ -209,7 +207,10 @@ Graph decode_graph(const Message& m, const DecodeLimits& limits) {
   }
   const uint64_t n = d.read_uint();
   Graph g;
-  g.reserve(static_cast<size_t>(std::min<uint64_t>(n, m.header.size())));
+  // The count comes from the bytes: reserve only what the header could really hold (an
+  // encoded task takes well over 16 bytes), so a lying count cannot make us allocate
+  // many times the input.
+  g.reserve(static_cast<size_t>(std::min<uint64_t>(n, m.header.size() / 16)));
   GraphDecoder gd{d, limits};
   for (uint64_t i = 0; i < n; ++i) {
     Key k = gd.key();

@@ -135,6 +135,10 @@ Task Task::of_arg(Arg arg) {
 }
 
 Task Task::with_args(std::vector<Arg> args) const {
+  if (!op_ && args.size() != 1) {
+    throw ValueError(
+        fmt::format("a task without an op evaluates one argument, not {}", args.size()));
+  }
   Task t;
   t.op_ = op_;
   t.args_ = detail::ArgStorage(std::move(args));

@@ -20,8 +20,8 @@ Plan make_plan(const Graph& graph, std::span<const Key> outputs) {
     whole = false;  // a broken part may be unneeded: cull, and analyze what remains
   }
   if (!whole) {
-    p.culled.emplace(cull(graph, outputs));
-    p.graph = &*p.culled;
+    p.culled = std::make_unique<Graph>(cull(graph, outputs));
+    p.graph = p.culled.get();
     p.s = analyze(*p.graph);
     outs = detail::positions_of(*p.graph, outputs);
   }

@@ -3,7 +3,7 @@
 #pragma once
 
 #include <cstdint>
-#include <optional>
+#include <memory>
 #include <span>
 #include <vector>
 
@@ -12,8 +12,9 @@
 namespace tessera::local {
 
 struct Plan {
-  const Graph* graph = nullptr;  // what runs (the input, or `culled`)
-  std::optional<Graph> culled;   // only the needed tasks, when the input had more
+  const Graph* graph = nullptr;   // what runs (the input, or `culled`)
+  std::unique_ptr<Graph> culled;  // only the needed tasks, when the input had more (a heap
+                                  // object, so `graph` stays valid when the plan moves)
   GraphStructure s;
   std::vector<uint32_t> priority;  // by position; lower runs first
   std::vector<uint32_t> outputs;   // positions, in the order requested

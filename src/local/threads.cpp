@@ -12,11 +12,13 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <exception>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <utility>
 
 #include "local/execute_internal.hpp"
 #include "local/plan_internal.hpp"
@@ -36,9 +38,46 @@ thread_local ThreadPool* tl_pool = nullptr;  // the pool whose job this thread i
 class ThreadPool {
  public:
   explicit ThreadPool(int n) : n_(n) {
-    for (int i = 1; i < n; ++i) threads_.emplace_back([this, i] { loop(i); });
+    try {
+      for (int i = 1; i < n; ++i) threads_.emplace_back([this, i] { loop(i); });
+    } catch (...) {
+      shut_down();  // the threads already started must not outlive a failed constructor
+      throw;
+    }
   }
-  ~ThreadPool() {
+  ~ThreadPool() { shut_down(); }
+  int size() const noexcept { return n_; }
+  std::mutex& busy() noexcept { return busy_; }
+
+  // Runs body(0..n-1), worker 0 on the calling thread; returns when all have returned,
+  // even when one of them throws (the first exception is rethrown then).
+  void run(const std::function<void(int)>& body) {
+    {
+      std::lock_guard lock(mutex_);
+      body_ = &body;
+      pending_ = n_ - 1;
+      thrown_ = nullptr;
+      ++generation_;
+    }
+    wake_.notify_all();
+    ThreadPool* outer = tl_pool;
+    tl_pool = this;
+    std::exception_ptr own;
+    try {
+      body(0);
+    } catch (...) {
+      own = std::current_exception();
+    }
+    tl_pool = outer;
+    std::unique_lock lock(mutex_);
+    done_.wait(lock, [&] { return pending_ == 0; });
+    body_ = nullptr;
+    if (!own) own = std::exchange(thrown_, nullptr);
+    if (own) std::rethrow_exception(own);
+  }
+
+ private:
+  void shut_down() noexcept {
     {
       std::lock_guard lock(mutex_);
       stop_ = true;
@@ -46,28 +85,7 @@ class ThreadPool {
     wake_.notify_all();
     for (auto& t : threads_) t.join();
   }
-  int size() const noexcept { return n_; }
-  std::mutex& busy() noexcept { return busy_; }
 
-  // Runs body(0..n-1), worker 0 on the calling thread; returns when all have returned.
-  void run(const std::function<void(int)>& body) {
-    {
-      std::lock_guard lock(mutex_);
-      body_ = &body;
-      pending_ = n_ - 1;
-      ++generation_;
-    }
-    wake_.notify_all();
-    ThreadPool* outer = tl_pool;
-    tl_pool = this;
-    body(0);
-    tl_pool = outer;
-    std::unique_lock lock(mutex_);
-    done_.wait(lock, [&] { return pending_ == 0; });
-    body_ = nullptr;
-  }
-
- private:
   void loop(int i) {
     tl_pool = this;
     uint64_t seen = 0;
@@ -78,8 +96,14 @@ class ThreadPool {
       seen = generation_;
       const auto* body = body_;
       lock.unlock();
-      (*body)(i);
+      std::exception_ptr e;
+      try {
+        (*body)(i);
+      } catch (...) {
+        e = std::current_exception();
+      }
       lock.lock();
+      if (e && !thrown_) thrown_ = std::move(e);
       if (--pending_ == 0) done_.notify_one();
     }
   }
@@ -92,7 +116,8 @@ class ThreadPool {
   int pending_ = 0;
   bool stop_ = false;
   const std::function<void(int)>* body_ = nullptr;
-  std::mutex busy_;  // held by the computation using the pool
+  std::exception_ptr thrown_;  // the first exception a pool thread's body let out
+  std::mutex busy_;            // held by the computation using the pool
 };
 
 // One pool per worker count, created on first use and kept for the life of the process.
@@ -160,7 +185,12 @@ class Run {
     }
   }
 
-  std::exception_ptr error() const { return error_; }
+  // The TaskError of the first task that failed, or null.
+  std::exception_ptr error() const {
+    if (!error_) return nullptr;
+    const Graph::Entry& entry = (*p_.graph)[failed_];
+    return task_failure(entry.key, *entry.task, error_);
+  }
   std::vector<Value>& results() { return results_; }
 
  private:
@@ -203,6 +233,9 @@ class Run {
   }
 
   uint32_t take_root() {
+    // Look before taking: workers ask again and again once the roots are gone, and the
+    // cursor must never wrap around to hand a root out twice.
+    if (root_cursor_.load(std::memory_order_relaxed) >= p_.roots.size()) return kNone;
     const uint32_t c = root_cursor_.fetch_add(1, std::memory_order_relaxed);
     return c < p_.roots.size() ? p_.roots[c] : kNone;
   }
@@ -256,11 +289,15 @@ class Run {
     epoch_.notify_all();
   }
 
-  void fail(uint32_t v, std::exception_ptr e) {
-    std::lock_guard lock(error_mutex_);
-    if (!error_) {
-      const Graph::Entry& entry = (*p_.graph)[v];
-      error_ = task_failure(entry.key, *entry.task, std::move(e));
+  // Records the first failure (formatted later, on the caller's thread, where an
+  // exception from formatting can reach the caller) and stops the computation.
+  void fail(uint32_t v, std::exception_ptr e) noexcept {
+    {
+      std::lock_guard lock(error_mutex_);
+      if (!error_) {
+        error_ = std::move(e);
+        failed_ = v;
+      }
     }
     finish_all();
   }
@@ -321,6 +358,7 @@ class Run {
   std::atomic<bool> stop_{false};
   std::mutex error_mutex_;
   std::exception_ptr error_;
+  uint32_t failed_ = kNone;
 };
 
 class ThreadedScheduler final : public Scheduler {
@@ -348,9 +386,9 @@ class ThreadedScheduler final : public Scheduler {
       ThreadPool own(workers);
       own.run(body);
     }
-    if (run.error()) {
+    if (std::exception_ptr error = run.error()) {
       callbacks.finish(info, true);
-      std::rethrow_exception(run.error());
+      std::rethrow_exception(error);
     }
     std::vector<Value> out;
     out.reserve(p.outputs.size());

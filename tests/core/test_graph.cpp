@@ -99,5 +99,17 @@ TEST(Task, LabelsAndDependencies) {
             std::string::npos);
 }
 
+TEST(Task, WithArgsKeepsTheOpAndChecksTheArity) {
+  const Task t = inc(Key("a")).with_args({Arg::ref(Key("b"))});
+  EXPECT_EQ(t.label(), "coretest::inc");
+  EXPECT_EQ(t.dependencies(), (std::vector<Key>{Key("b")}));
+  const Task alias = Task::alias(Key("a")).with_args({Arg::ref(Key("c"))});
+  EXPECT_EQ(alias.dependencies(), (std::vector<Key>{Key("c")}));
+  EXPECT_EQ(error_of<ValueError>([] {
+              Task::alias(Key("a")).with_args({});
+            }),
+            "a task without an op evaluates one argument, not 0");
+}
+
 }  // namespace
 }  // namespace tessera

@@ -192,3 +192,24 @@ TEST(Serialize, ElementCountsThatOverflowAreRejected) {
 
 }  // namespace
 }  // namespace tessera
+
+namespace tessera {
+namespace {
+
+TEST(Serialize, FusedChainsRoundTripAndDepthIsBounded) {
+  Graph g;
+  g.add(Key("c", {0}), Task::literal(Value::of(int64_t{0})));
+  for (int64_t i = 1; i < 40; ++i)
+    g.add(Key("c", {i}), Task::call("coretest::inc", {Arg::ref(Key("c", {i - 1}))}));
+  const Graph fused =
+      fuse_linear(g, {Key("c", {39})}, {.max_chain = 32});  // 32 tasks nested in one
+  const Graph back = decode_graph(from_bytes(to_bytes(encode_graph(fused))));
+  EXPECT_EQ(get(back, {Key("c", {39})})[0].get<int64_t>(), 39);
+  // Nesting beyond the limit is refused with a message, not a stack overflow.
+  const std::string msg = testing::error_of<SerializationError>(
+      [&] { decode_graph(encode_graph(fused), {.max_depth = 8}); });
+  EXPECT_NE(msg.find("malformed message header"), std::string::npos) << msg;
+}
+
+}  // namespace
+}  // namespace tessera

@@ -74,8 +74,10 @@ class Encoder {
 // Reads back the items an Encoder wrote. Every read checks the item's type.
 class Decoder {
  public:
-  // Reads `header` (as produced by Encoder::finish_header) with `frames` beside it.
-  Decoder(std::span<const std::byte> header, std::span<const Frame> frames);
+  // Reads `header` (as produced by Encoder::finish_header) with `frames` beside it; arrays
+  // and maps may nest `max_nesting` deep.
+  Decoder(std::span<const std::byte> header, std::span<const Frame> frames,
+          size_t max_nesting = 64);
   ~Decoder();
   Decoder(const Decoder&) = delete;
   Decoder& operator=(const Decoder&) = delete;
