@@ -105,9 +105,7 @@ TEST(Task, WithArgsKeepsTheOpAndChecksTheArity) {
   EXPECT_EQ(t.dependencies(), (std::vector<Key>{Key("b")}));
   const Task alias = Task::alias(Key("a")).with_args({Arg::ref(Key("c"))});
   EXPECT_EQ(alias.dependencies(), (std::vector<Key>{Key("c")}));
-  EXPECT_EQ(error_of<ValueError>([] {
-              Task::alias(Key("a")).with_args({});
-            }),
+  EXPECT_EQ(error_of<ValueError>([] { Task::alias(Key("a")).with_args({}); }),
             "a task without an op evaluates one argument, not 0");
 }
 

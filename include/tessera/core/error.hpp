@@ -59,6 +59,25 @@ class SerializationError : public Error {
   using Error::Error;
 };
 
+// An index or axis out of range; the message names it and the shape or number of axes.
+class IndexError : public Error {
+ public:
+  using Error::Error;
+};
+
+// An axis out of range for an array's number of dimensions (NumPy's AxisError).
+class AxisError : public IndexError {
+ public:
+  using IndexError::IndexError;
+};
+
+// A file that cannot be read or written, or whose contents are not what they should be;
+// the message names the path.
+class IOError : public Error {
+ public:
+  using Error::Error;
+};
+
 // A failure inside a scheduler itself, not in a task (an unknown scheduler name, …).
 class SchedulerError : public Error {
  public:

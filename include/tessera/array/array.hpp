@@ -1,0 +1,335 @@
+// File: tessera/array/array.hpp
+//
+// Array: a lazy N-d array cut into chunks (NDArrays), tessera's dask.array. Every operation
+// adds a high-level layer to the array's graph and returns at once, after checking shapes,
+// dtypes and chunks; nothing is computed until compute(), store() or to_npy().
+//
+//   namespace ta = tessera::array;
+//   auto y = ta::ones({15}, {5});
+//   std::cout << y;     // tessera.array<ones, shape=(15,), dtype=float64, chunksize=(5,)>
+//   double v = y.sum().compute().item<double>();                    // 15
+//   auto X = ta::random::uniform({10, 10}, {3, 3}, /*seed=*/42);
+//   ta::NDArray z = (ta::matmul(X.T(), X) + X.T()).compute();
+//   auto m = X.mean(0, {.keepdims = true});                         // shape (1, 10)
+#pragma once
+
+#include <cstdint>
+#include <initializer_list>
+#include <iosfwd>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "tessera/array/dtype.hpp"
+#include "tessera/array/ndarray.hpp"
+#include "tessera/core/collection.hpp"
+#include "tessera/diagnostics/visualize.hpp"
+
+namespace tessera::array {
+
+// Block sizes along each axis: chunks[axis][i] is the extent of block i along axis.
+using Chunks = std::vector<std::vector<int64_t>>;
+
+// How to cut an array into chunks, as dask's `chunks=` argument:
+//   "auto"         blocks near the configured chunk size (chunk_size_limit())
+//   5              blocks of 5 along every axis
+//   {1000, -1}     block shape per axis (-1: the whole axis)
+//   Chunks{{2, 3}} explicit block sizes per axis
+class ChunkSpec {
+ public:
+  ChunkSpec(const char* spec) : ChunkSpec(std::string(spec)) {}  // NOLINT
+  ChunkSpec(std::string spec);                                    // NOLINT
+  ChunkSpec(int64_t uniform);                                     // NOLINT
+  ChunkSpec(int uniform) : ChunkSpec(static_cast<int64_t>(uniform)) {}  // NOLINT
+  ChunkSpec(std::initializer_list<int64_t> block_shape);          // NOLINT
+  ChunkSpec(Shape block_shape);                                   // NOLINT
+  ChunkSpec(Chunks chunks);                                       // NOLINT
+
+  // The chunks this spec gives an array of `shape` and `dtype`; ValueError naming the
+  // spec and the shape when they do not fit.
+  Chunks resolve(const Shape& shape, DType dtype) const;
+
+ private:
+  enum class Kind { Auto, Uniform, BlockShape, Explicit } kind_;
+  int64_t uniform_ = 0;
+  Shape block_shape_;
+  Chunks chunks_;
+};
+
+// The chunk size "auto" aims for, in bytes (dask's array.chunk-size; 128 MiB by default,
+// or TESSERA_ARRAY_CHUNK_SIZE).
+int64_t chunk_size_limit();
+// Sets it; returns the previous value.
+int64_t set_chunk_size_limit(int64_t bytes);
+
+// Which axes a reduction reduces: all of them (the default), one, or several.
+class Axes {
+ public:
+  Axes() = default;                                    // every axis
+  Axes(int axis) : axes_{axis}, all_(false) {}         // NOLINT
+  Axes(std::initializer_list<int> axes) : axes_(axes), all_(false) {}  // NOLINT
+  Axes(std::vector<int> axes) : axes_(std::move(axes)), all_(false) {}  // NOLINT
+  // The axes, normalized for an array of `ndim` dimensions (negative counted from the end,
+  // sorted); AxisError naming the axis otherwise.
+  std::vector<int> resolve(int ndim) const;
+  bool all() const noexcept { return all_; }
+
+ private:
+  std::vector<int> axes_;
+  bool all_ = true;
+};
+
+// Options of reductions, as NumPy's and dask's keyword arguments.
+struct ReduceOptions {
+  bool keepdims = false;  // keep reduced axes with length 1
+  int split_every = 0;    // blocks combined per tree node (0: 4, or 2 when reducing 3+ axes)
+  int ddof = 0;           // var and std: delta degrees of freedom
+};
+
+class Array;
+struct ArrayData;
+
+// A lazy chunked N-d array.
+class Array {
+ public:
+  // A 0-d float64 array holding 0 (so that Array is default-constructible).
+  Array();
+  explicit Array(std::shared_ptr<const ArrayData> data) : d_(std::move(data)) {}
+
+  // The name of its keys: "<op>-<token>", deterministic.
+  const std::string& name() const noexcept;
+  DType dtype() const noexcept;
+  const Shape& shape() const noexcept;
+  int ndim() const noexcept;
+  // Number of elements.
+  int64_t size() const noexcept;
+  // Bytes of the whole array.
+  int64_t nbytes() const noexcept;
+  const Chunks& chunks() const noexcept;
+  // The largest block extent along each axis.
+  Shape chunksize() const;
+  // Blocks along each axis.
+  Shape numblocks() const;
+  // Total number of blocks.
+  int64_t npartitions() const;
+
+  // The keys of its blocks, row-major over the block grid.
+  std::vector<Key> keys() const;
+  // The key of one block.
+  Key block_key(std::span<const int64_t> block) const;
+  // Its high-level graph (layers; nothing materialized).
+  const HighLevelGraph& graph() const;
+  // Its block tasks as a Graph (materialized).
+  Graph materialize() const;
+
+  // Computes the array into one contiguous NDArray.
+  NDArray compute(const ComputeOptions& options = {}) const;
+  // Computes the blocks and returns an array holding them (same keys).
+  Array persist(const ComputeOptions& options = {}) const;
+  // Draws its task graph (DOT, or SVG/PNG/PDF through graphviz's `dot`).
+  void visualize(const std::string& filename, const VisualizeOptions& options = {}) const;
+
+  // ---- shape ----
+  // Axes reversed (NumPy's .T).
+  Array T() const;
+  Array transpose() const { return T(); }
+  // Axes permuted: axis i of the result is axis axes[i] of this array.
+  Array transpose(std::vector<int> axes) const;
+  // Elements converted to `dtype`.
+  Array astype(DType dtype) const;
+  // The same array cut into other chunks.
+  Array rechunk(const ChunkSpec& chunks) const;
+
+  // ---- reductions (NumPy's names; `axis` defaults to every axis) ----
+  Array sum(Axes axis = {}, ReduceOptions options = {}) const;
+  Array prod(Axes axis = {}, ReduceOptions options = {}) const;
+  Array mean(Axes axis = {}, ReduceOptions options = {}) const;
+  Array var(Axes axis = {}, ReduceOptions options = {}) const;
+  Array std(Axes axis = {}, ReduceOptions options = {}) const;
+  Array min(Axes axis = {}, ReduceOptions options = {}) const;
+  Array max(Axes axis = {}, ReduceOptions options = {}) const;
+  Array any(Axes axis = {}, ReduceOptions options = {}) const;
+  Array all(Axes axis = {}, ReduceOptions options = {}) const;
+  // Index of the smallest / largest element along one axis (or of the flattened array).
+  Array argmin(std::optional<int> axis = {}, ReduceOptions options = {}) const;
+  Array argmax(std::optional<int> axis = {}, ReduceOptions options = {}) const;
+
+  const ArrayData& data() const noexcept { return *d_; }
+  const std::shared_ptr<const ArrayData>& data_ptr() const noexcept { return d_; }
+
+ private:
+  std::shared_ptr<const ArrayData> d_;
+};
+
+// "tessera.array<ones, shape=(15,), dtype=float64, chunksize=(5,)>"
+std::ostream& operator<<(std::ostream& os, const Array& a);
+std::string repr(const Array& a);
+
+// ---- creation -------------------------------------------------------------------------------
+Array zeros(const Shape& shape, const ChunkSpec& chunks = "auto", DType dtype = DType::Float64);
+Array ones(const Shape& shape, const ChunkSpec& chunks = "auto", DType dtype = DType::Float64);
+// Uninitialized in NumPy; here zeros (tessera never hands out unspecified memory).
+Array empty(const Shape& shape, const ChunkSpec& chunks = "auto", DType dtype = DType::Float64);
+Array full(const Shape& shape, double fill_value, const ChunkSpec& chunks = "auto",
+           DType dtype = DType::Float64);
+Array zeros_like(const Array& a, std::optional<DType> dtype = {});
+Array ones_like(const Array& a, std::optional<DType> dtype = {});
+Array empty_like(const Array& a, std::optional<DType> dtype = {});
+Array full_like(const Array& a, double fill_value, std::optional<DType> dtype = {});
+// Values start, start + step, … below stop (NumPy's arange; float64 unless given).
+Array arange(double start, double stop, double step = 1, const ChunkSpec& chunks = "auto",
+             DType dtype = DType::Float64);
+Array arange(double stop);
+// `num` values evenly spaced over [start, stop] (or [start, stop) without endpoint).
+Array linspace(double start, double stop, int64_t num, const ChunkSpec& chunks = "auto",
+               bool endpoint = true, DType dtype = DType::Float64);
+// An N×M matrix with ones on the k-th diagonal.
+Array eye(int64_t n, const ChunkSpec& chunks = "auto", std::optional<int64_t> m = {},
+          int64_t k = 0, DType dtype = DType::Float64);
+// An in-memory array cut into chunks (one task holds it; blocks are views of it).
+Array from_ndarray(const NDArray& a, const ChunkSpec& chunks = "auto");
+
+namespace random {
+// Uniform on [low, high), seeded per block: the result depends on seed and chunks only,
+// never on the scheduler or the number of threads.
+Array uniform(const Shape& shape, const ChunkSpec& chunks = "auto", uint64_t seed = 0,
+              double low = 0, double high = 1);
+// NumPy's random.random: uniform on [0, 1).
+Array random(const Shape& shape, const ChunkSpec& chunks = "auto", uint64_t seed = 0);
+// Normal with mean `loc` and standard deviation `scale`.
+Array normal(const Shape& shape, const ChunkSpec& chunks = "auto", uint64_t seed = 0,
+             double loc = 0, double scale = 1);
+// Integers on [low, high), int64.
+Array integers(int64_t low, int64_t high, const Shape& shape, const ChunkSpec& chunks = "auto",
+               uint64_t seed = 0);
+}  // namespace random
+
+// ---- elementwise (NumPy broadcasting and type promotion) --------------------------------------
+// A number on either side of an operator is a 0-d array; like NumPy's Python scalars, it
+// does not widen the array's type within its kind (float32 + 1.5 stays float32).
+Array operator+(const Array& a, const Array& b);
+Array operator-(const Array& a, const Array& b);
+Array operator*(const Array& a, const Array& b);
+Array operator/(const Array& a, const Array& b);
+Array operator-(const Array& a);
+Array operator==(const Array& a, const Array& b);
+Array operator!=(const Array& a, const Array& b);
+Array operator<(const Array& a, const Array& b);
+Array operator<=(const Array& a, const Array& b);
+Array operator>(const Array& a, const Array& b);
+Array operator>=(const Array& a, const Array& b);
+Array operator&(const Array& a, const Array& b);
+Array operator|(const Array& a, const Array& b);
+Array operator^(const Array& a, const Array& b);
+Array operator~(const Array& a);
+
+// A number as a 0-d array that adapts to the other operand's type (see above).
+Array scalar(double v);
+Array scalar(int64_t v);
+Array scalar(bool v);
+Array scalar(int v);
+
+#define TESSERA_ARRAY_SCALAR_OPS(op)                                               \
+  inline Array operator op(const Array& a, double b) { return a op scalar(b); }   \
+  inline Array operator op(double a, const Array& b) { return scalar(a) op b; }   \
+  inline Array operator op(const Array& a, int b) {                               \
+    return a op scalar(static_cast<int64_t>(b));                                  \
+  }                                                                               \
+  inline Array operator op(int a, const Array& b) {                               \
+    return scalar(static_cast<int64_t>(a)) op b;                                  \
+  }                                                                               \
+  inline Array operator op(const Array& a, int64_t b) { return a op scalar(b); }  \
+  inline Array operator op(int64_t a, const Array& b) { return scalar(a) op b; }
+TESSERA_ARRAY_SCALAR_OPS(+)
+TESSERA_ARRAY_SCALAR_OPS(-)
+TESSERA_ARRAY_SCALAR_OPS(*)
+TESSERA_ARRAY_SCALAR_OPS(/)
+TESSERA_ARRAY_SCALAR_OPS(==)
+TESSERA_ARRAY_SCALAR_OPS(!=)
+TESSERA_ARRAY_SCALAR_OPS(<)
+TESSERA_ARRAY_SCALAR_OPS(<=)
+TESSERA_ARRAY_SCALAR_OPS(>)
+TESSERA_ARRAY_SCALAR_OPS(>=)
+#undef TESSERA_ARRAY_SCALAR_OPS
+
+// Float functions: integers and bools give float64, floats keep their type.
+Array exp(const Array& a);
+Array log(const Array& a);
+Array sqrt(const Array& a);
+Array sin(const Array& a);
+Array cos(const Array& a);
+Array tanh(const Array& a);
+// Type-preserving functions.
+Array abs(const Array& a);
+Array floor(const Array& a);
+Array ceil(const Array& a);
+// Rounds half to even, like NumPy.
+Array round(const Array& a);
+// True where an element is NaN (bool).
+Array isnan(const Array& a);
+// `a` where `condition`, else `b`.
+Array where(const Array& condition, const Array& a, const Array& b);
+// Elements limited to [lo, hi].
+Array clip(const Array& a, double lo, double hi);
+// Elementwise maximum / minimum (NaN wins, as in NumPy).
+Array maximum(const Array& a, const Array& b);
+Array minimum(const Array& a, const Array& b);
+// a ** b.
+Array power(const Array& a, const Array& b);
+Array astype(const Array& a, DType dtype);
+
+// ---- reductions -----------------------------------------------------------------------------
+Array sum(const Array& a, Axes axis = {}, ReduceOptions options = {});
+Array prod(const Array& a, Axes axis = {}, ReduceOptions options = {});
+Array mean(const Array& a, Axes axis = {}, ReduceOptions options = {});
+Array var(const Array& a, Axes axis = {}, ReduceOptions options = {});
+Array std(const Array& a, Axes axis = {}, ReduceOptions options = {});
+Array min(const Array& a, Axes axis = {}, ReduceOptions options = {});
+Array max(const Array& a, Axes axis = {}, ReduceOptions options = {});
+Array any(const Array& a, Axes axis = {}, ReduceOptions options = {});
+Array all(const Array& a, Axes axis = {}, ReduceOptions options = {});
+// Sum and mean ignoring NaN.
+Array nansum(const Array& a, Axes axis = {}, ReduceOptions options = {});
+Array nanmean(const Array& a, Axes axis = {}, ReduceOptions options = {});
+// Number of elements that are not zero (int64).
+Array count_nonzero(const Array& a, Axes axis = {}, ReduceOptions options = {});
+Array argmin(const Array& a, std::optional<int> axis = {}, ReduceOptions options = {});
+Array argmax(const Array& a, std::optional<int> axis = {}, ReduceOptions options = {});
+
+// ---- linear algebra -------------------------------------------------------------------------
+// Matrix product of 2-D arrays (BLAS gemm per block pair); 1-D operands are promoted as in
+// NumPy. ValueError naming both shapes when the inner dimensions differ.
+Array matmul(const Array& a, const Array& b);
+// NumPy's dot for 1-D and 2-D operands (matmul for 2-D).
+Array dot(const Array& a, const Array& b);
+// The OpenBLAS kernel in use ("Haswell", "SkylakeX", …; OPENBLAS_CORETYPE chooses it).
+std::string blas_core();
+// Threads BLAS may use inside one task (default 1, or TESSERA_BLAS_THREADS): tessera already
+// runs blocks in parallel, and both at once oversubscribe the cores. Returns the old value.
+int set_blas_threads(int n);
+
+// ---- IO -------------------------------------------------------------------------------------
+// Writes an NDArray as a .npy file (format 1.0, little-endian, C order).
+void write_npy(const NDArray& a, const std::string& path);
+// Reads a whole .npy file; IOError naming the path and the problem when it cannot.
+NDArray read_npy(const std::string& path);
+// A chunked view of a .npy file: each block reads its own part of the file.
+Array from_npy(const std::string& path, const ChunkSpec& chunks = "auto");
+// Computes `a` and writes it to `path` as .npy, block by block (the whole array is never
+// held in memory at once).
+void to_npy(const Array& a, const std::string& path, const ComputeOptions& options = {});
+
+}  // namespace tessera::array
+
+template <>
+struct tessera::CollectionTraits<tessera::array::Array> {
+  using Result = tessera::array::NDArray;
+  static void graph(const tessera::array::Array& a, HighLevelGraph& out);
+  static void keys(const tessera::array::Array& a, std::vector<Key>& out);
+  static Result finalize(const tessera::array::Array& a, std::span<const Value> values);
+  static tessera::array::Array rebuild(const tessera::array::Array& a,
+                                       std::span<const Value> values);
+  static void optimize(Graph& g, std::span<const Key> keys, const ComputeOptions& options);
+};
