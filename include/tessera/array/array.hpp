@@ -39,13 +39,13 @@ using Chunks = std::vector<std::vector<int64_t>>;
 //   Chunks{{2, 3}} explicit block sizes per axis
 class ChunkSpec {
  public:
-  ChunkSpec(const char* spec) : ChunkSpec(std::string(spec)) {}  // NOLINT
-  ChunkSpec(std::string spec);                                    // NOLINT
-  ChunkSpec(int64_t uniform);                                     // NOLINT
+  ChunkSpec(const char* spec) : ChunkSpec(std::string(spec)) {}         // NOLINT
+  ChunkSpec(std::string spec);                                          // NOLINT
+  ChunkSpec(int64_t uniform);                                           // NOLINT
   ChunkSpec(int uniform) : ChunkSpec(static_cast<int64_t>(uniform)) {}  // NOLINT
-  ChunkSpec(std::initializer_list<int64_t> block_shape);          // NOLINT
-  ChunkSpec(Shape block_shape);                                   // NOLINT
-  ChunkSpec(Chunks chunks);                                       // NOLINT
+  ChunkSpec(std::initializer_list<int64_t> block_shape);                // NOLINT
+  ChunkSpec(Shape block_shape);                                         // NOLINT
+  ChunkSpec(Chunks chunks);                                             // NOLINT
 
   // The chunks this spec gives an array of `shape` and `dtype`; ValueError naming the
   // spec and the shape when they do not fit.
@@ -67,9 +67,9 @@ int64_t set_chunk_size_limit(int64_t bytes);
 // Which axes a reduction reduces: all of them (the default), one, or several.
 class Axes {
  public:
-  Axes() = default;                                    // every axis
-  Axes(int axis) : axes_{axis}, all_(false) {}         // NOLINT
-  Axes(std::initializer_list<int> axes) : axes_(axes), all_(false) {}  // NOLINT
+  Axes() = default;                                                     // every axis
+  Axes(int axis) : axes_{axis}, all_(false) {}                          // NOLINT
+  Axes(std::initializer_list<int> axes) : axes_(axes), all_(false) {}   // NOLINT
   Axes(std::vector<int> axes) : axes_(std::move(axes)), all_(false) {}  // NOLINT
   // The axes, normalized for an array of `ndim` dimensions (negative counted from the end,
   // sorted); AxisError naming the axis otherwise.
@@ -86,6 +86,33 @@ struct ReduceOptions {
   bool keepdims = false;  // keep reduced axes with length 1
   int split_every = 0;    // blocks combined per tree node (0: 4, or 2 when reducing 3+ axes)
   int ddof = 0;           // var and std: delta degrees of freedom
+};
+
+// A slice along one axis, as Python's start:stop:step (negative values count from the end;
+// a negative step walks backwards). Slice{} is the whole axis.
+struct Slice {
+  std::optional<int64_t> start, stop, step;
+};
+// x[{ta::slice(1, 8, 2)}] is NumPy's x[1:8:2]; ta::slice() is the whole axis (`:`).
+inline Slice slice(std::optional<int64_t> start = {}, std::optional<int64_t> stop = {},
+                   std::optional<int64_t> step = {}) {
+  return Slice{start, stop, step};
+}
+
+// One entry of an index: an integer (the axis disappears) or a slice.
+class Index {
+ public:
+  Index(int64_t i) : integer_(i), is_integer_(true) {}  // NOLINT
+  Index(int i) : Index(static_cast<int64_t>(i)) {}      // NOLINT
+  Index(Slice s) : slice_(s) {}                         // NOLINT
+  bool is_integer() const noexcept { return is_integer_; }
+  int64_t integer() const noexcept { return integer_; }
+  const Slice& slice() const noexcept { return slice_; }
+
+ private:
+  int64_t integer_ = 0;
+  Slice slice_;
+  bool is_integer_ = false;
 };
 
 class Array;
@@ -141,6 +168,14 @@ class Array {
   Array astype(DType dtype) const;
   // The same array cut into other chunks.
   Array rechunk(const ChunkSpec& chunks) const;
+  // NumPy's basic indexing: x[{2, ta::slice(1, -1), ta::slice()}]. Missing trailing entries mean
+  // whole axes. IndexError naming the index, axis and size when out of bounds.
+  Array operator[](std::initializer_list<Index> index) const;
+  Array getitem(std::span<const Index> index) const;
+  // The same elements in another shape (one entry may be -1).
+  Array reshape(Shape shape) const;
+  // The elements as one axis.
+  Array ravel() const;
 
   // ---- reductions (NumPy's names; `axis` defaults to every axis) ----
   Array sum(Axes axis = {}, ReduceOptions options = {}) const;
@@ -186,8 +221,8 @@ Array arange(double stop);
 Array linspace(double start, double stop, int64_t num, const ChunkSpec& chunks = "auto",
                bool endpoint = true, DType dtype = DType::Float64);
 // An N×M matrix with ones on the k-th diagonal.
-Array eye(int64_t n, const ChunkSpec& chunks = "auto", std::optional<int64_t> m = {},
-          int64_t k = 0, DType dtype = DType::Float64);
+Array eye(int64_t n, const ChunkSpec& chunks = "auto", std::optional<int64_t> m = {}, int64_t k = 0,
+          DType dtype = DType::Float64);
 // An in-memory array cut into chunks (one task holds it; blocks are views of it).
 Array from_ndarray(const NDArray& a, const ChunkSpec& chunks = "auto");
 
@@ -231,17 +266,25 @@ Array scalar(int64_t v);
 Array scalar(bool v);
 Array scalar(int v);
 
-#define TESSERA_ARRAY_SCALAR_OPS(op)                                               \
-  inline Array operator op(const Array& a, double b) { return a op scalar(b); }   \
-  inline Array operator op(double a, const Array& b) { return scalar(a) op b; }   \
-  inline Array operator op(const Array& a, int b) {                               \
-    return a op scalar(static_cast<int64_t>(b));                                  \
-  }                                                                               \
-  inline Array operator op(int a, const Array& b) {                               \
-    return scalar(static_cast<int64_t>(a)) op b;                                  \
-  }                                                                               \
-  inline Array operator op(const Array& a, int64_t b) { return a op scalar(b); }  \
-  inline Array operator op(int64_t a, const Array& b) { return scalar(a) op b; }
+#define TESSERA_ARRAY_SCALAR_OPS(op)                    \
+  inline Array operator op(const Array& a, double b) {  \
+    return a op scalar(b);                              \
+  }                                                     \
+  inline Array operator op(double a, const Array& b) {  \
+    return scalar(a) op b;                              \
+  }                                                     \
+  inline Array operator op(const Array& a, int b) {     \
+    return a op scalar(static_cast<int64_t>(b));        \
+  }                                                     \
+  inline Array operator op(int a, const Array& b) {     \
+    return scalar(static_cast<int64_t>(a)) op b;        \
+  }                                                     \
+  inline Array operator op(const Array& a, int64_t b) { \
+    return a op scalar(b);                              \
+  }                                                     \
+  inline Array operator op(int64_t a, const Array& b) { \
+    return scalar(a) op b;                              \
+  }
 TESSERA_ARRAY_SCALAR_OPS(+)
 TESSERA_ARRAY_SCALAR_OPS(-)
 TESSERA_ARRAY_SCALAR_OPS(*)
@@ -297,6 +340,25 @@ Array nanmean(const Array& a, Axes axis = {}, ReduceOptions options = {});
 Array count_nonzero(const Array& a, Axes axis = {}, ReduceOptions options = {});
 Array argmin(const Array& a, std::optional<int> axis = {}, ReduceOptions options = {});
 Array argmax(const Array& a, std::optional<int> axis = {}, ReduceOptions options = {});
+
+// ---- indexing and shape ---------------------------------------------------------------------
+// Elements at `indices` along `axis` (NumPy's take; negative indices count from the end).
+Array take(const Array& a, const std::vector<int64_t>& indices, int axis = 0);
+// Elements where `condition` is true along `axis` (NumPy's compress / boolean-mask indexing);
+// ValueError when the mask's length differs from the axis.
+Array compress(const std::vector<bool>& condition, const Array& a, int axis = 0);
+Array reshape(const Array& a, Shape shape);
+Array ravel(const Array& a);
+// Drops length-1 axes (all of them, or those given; ValueError if one is longer).
+Array squeeze(const Array& a, Axes axis = {});
+// Inserts a length-1 axis at `axis`.
+Array expand_dims(const Array& a, int axis);
+// Joins arrays along an existing axis; the other axes must match.
+Array concatenate(const std::vector<Array>& arrays, int axis = 0);
+// Joins arrays along a new axis; all shapes must match.
+Array stack(const std::vector<Array>& arrays, int axis = 0);
+// `a` broadcast to `shape` (NumPy's rules; no copy per block).
+Array broadcast_to(const Array& a, const Shape& shape);
 
 // ---- linear algebra -------------------------------------------------------------------------
 // Matrix product of 2-D arrays (BLAS gemm per block pair); 1-D operands are promoted as in

@@ -1,0 +1,147 @@
+// Indexing and shape operations against NumPy: each result is written as .npy and one
+// python run (Debian's NumPy) compares it with NumPy's own answer, exactly.
+#include <gtest/gtest.h>
+
+#include <tessera/array.hpp>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include "test_support.hpp"
+
+namespace ta = tessera::array;
+using tessera::testing::error_of;
+using tessera::testing::TempDir;
+
+namespace {
+
+bool numpy_available() {
+  return std::system(TESSERA_PYTHON " -c 'import numpy' >/dev/null 2>&1") == 0;
+}
+
+// Runs `script` with /usr/bin/python3 in `dir`; returns its stdout.
+std::string run_python(const TempDir& dir, const std::string& script) {
+  const std::string path = (dir.path() / "check.py").string();
+  std::ofstream(path) << script;
+  const std::string cmd = "cd '" + dir.path().string() + "' && " TESSERA_PYTHON " check.py 2>&1";
+  std::string out;
+  if (FILE* p = popen(cmd.c_str(), "r")) {
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+    pclose(p);
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST(Indexing, MatchesNumPy) {
+  if (!numpy_available())
+    GTEST_SKIP() << TESSERA_PYTHON " cannot import numpy (scripts/install-deps installs it)";
+  TempDir dir;
+  auto x = ta::from_ndarray(ta::arange(0, 360, 1, 1000).compute().reshape({6, 5, 12}),
+                            ta::Chunks{{2, 3, 1}, {5}, {4, 4, 4}});
+  std::ostringstream checks;
+  auto w = [&](const ta::Array& a, const std::string& name, const std::string& numpy) {
+    ta::write_npy(a.compute(), (dir.path() / (name + ".npy")).string());
+    checks << "check('" << name << "', " << numpy << ")\n";
+  };
+  w(x, "x", "x");
+  w(x[{1}], "i1", "x[1]");
+  w(x[{ta::slice(1, 5), 2, ta::slice(-1, 0, -3)}], "i2", "x[1:5, 2, -1:0:-3]");
+  w(x[{ta::slice({}, {}, -1)}], "i3", "x[::-1]");
+  w(x[{-1, ta::slice(), ta::slice(3, 11, 2)}], "i4", "x[-1, :, 3:11:2]");
+  w(x[{ta::slice(10, 20)}], "i5", "x[10:20]");
+  w(x[{ta::slice(-100, 100, 4), ta::slice(4, 1, -1), -12}], "i6", "x[-100:100:4, 4:1:-1, -12]");
+  w(ta::take(x, {5, 0, 0, 3, -1}, 2), "t1", "np.take(x, [5, 0, 0, 3, -1], 2)");
+  w(ta::take(x, {}, 0), "t2", "np.take(x, [], 0)");
+  w(ta::compress({true, false, true, true, false}, x, 1), "c1",
+    "np.compress([1, 0, 1, 1, 0], x, 1)");
+  w(x.reshape({30, 12}), "r1", "x.reshape(30, 12)");
+  w(x.reshape({12, -1}), "r2", "x.reshape(12, -1)");
+  w(x.ravel(), "r3", "x.ravel()");
+  w(x.reshape({4, 9, 10}), "r4", "x.reshape(4, 9, 10)");
+  w(x[{ta::slice(), 1}].T().reshape({3, 2, 2, 6}), "r5", "x[:, 1].T.reshape(3, 2, 2, 6)");
+  w(ta::expand_dims(x, 1), "e1", "np.expand_dims(x, 1)");
+  w(ta::expand_dims(x, -1), "e2", "np.expand_dims(x, -1)");
+  w(ta::squeeze(x[{ta::slice(0, 1)}]), "s1", "np.squeeze(x[0:1])");
+  w(ta::concatenate({x, x[{ta::slice(0, 2)}] * 2}, 0), "cc1", "np.concatenate([x, x[:2] * 2])");
+  w(ta::concatenate({x, ta::ones({6, 5, 3}, 2, ta::DType::Int32)}, -1), "cc2",
+    "np.concatenate([x, np.ones((6, 5, 3), dtype=np.int32)], -1)");
+  w(ta::stack({x, x + 1}, 1), "st1", "np.stack([x, x + 1], 1)");
+  w(ta::broadcast_to(x[{ta::slice(), ta::slice(0, 1)}], {2, 6, 5, 12}), "b1",
+    "np.broadcast_to(x[:, 0:1], (2, 6, 5, 12))");
+  w(x.transpose({1, 0, 2}), "tr", "x.transpose(1, 0, 2)");
+  w(x.rechunk({4, 2, 5}), "rc1", "x");
+  w(x.rechunk(ta::Chunks{{1, 1, 1, 1, 1, 1}, {2, 3}, {12}}) + 1, "rc2", "x + 1");
+  const std::string out = run_python(
+      dir,
+      "import numpy as np\n"
+      "ok = True\n"
+      "x = np.load('x.npy')\n"
+      "def check(name, want):\n"
+      "    global ok\n"
+      "    got = np.load(name + '.npy')\n"
+      "    if got.shape != want.shape or got.dtype != want.dtype or not np.array_equal(got, "
+      "want):\n"
+      "        ok = False\n"
+      "        print(name, 'got', got.dtype, got.shape, 'want', want.dtype, want.shape)\n" +
+          checks.str() + "print('ALL OK' if ok else 'MISMATCH')\n");
+  EXPECT_NE(out.find("ALL OK"), std::string::npos) << out;
+}
+
+TEST(Indexing, BadIndicesAreNamed) {
+  auto x = ta::ones({6, 5}, 2);
+  EXPECT_EQ(error_of<tessera::IndexError>([&] { x[{6}]; }),
+            "index 6 is out of bounds for axis 0 with size 6");
+  EXPECT_EQ(error_of<tessera::IndexError>([&] {
+              x[{0, -6}];
+            }),
+            "index -6 is out of bounds for axis 1 with size 5");
+  EXPECT_EQ(error_of<tessera::IndexError>([&] {
+              x[{0, 0, 0}];
+            }),
+            "too many indices for array: array is 2-dimensional, but 3 were indexed");
+  EXPECT_EQ(error_of<tessera::ValueError>([&] { x[{ta::slice(0, 4, 0)}]; }),
+            "slice step cannot be zero (axis 0)");
+  EXPECT_EQ(error_of<tessera::IndexError>([&] {
+              ta::take(x, {0, 9}, 1);
+            }),
+            "index 9 is out of bounds for axis 1 with size 5");
+  EXPECT_EQ(error_of<tessera::ValueError>([&] {
+              ta::compress({true, false}, x, 0);
+            }),
+            "boolean index of length 2 does not match axis 0 of length 6 (shape (6, 5))");
+  EXPECT_EQ(error_of<tessera::ValueError>([&] {
+              x.reshape({7, 4});
+            }),
+            "cannot reshape array of size 30 into shape (7, 4)");
+  EXPECT_EQ(error_of<tessera::ValueError>([&] { ta::squeeze(x, 0); }),
+            "cannot select an axis to squeeze out which has size not equal to one (axis 0 of shape "
+            "(6, 5))");
+  EXPECT_EQ(error_of<tessera::ValueError>([&] {
+              ta::concatenate({x, ta::ones({6, 4}, 2)}, 0);
+            }),
+            "all the input array dimensions except for the concatenation axis must match exactly: "
+            "array 0 has shape "
+            "(6, 5), array 1 has shape (6, 4) (axis 0)");
+  EXPECT_EQ(
+      error_of<tessera::ValueError>([&] {
+        ta::stack({x, ta::ones({6, 4}, 2)});
+      }),
+      "all input arrays must have the same shape: array 0 has shape (6, 5), array 1 has (6, 4)");
+  EXPECT_EQ(error_of<tessera::ValueError>([&] {
+              ta::broadcast_to(x, {6, 6});
+            }),
+            "cannot broadcast shape (6, 5) to (6, 6)");
+}
+
+TEST(Indexing, SlicesAreViewsOfOneBlockEach) {
+  auto x = ta::ones({100, 100}, 10);
+  auto y = x[{ta::slice(5, 25), 3}];
+  EXPECT_EQ(y.chunks(), (ta::Chunks{{5, 10, 5}}));
+  EXPECT_EQ(y.materialize().size(), 6u);  // 3 source blocks + 3 views
+}
