@@ -432,37 +432,6 @@ int32_t cast_node(Builder& b, int32_t node, DType to) {
   return b.add(Code::Cast, to, node);
 }
 
-// The output chunks along each axis: those of an input that spans it (not broadcast);
-// inputs with other chunks are rechunked to them.
-Chunks unify(std::vector<Array>& inputs, const Shape& out_shape) {
-  const size_t nd = out_shape.size();
-  Chunks out(nd);
-  for (size_t k = 0; k < nd; ++k) {
-    for (const Array& a : inputs) {
-      const size_t lead = nd - static_cast<size_t>(a.ndim());
-      if (k < lead || a.data().literal) continue;
-      if (a.shape()[k - lead] == out_shape[k] && (out_shape[k] != 1 || out[k].empty())) {
-        if (out[k].empty() || a.chunks()[k - lead].size() > out[k].size()) out[k] = a.chunks()[k - lead];
-      }
-    }
-    if (out[k].empty()) out[k] = {out_shape[k]};
-  }
-  for (Array& a : inputs) {
-    if (a.data().literal) continue;
-    const size_t lead = nd - static_cast<size_t>(a.ndim());
-    Chunks want(a.chunks());
-    bool differs = false;
-    for (size_t k = 0; k < want.size(); ++k) {
-      if (a.shape()[k] == out_shape[lead + k] && a.chunks()[k] != out[lead + k]) {
-        want[k] = out[lead + k];
-        differs = true;
-      }
-    }
-    if (differs) a = a.rechunk(want);
-  }
-  return out;
-}
-
 // Builds an elementwise array of `code` over `inputs` (already of the node dtypes).
 Array elementwise(Code code, DType out_dtype, DType compute_dtype, std::vector<Array> inputs) {
   Shape shape;
@@ -544,6 +513,37 @@ Array scalar_array(NDArray v) {
 }
 
 }  // namespace
+
+// The output chunks along each axis: those of an input that spans it (not broadcast);
+// inputs with other chunks are rechunked to them.
+Chunks unify(std::vector<Array>& inputs, const Shape& out_shape) {
+  const size_t nd = out_shape.size();
+  Chunks out(nd);
+  for (size_t k = 0; k < nd; ++k) {
+    for (const Array& a : inputs) {
+      const size_t lead = nd - static_cast<size_t>(a.ndim());
+      if (k < lead || a.data().literal) continue;
+      if (a.shape()[k - lead] == out_shape[k] && (out_shape[k] != 1 || out[k].empty())) {
+        if (out[k].empty() || a.chunks()[k - lead].size() > out[k].size()) out[k] = a.chunks()[k - lead];
+      }
+    }
+    if (out[k].empty()) out[k] = {out_shape[k]};
+  }
+  for (Array& a : inputs) {
+    if (a.data().literal) continue;
+    const size_t lead = nd - static_cast<size_t>(a.ndim());
+    Chunks want(a.chunks());
+    bool differs = false;
+    for (size_t k = 0; k < want.size(); ++k) {
+      if (a.shape()[k] == out_shape[lead + k] && a.chunks()[k] != out[lead + k]) {
+        want[k] = out[lead + k];
+        differs = true;
+      }
+    }
+    if (differs) a = a.rechunk(want);
+  }
+  return out;
+}
 
 Shape broadcast_shapes(const Shape& a, const Shape& b) {
   const size_t n = std::max(a.size(), b.size());

@@ -37,6 +37,10 @@ struct Expr {
 // NumPy's broadcast of two shapes; ValueError naming both otherwise.
 Shape broadcast_shapes(const Shape& a, const Shape& b);
 
+// The chunks of the broadcast result of `inputs` (shape `out_shape`); inputs cut otherwise
+// are replaced by rechunked ones.
+Chunks unify(std::vector<Array>& inputs, const Shape& out_shape);
+
 // An elementwise array evaluating `prog` over `leaves` (block by block) and `literals`.
 Array make_elementwise(std::string label, DType dtype, Shape shape, Chunks chunks, Program prog,
                        std::vector<Array> leaves, std::vector<NDArray> literals);

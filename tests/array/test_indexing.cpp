@@ -36,7 +36,66 @@ std::string run_python(const TempDir& dir, const std::string& script) {
   return out;
 }
 
+const char* kCheckPrelude =
+    "import numpy as np\n"
+    "ok = True\n"
+    "x = np.load('x.npy')\n"
+    "def check(name, want, rtol=0):\n"
+    "    global ok\n"
+    "    got = np.load(name + '.npy')\n"
+    "    same = np.array_equal(got, want) if rtol == 0 else np.allclose(got, want, rtol=rtol, "
+    "atol=0)\n"
+    "    if got.shape != want.shape or got.dtype != want.dtype or not same:\n"
+    "        ok = False\n"
+    "        print(name, 'got', got.dtype, got.shape, 'want', want.dtype, want.shape)\n";
+
+ta::NDArray block_twice(const ta::NDArray& a) {
+  return (ta::from_ndarray(a, -1) * 2).compute();
+}
+TESSERA_REGISTER(block_twice);
+
 }  // namespace
+
+TEST(BlockFunctions, MatchNumPy) {
+  if (!numpy_available())
+    GTEST_SKIP() << TESSERA_PYTHON " cannot import numpy (scripts/install-deps installs it)";
+  TempDir dir;
+  auto x = ta::from_ndarray(ta::arange(1, 61, 1, 1000).compute().reshape({6, 10}),
+                            ta::Chunks{{2, 3, 1}, {4, 4, 2}});
+  std::ostringstream checks;
+  auto w = [&](const ta::Array& a, const std::string& name, const std::string& numpy) {
+    ta::write_npy(a.compute(), (dir.path() / (name + ".npy")).string());
+    checks << "check('" << name << "', " << numpy << ")\n";
+  };
+  w(x, "x", "x");
+  w(ta::cumsum(x, 0), "cs0", "np.cumsum(x, 0)");
+  w(ta::cumsum(x, 1), "cs1", "np.cumsum(x, 1)");
+  w(ta::cumsum(x), "cs", "np.cumsum(x)");
+  w(ta::cumsum(x.astype(ta::DType::Int32), -1), "csi", "np.cumsum(x.astype(np.int32), -1)");
+  w(ta::cumsum(x > 30, 0), "csb", "np.cumsum(x > 30, 0)");
+  w(ta::cumprod(x / 10, 1), "cp1", "np.cumprod(x / 10, 1), rtol=1e-12");
+  w(ta::cumprod(x.astype(ta::DType::Int64), 0), "cp0", "np.cumprod(x.astype(np.int64), 0)");
+  w(ta::map_blocks([](const ta::NDArray& b) { return b.astype(ta::DType::Float32); }, x,
+                   {.dtype = ta::DType::Float32}),
+    "mb1", "x.astype(np.float32)");
+  w(ta::map_blocks(block_twice, x), "mb2", "x * 2");
+  w(ta::map_blocks(
+        [](const ta::NDArray& a, const ta::NDArray& b) {
+          return (ta::from_ndarray(a, -1) - ta::from_ndarray(b, -1)).compute();
+        },
+        std::vector<ta::Array>{x, x[{0}].rechunk(5)}),
+    "mb3", "x - x[0]");
+  const std::string out =
+      run_python(dir, kCheckPrelude + checks.str() + "print('ALL OK' if ok else 'MISMATCH')\n");
+  EXPECT_NE(out.find("ALL OK"), std::string::npos) << out;
+  // A registered function names the keys and can be shipped; a lambda is local.
+  EXPECT_EQ(ta::map_blocks(block_twice, x).name().rfind("block_twice-", 0), 0u);
+  EXPECT_EQ(ta::map_blocks(block_twice, x).name(), ta::map_blocks(block_twice, x).name());
+  EXPECT_EQ(error_of<tessera::ValueError>([&] {
+              ta::map_blocks(block_twice, std::vector<ta::Array>{x, x});
+            }),
+            "map_blocks: 'block_twice' takes 1 arguments, 2 arrays were given");
+}
 
 TEST(Indexing, MatchesNumPy) {
   if (!numpy_available())

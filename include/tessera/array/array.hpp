@@ -25,6 +25,7 @@
 #include "tessera/array/dtype.hpp"
 #include "tessera/array/ndarray.hpp"
 #include "tessera/core/collection.hpp"
+#include "tessera/core/op.hpp"
 #include "tessera/diagnostics/visualize.hpp"
 
 namespace tessera::array {
@@ -359,6 +360,51 @@ Array concatenate(const std::vector<Array>& arrays, int axis = 0);
 Array stack(const std::vector<Array>& arrays, int axis = 0);
 // `a` broadcast to `shape` (NumPy's rules; no copy per block).
 Array broadcast_to(const Array& a, const Shape& shape);
+
+// ---- block functions ------------------------------------------------------------------------
+// Options of map_blocks.
+struct MapBlocksOptions {
+  std::optional<DType> dtype;    // of the result blocks (default: the first input's)
+  std::optional<Chunks> chunks;  // of the result (default: the first input's)
+  std::string name;              // key prefix (default: the function's name)
+};
+
+// Applies `op` (NDArray f(const NDArray&, ...), one argument per array) to corresponding
+// blocks. The arrays are aligned like elementwise operands (chunks unified, broadcasting).
+Array map_blocks(std::shared_ptr<const Op> op, const std::vector<Array>& arrays,
+                 MapBlocksOptions options = {});
+
+// map_blocks with a registered function (shippable), a plain function or a lambda (local).
+template <class F>
+Array map_blocks(F&& fn, const std::vector<Array>& arrays, MapBlocksOptions options = {}) {
+  using Fn = std::decay_t<F>;
+  if constexpr (std::is_pointer_v<Fn> && std::is_function_v<std::remove_pointer_t<Fn>>) {
+    const Fn ptr = fn;
+    const auto erased = reinterpret_cast<void (*)()>(ptr);
+    if (const Op* op = find_op_by_fn(erased)) {
+      return map_blocks(std::shared_ptr<const Op>(std::shared_ptr<const Op>(), op), arrays,
+                        std::move(options));
+    }
+    return map_blocks(make_closure_op(options.name.empty() ? "map_blocks" : options.name, ptr),
+                      arrays, std::move(options));
+  } else {
+    return map_blocks(
+        make_closure_op(options.name.empty() ? "map_blocks" : options.name, std::forward<F>(fn)),
+        arrays, std::move(options));
+  }
+}
+template <class F>
+Array map_blocks(F&& fn, const Array& a, MapBlocksOptions options = {}) {
+  return map_blocks(std::forward<F>(fn), std::vector<Array>{a}, std::move(options));
+}
+
+// The arrays rechunked so that their blocks line up (dask's unify_chunks), as elementwise
+// operations do: axes aligned from the right, length-1 axes broadcast.
+std::vector<Array> unify_chunks(std::vector<Array> arrays);
+
+// Cumulative sum / product along `axis` (every element when axis is not given, flattened).
+Array cumsum(const Array& a, std::optional<int> axis = {});
+Array cumprod(const Array& a, std::optional<int> axis = {});
 
 // ---- linear algebra -------------------------------------------------------------------------
 // Matrix product of 2-D arrays (BLAS gemm per block pair); 1-D operands are promoted as in
