@@ -25,6 +25,7 @@
 #include "tessera/array/dtype.hpp"
 #include "tessera/array/ndarray.hpp"
 #include "tessera/core/collection.hpp"
+#include "tessera/core/error.hpp"
 #include "tessera/core/op.hpp"
 #include "tessera/diagnostics/visualize.hpp"
 
@@ -412,6 +413,55 @@ Array cumprod(const Array& a, std::optional<int> axis = {});
 Array matmul(const Array& a, const Array& b);
 // NumPy's dot for 1-D and 2-D operands (matmul for 2-D).
 Array dot(const Array& a, const Array& b);
+// Sum of products over the last `axes` axes of a and the first `axes` of b.
+Array tensordot(const Array& a, const Array& b, int axes = 2);
+// Sum of products over the given axes of a and b (pairwise).
+Array tensordot(const Array& a, const Array& b, const std::vector<int>& a_axes,
+                const std::vector<int>& b_axes);
+
+// A matrix that LAPACK cannot factor (not positive definite, singular); NumPy's LinAlgError.
+class LinAlgError : public ValueError {
+ public:
+  using ValueError::ValueError;
+};
+
+// Decompositions and solvers (LAPACK per block). Results are lazy arrays.
+namespace linalg {
+struct QR {
+  Array q, r;
+};
+struct SVD {
+  Array u, s, v;  // a = u @ diag(s) @ v (v is NumPy's vh)
+};
+struct Lstsq {
+  Array x, residuals;
+};
+// QR of a tall-and-skinny matrix (Benson, Gleich and Demmel, "Direct QR factorizations for
+// tall-and-skinny matrices in MapReduce architectures", 2013): QR per row block, then of the
+// stacked R factors. The columns are one block (rechunked if they are not).
+QR tsqr(const Array& a);
+QR qr(const Array& a);
+// Thin SVD of a tall-and-skinny matrix, through tsqr.
+SVD svd(const Array& a);
+// Rank-k randomized SVD (Halko, Martinsson and Tropp, SIAM Review 2011), with
+// `n_power_iter` power iterations; any shape.
+SVD svd_compressed(const Array& a, int64_t k, int n_power_iter = 0, uint64_t seed = 0);
+// Lower-triangular L with a = L @ L.T (blocked, right-looking); LinAlgError if a is not
+// positive definite.
+Array cholesky(const Array& a);
+// x with a @ x = b (a square). The system is solved in one task (LAPACK gesv): a must fit
+// in one worker's memory.
+Array solve(const Array& a, const Array& b);
+// Least squares of a tall-and-skinny a (through tsqr): x minimizing |a @ x - b|, and the
+// squared residual per column of b.
+Lstsq lstsq(const Array& a, const Array& b);
+// Vector norms (ord: 2 by default, inf, -inf, 0, 1 or any p) of 1-D arrays; matrix norms
+// (Frobenius by default, 1, -1, inf, -inf, 2 for tall-and-skinny) of 2-D arrays.
+Array norm(const Array& x, std::optional<double> ord = {});
+// "fro" (Frobenius) or "nuc" (nuclear, tall-and-skinny).
+Array norm(const Array& x, const std::string& ord);
+}  // namespace linalg
+
 // The OpenBLAS kernel in use ("Haswell", "SkylakeX", …; OPENBLAS_CORETYPE chooses it).
 std::string blas_core();
 // Threads BLAS may use inside one task (default 1, or TESSERA_BLAS_THREADS): tessera already
