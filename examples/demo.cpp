@@ -2,7 +2,11 @@
 // delayed graph of about 4,000 tasks, computed on the sync and threads schedulers with a
 // progress bar, checked against a direct loop, with a picture of the graph and the task
 // stream of the threaded run written to out/demo/.
+#include <sys/resource.h>
+#include <tessera/array.hpp>
 #include <tessera/tessera.hpp>
+
+#include <iostream>
 
 #include <chrono>
 #include <cmath>
@@ -81,6 +85,54 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 
 }  // namespace
 
+// The arrays part: the array issue's examples with their printed forms, a graph picture, and
+// an out-of-core sum over 8 GB of random numbers that never exist all at once.
+bool array_showcase(const std::filesystem::path& out_dir) {
+  namespace ta = tessera::array;
+  std::printf("\n---- arrays (tessera::array, NumPy's names) ----\n\n");
+  auto y = ta::ones({15}, {5});
+  std::cout << "auto y = ta::ones({15}, {5});\n  " << y << "\n";
+  auto s = y.sum();
+  std::cout << "auto s = y.sum();\n  " << s << "\n";
+  const double v = s.compute().item<double>();
+  std::cout << "s.compute().item<double>()\n  " << v << "\n";
+  auto X = ta::random::uniform({10, 10}, {3, 3}, /*seed=*/42);
+  auto Z = ta::matmul(X.T(), X) + X.T();
+  std::cout << "auto Z = ta::matmul(X.T(), X) + X.T();   // X = ta::random::uniform({10, 10}, {3, "
+               "3}, 42)\n  "
+            << Z << "\n";
+  const ta::NDArray z = Z.compute();
+  std::cout << "Z.compute()[:2, :4]\n  " << z.slice(0, 0, 2).slice(1, 0, 4).repr() << "\n";
+  const auto z_npy = out_dir / "z.npy", z_svg = out_dir / "z.svg";
+  ta::to_npy(Z, z_npy.string());
+  Z.visualize(z_svg.string());
+  const bool same_file = ta::read_npy(z_npy.string()) == z;
+  std::printf("to_npy(Z) -> %s (numpy.load reads it; read back %s)\n", z_npy.c_str(),
+              same_file ? "identical" : "DIFFERENT");
+  std::printf("Z.visualize() -> %s (%zu tasks)\n\n", z_svg.c_str(), Z.materialize().size());
+
+  // Out of core: 100,000 x 10,000 float64 = 8 GB, generated and summed block by block.
+  auto big = ta::random::random({100000, 10000}, {10000, 1000}, /*seed=*/0);
+  std::cout << "auto big = ta::random::random({100000, 10000}, {10000, 1000});   // 8 GB\n  " << big
+            << "\n";
+  const auto t0 = std::chrono::steady_clock::now();
+  double total;
+  {
+    tessera::ProgressBar bar({.force = true, .out = stdout});
+    total = big.sum().compute().item<double>();
+  }
+  const double secs = seconds_since(t0);
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  const double expected = 1e9 * 0.5;
+  const bool plausible = std::abs(total - expected) < 1e-3 * expected;
+  std::printf("big.sum() = %.6g (expected about %.6g: %s) in %.2f s, %.2f GB/s of generated data\n",
+              total, expected, plausible ? "ok" : "WRONG", secs, 8.0 / secs);
+  std::printf("peak resident memory of this whole program: %.0f MiB (the array is 8192 MiB)\n",
+              static_cast<double>(ru.ru_maxrss) / 1024.0);
+  return v == 15 && same_file && plausible;
+}
+
 int main(int argc, char** argv) {
   tessera::init(argc, argv);
   const int64_t partitions = 1024, rows = 20000;
@@ -149,5 +201,6 @@ int main(int argc, char** argv) {
       "  %s   the task stream of the threaded run (open in a browser)\n"
       "  %s   the same as a Chrome trace (open in https://ui.perfetto.dev)\n",
       graph_svg.c_str(), stream_html.c_str(), trace_json.c_str());
-  return same ? 0 : 1;
+  const bool arrays_ok = array_showcase(out_dir);
+  return same && arrays_ok ? 0 : 1;
 }

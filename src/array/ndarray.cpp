@@ -9,6 +9,7 @@
 #include <numeric>
 #include <ostream>
 
+#include "array/buffer_pool_internal.hpp"
 #include "array/ndarray_internal.hpp"
 #include "tessera/core/error.hpp"
 
@@ -28,13 +29,7 @@ void check_shape(const Shape& shape) {
   }
 }
 
-// 64-byte aligned storage, so kernels can use aligned vector loads.
-std::shared_ptr<void> allocate(size_t bytes) {
-  const size_t rounded = (std::max<size_t>(bytes, 1) + 63) / 64 * 64;
-  void* p = std::aligned_alloc(64, rounded);
-  if (!p) throw std::bad_alloc();
-  return std::shared_ptr<void>(p, [](void* q) { std::free(q); });
-}
+std::shared_ptr<void> allocate(size_t bytes) { return allocate_buffer(bytes); }
 
 }  // namespace
 
