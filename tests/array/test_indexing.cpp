@@ -173,3 +173,72 @@ TEST(Indexing, SlicesAreViewsOfOneBlockEach) {
   EXPECT_EQ(y.chunks(), (ta::Chunks{{5, 10, 5}}));
   EXPECT_EQ(y.materialize().size(), 6u);  // 3 source blocks + 3 views
 }
+
+namespace {
+
+// A 4-neighbour stencil: each element becomes the sum of its neighbours (edges of the
+// extended block use what is there; map_overlap trims them away).
+ta::NDArray neighbours(const ta::NDArray& b) {
+  const ta::NDArray x = b.astype(ta::DType::Float64);
+  const int64_t n = x.shape()[0], m = x.shape()[1];
+  ta::NDArray out = ta::NDArray::zeros(ta::DType::Float64, {n, m});
+  const double* p = x.data<double>();
+  double* o = out.mutable_data<double>();
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = 0; j < m; ++j) {
+      o[i * m + j] = (i > 0 ? p[(i - 1) * m + j] : 0) + (i + 1 < n ? p[(i + 1) * m + j] : 0) +
+                     (j > 0 ? p[i * m + j - 1] : 0) + (j + 1 < m ? p[i * m + j + 1] : 0);
+    }
+  }
+  return out;
+}
+TESSERA_REGISTER(neighbours);
+
+}  // namespace
+
+TEST(Overlap, MatchesNumPyPad) {
+  if (!numpy_available())
+    GTEST_SKIP() << TESSERA_PYTHON " cannot import numpy (scripts/install-deps installs it)";
+  TempDir dir;
+  auto x = ta::from_ndarray(ta::random::integers(0, 100, {11, 9}, -1, 3).compute(),
+                            ta::Chunks{{4, 4, 3}, {2, 5, 2}});
+  std::ostringstream checks;
+  auto w = [&](const ta::Array& a, const std::string& name, const std::string& numpy) {
+    ta::write_npy(a.compute(), (dir.path() / (name + ".npy")).string());
+    checks << "check('" << name << "', " << numpy << ")\n";
+  };
+  w(x, "x", "x");
+  // Block (1, 1) of the overlapped array: rows 4..8 and columns 2..7 plus the margins.
+  const std::vector<std::pair<ta::Boundary, std::string>> modes = {
+      {ta::Boundary::Reflect, "symmetric"},
+      {ta::Boundary::Periodic, "wrap"},
+      {ta::Boundary::Nearest, "edge"},
+      {ta::Boundary::Constant, "constant"}};
+  for (const auto& [b, mode] : modes) {
+    auto o = ta::overlap(x, {.depth = {2, 1}, .boundary = b, .constant = -7});
+    const std::string pad = "np.pad(x, ((2, 2), (1, 1)), mode='" + mode + "'" +
+                            (mode == "constant" ? ", constant_values=-7" : "") + ")";
+    w(o[{ta::slice(0, 8), ta::slice(0, 4)}], "o00_" + mode, pad + "[0:8, 0:4]");
+    w(o[{ta::slice(8, 16), ta::slice(4, 11)}], "o11_" + mode, pad + "[4:12, 2:9]");
+    w(ta::map_overlap(neighbours, x,
+                      {.depth = {1}, .boundary = b, .constant = -7, .dtype = ta::DType::Float64}),
+      "st_" + mode,
+      "(lambda p: p[:-2, 1:-1] + p[2:, 1:-1] + p[1:-1, :-2] + p[1:-1, 2:])(np.pad(x, 1, mode='" +
+          mode + "'" + (mode == "constant" ? ", constant_values=-7" : "") + ").astype(float))");
+  }
+  w(ta::map_overlap(neighbours, x, {.depth = {1}, .dtype = ta::DType::Float64}), "st_none",
+    "(lambda p: p[:-2, 1:-1] + p[2:, 1:-1] + p[1:-1, :-2] + p[1:-1, 2:])(np.pad(x, "
+    "1).astype(float))");
+  const std::string out =
+      run_python(dir, kCheckPrelude + checks.str() + "print('ALL OK' if ok else 'MISMATCH')\n");
+  EXPECT_NE(out.find("ALL OK"), std::string::npos) << out;
+  EXPECT_EQ(error_of<tessera::ValueError>([&] {
+              ta::overlap(x, {.depth = {4, 1}});
+            }),
+            "overlap: depth 4 on axis 0 is larger than a block of 3 (chunks ((4, 4, 3), (2, 5, "
+            "2))); rechunk first");
+  EXPECT_EQ(error_of<tessera::ValueError>([&] {
+              ta::overlap(x, {.depth = {1, 1, 1}});
+            }),
+            "overlap: 3 depths for an array of 2 dimensions");
+}

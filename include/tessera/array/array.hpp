@@ -403,6 +403,46 @@ Array map_blocks(F&& fn, const Array& a, MapBlocksOptions options = {}) {
 // operations do: axes aligned from the right, length-1 axes broadcast.
 std::vector<Array> unify_chunks(std::vector<Array> arrays);
 
+// What lies beyond the array's edges when blocks are extended by their neighbours.
+enum class Boundary {
+  None,      // nothing: edge blocks are not extended outward (dask's default)
+  Reflect,   // mirrored, edge included (dask's "reflect", NumPy's pad "symmetric")
+  Periodic,  // wrapped around from the other side
+  Nearest,   // the edge value repeated
+  Constant,  // a constant (OverlapOptions::constant)
+};
+
+// Options of overlap and map_overlap.
+struct OverlapOptions {
+  std::vector<int64_t> depth;  // per axis, or one value for every axis
+  Boundary boundary = Boundary::None;
+  double constant = 0;
+  std::optional<DType> dtype;  // of map_overlap's result (default: the input's)
+  std::string name;            // key prefix of map_overlap's function
+};
+
+// Each block extended by `depth` elements of its neighbours along each axis (and the
+// boundary rule at the array's edges). ValueError if a depth exceeds a neighbour block.
+Array overlap(const Array& a, const OverlapOptions& options);
+
+// Applies `op` to each block extended by its neighbours, then trims the extension: the
+// stencil pattern (dask's map_overlap). The function must keep its block's shape.
+Array map_overlap(std::shared_ptr<const Op> op, const Array& a, const OverlapOptions& options);
+template <class F>
+Array map_overlap(F&& fn, const Array& a, OverlapOptions options) {
+  using Fn = std::decay_t<F>;
+  const std::string label = options.name.empty() ? "map_overlap" : options.name;
+  if constexpr (std::is_pointer_v<Fn> && std::is_function_v<std::remove_pointer_t<Fn>>) {
+    const Fn ptr = fn;
+    if (const Op* op = find_op_by_fn(reinterpret_cast<void (*)()>(ptr))) {
+      return map_overlap(std::shared_ptr<const Op>(std::shared_ptr<const Op>(), op), a, options);
+    }
+    return map_overlap(make_closure_op(label, ptr), a, options);
+  } else {
+    return map_overlap(make_closure_op(label, std::forward<F>(fn)), a, options);
+  }
+}
+
 // Cumulative sum / product along `axis` (every element when axis is not given, flattened).
 Array cumsum(const Array& a, std::optional<int> axis = {});
 Array cumprod(const Array& a, std::optional<int> axis = {});
