@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <iosfwd>
 #include <memory>
@@ -518,6 +519,41 @@ Array from_npy(const std::string& path, const ChunkSpec& chunks = "auto");
 // Computes `a` and writes it to `path` as .npy, block by block (the whole array is never
 // held in memory at once).
 void to_npy(const Array& a, const std::string& path, const ComputeOptions& options = {});
+
+// How to_zarr compresses chunks (numcodecs' codecs, readable by python zarr).
+struct ZarrOptions {
+  std::string compressor = "zlib";        // "zlib", "zstd", "blosc" or "none"
+  int level = 1;                          // zlib/zstd level, blosc clevel
+  std::string blosc_cname = "lz4";        // blosc's inner codec: lz4, lz4hc, blosclz, zstd, zlib
+  int blosc_shuffle = 1;                  // 0 none, 1 byte shuffle, 2 bit shuffle
+  std::string dimension_separator = ".";  // chunk file names "0.1" or "0/1"
+};
+// Writes `a` as a Zarr v2 directory store at `path`, one chunk file per block, computed and
+// written block by block. The blocks must be regular (all equal but the last per axis), as
+// Zarr chunks are; ValueError naming the chunks otherwise.
+void to_zarr(const Array& a, const std::string& path, const ZarrOptions& zarr = {},
+             const ComputeOptions& options = {});
+// A Zarr v2 array (directory store) as an Array with the store's chunks (or rechunked to
+// `chunks`); each block reads and decompresses its own chunk file. IOError naming the path
+// for a missing or unsupported store (dtype, compressor, filters, order).
+Array from_zarr(const std::string& path);
+Array from_zarr(const std::string& path, const ChunkSpec& chunks);
+
+// Writes `a` as dataset `dataset` of the HDF5 file `path` (created or opened), block by
+// block, with the blocks' chunk shape.
+void to_hdf5(const Array& a, const std::string& path, const std::string& dataset,
+             const ComputeOptions& options = {});
+// A dataset of an HDF5 file as an Array; each block reads its hyperslab. IOError naming the
+// file and dataset when it cannot.
+Array from_hdf5(const std::string& path, const std::string& dataset,
+                const ChunkSpec& chunks = "auto");
+
+// Computes `a` and hands each block, as soon as it exists, to `sink(block_index, block)`
+// (called from worker threads, possibly concurrently), so a target receives the array
+// without it ever being held whole (dask's store).
+void store(const Array& a,
+           std::function<void(std::span<const int64_t> block, const NDArray& data)> sink,
+           const ComputeOptions& options = {});
 
 }  // namespace tessera::array
 
