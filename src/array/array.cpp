@@ -40,7 +40,9 @@ std::atomic<int64_t>& chunk_limit() {
 
 }  // namespace
 
-int64_t chunk_size_limit() { return chunk_limit().load(); }
+int64_t chunk_size_limit() {
+  return chunk_limit().load();
+}
 
 int64_t set_chunk_size_limit(int64_t bytes) {
   if (bytes <= 0) throw ValueError(fmt::format("chunk size limit must be positive, not {}", bytes));
@@ -49,15 +51,17 @@ int64_t set_chunk_size_limit(int64_t bytes) {
 
 ChunkSpec::ChunkSpec(std::string spec) : kind_(Kind::Auto) {
   if (spec != "auto") {
-    throw ValueError(fmt::format("chunks='{}': expected \"auto\", a block size, a block shape or "
-                                 "explicit block sizes",
-                                 spec));
+    throw ValueError(
+        fmt::format("chunks='{}': expected \"auto\", a block size, a block shape or "
+                    "explicit block sizes",
+                    spec));
   }
 }
 ChunkSpec::ChunkSpec(int64_t uniform) : kind_(Kind::Uniform), uniform_(uniform) {}
 ChunkSpec::ChunkSpec(std::initializer_list<int64_t> block_shape)
     : kind_(Kind::BlockShape), block_shape_(block_shape) {}
-ChunkSpec::ChunkSpec(Shape block_shape) : kind_(Kind::BlockShape), block_shape_(std::move(block_shape)) {}
+ChunkSpec::ChunkSpec(Shape block_shape)
+    : kind_(Kind::BlockShape), block_shape_(std::move(block_shape)) {}
 ChunkSpec::ChunkSpec(Chunks chunks) : kind_(Kind::Explicit), chunks_(std::move(chunks)) {}
 
 std::vector<int64_t> regular_chunks(int64_t size, int64_t block) {
@@ -75,10 +79,12 @@ void check_chunks(const Chunks& chunks, const Shape& shape) {
   for (size_t k = 0; k < shape.size(); ++k) {
     int64_t total = 0;
     for (int64_t c : chunks[k]) {
-      if (c < 0) throw ValueError(fmt::format("chunks {} hold a negative size", chunks_str(chunks)));
+      if (c < 0)
+        throw ValueError(fmt::format("chunks {} hold a negative size", chunks_str(chunks)));
       total += c;
     }
-    if (chunks[k].empty() || total != shape[k] || (shape[k] > 0 && std::count(chunks[k].begin(), chunks[k].end(), 0) > 0)) {
+    if (chunks[k].empty() || total != shape[k] ||
+        (shape[k] > 0 && std::count(chunks[k].begin(), chunks[k].end(), 0) > 0)) {
       throw ValueError(fmt::format("chunks {} do not add up to shape {} along axis {}",
                                    chunks_str(chunks), shape_str(shape), k));
     }
@@ -87,7 +93,9 @@ void check_chunks(const Chunks& chunks, const Shape& shape) {
 
 Chunks ChunkSpec::resolve(const Shape& shape, DType dtype) const {
   for (int64_t s : shape) {
-    if (s < 0) throw ValueError(fmt::format("negative dimensions are not allowed: shape {}", shape_str(shape)));
+    if (s < 0)
+      throw ValueError(
+          fmt::format("negative dimensions are not allowed: shape {}", shape_str(shape)));
   }
   const size_t nd = shape.size();
   Chunks out(nd);
@@ -97,11 +105,13 @@ Chunks ChunkSpec::resolve(const Shape& shape, DType dtype) const {
       return chunks_;
     case Kind::Uniform:
       if (uniform_ <= 0 && uniform_ != -1) {
-        throw ValueError(fmt::format("chunks={} for shape {}: a block size must be positive (or -1)",
-                                     uniform_, shape_str(shape)));
+        throw ValueError(
+            fmt::format("chunks={} for shape {}: a block size must be positive (or -1)", uniform_,
+                        shape_str(shape)));
       }
       for (size_t k = 0; k < nd; ++k) {
-        out[k] = regular_chunks(shape[k], uniform_ == -1 ? std::max<int64_t>(shape[k], 1) : uniform_);
+        out[k] =
+            regular_chunks(shape[k], uniform_ == -1 ? std::max<int64_t>(shape[k], 1) : uniform_);
       }
       return out;
     case Kind::BlockShape:
@@ -113,8 +123,9 @@ Chunks ChunkSpec::resolve(const Shape& shape, DType dtype) const {
       for (size_t k = 0; k < nd; ++k) {
         const int64_t b = block_shape_[k];
         if (b <= 0 && b != -1) {
-          throw ValueError(fmt::format("chunks {} for shape {}: block sizes must be positive (or -1)",
-                                       shape_str(block_shape_), shape_str(shape)));
+          throw ValueError(
+              fmt::format("chunks {} for shape {}: block sizes must be positive (or -1)",
+                          shape_str(block_shape_), shape_str(shape)));
         }
         out[k] = regular_chunks(shape[k], b == -1 ? std::max<int64_t>(shape[k], 1) : b);
       }
@@ -188,9 +199,23 @@ Shape numblocks_of(const Chunks& chunks) {
   return out;
 }
 
+void throw_unknown_chunks(std::string_view op) {
+  throw ValueError(
+      fmt::format("{}: the array's chunk sizes are unknown (after boolean-mask indexing); call "
+                  "compute_chunk_sizes() first",
+                  op));
+}
+
+void require_known_chunks(const Array& a, std::string_view op) {
+  if (a.has_unknown_chunks()) throw_unknown_chunks(op);
+}
+
 std::vector<std::vector<int64_t>> offsets_of(const Chunks& chunks) {
   std::vector<std::vector<int64_t>> out;
   for (const auto& c : chunks) {
+    for (int64_t s : c) {
+      if (s < 0) throw_unknown_chunks("this operation");
+    }
     std::vector<int64_t> o{0};
     for (int64_t s : c) o.push_back(o.back() + s);
     out.push_back(std::move(o));
@@ -230,12 +255,17 @@ std::string chunks_str(const Chunks& chunks) {
   return fmt::format("({})", fmt::join(axes, ", "));
 }
 
-std::string dtype_str(DType t) { return std::string(dtype_name(t)); }
+std::string dtype_str(DType t) {
+  return std::string(dtype_name(t));
+}
 
-const NDArray& as_ndarray(const Value& v) { return v.get<NDArray>(); }
+const NDArray& as_ndarray(const Value& v) {
+  return v.get<NDArray>();
+}
 
 const Value& arg_at(std::span<const Value> args, size_t i, const char* op) {
-  if (i >= args.size()) throw ValueError(fmt::format("{}: expected more than {} arguments", op, args.size()));
+  if (i >= args.size())
+    throw ValueError(fmt::format("{}: expected more than {} arguments", op, args.size()));
   return args[i];
 }
 
@@ -243,7 +273,9 @@ std::string make_name(std::string_view label, std::span<const Value> parts) {
   return fmt::format("{}-{}", label, tokenize(parts));
 }
 
-Value token_of(const Array& a) { return Value::of(a.name()); }
+Value token_of(const Array& a) {
+  return Value::of(a.name());
+}
 
 Arg block_ref(const Array& a, std::span<const int64_t> coords) {
   return Arg::ref(Key(a.name(), coords));
@@ -310,23 +342,47 @@ Array make_array(std::string name, std::string label, DType dtype, Shape shape, 
 
 Array::Array() : Array(zeros({}, "auto")) {}
 
-const std::string& Array::name() const noexcept { return d_->name; }
-DType Array::dtype() const noexcept { return d_->dtype; }
-const Shape& Array::shape() const noexcept { return d_->shape; }
-int Array::ndim() const noexcept { return static_cast<int>(d_->shape.size()); }
+const std::string& Array::name() const noexcept {
+  return d_->name;
+}
+DType Array::dtype() const noexcept {
+  return d_->dtype;
+}
+const Shape& Array::shape() const noexcept {
+  return d_->shape;
+}
+int Array::ndim() const noexcept {
+  return static_cast<int>(d_->shape.size());
+}
 int64_t Array::size() const noexcept {
   int64_t n = 1;
-  for (int64_t s : d_->shape) n *= s;
+  for (int64_t s : d_->shape) {
+    if (s < 0) return -1;
+    n *= s;
+  }
   return n;
 }
-int64_t Array::nbytes() const noexcept { return size() * static_cast<int64_t>(dtype_size(dtype())); }
-const Chunks& Array::chunks() const noexcept { return d_->chunks; }
+int64_t Array::nbytes() const noexcept {
+  return size() * static_cast<int64_t>(dtype_size(dtype()));
+}
+const Chunks& Array::chunks() const noexcept {
+  return d_->chunks;
+}
 Shape Array::chunksize() const {
   Shape out;
   for (const auto& c : d_->chunks) out.push_back(*std::max_element(c.begin(), c.end()));
   return out;
 }
-Shape Array::numblocks() const { return numblocks_of(d_->chunks); }
+Shape Array::numblocks() const {
+  return numblocks_of(d_->chunks);
+}
+bool Array::has_unknown_chunks() const noexcept {
+  for (int64_t s : d_->shape) {
+    if (s < 0) return true;
+  }
+  return false;
+}
+
 int64_t Array::npartitions() const {
   int64_t n = 1;
   for (const auto& c : d_->chunks) n *= static_cast<int64_t>(c.size());
@@ -342,7 +398,8 @@ std::vector<Key> Array::keys() const {
 Key Array::block_key(std::span<const int64_t> block) const {
   const Shape nb = numblocks();
   if (block.size() != nb.size()) {
-    throw IndexError(fmt::format("{} block indices for an array of {} dimensions", block.size(), nb.size()));
+    throw IndexError(
+        fmt::format("{} block indices for an array of {} dimensions", block.size(), nb.size()));
   }
   for (size_t k = 0; k < nb.size(); ++k) {
     if (block[k] < 0 || block[k] >= nb[k]) {
@@ -353,7 +410,9 @@ Key Array::block_key(std::span<const int64_t> block) const {
   return Key(name(), block);
 }
 
-const HighLevelGraph& Array::graph() const { return *d_->hlg; }
+const HighLevelGraph& Array::graph() const {
+  return *d_->hlg;
+}
 
 Graph Array::materialize() const {
   const std::vector<Key> k = keys();
@@ -378,25 +437,116 @@ Array Array::T() const {
   return transpose(std::move(axes));
 }
 
-Array Array::sum(Axes axis, ReduceOptions o) const { return array::sum(*this, std::move(axis), o); }
-Array Array::prod(Axes axis, ReduceOptions o) const { return array::prod(*this, std::move(axis), o); }
-Array Array::mean(Axes axis, ReduceOptions o) const { return array::mean(*this, std::move(axis), o); }
-Array Array::var(Axes axis, ReduceOptions o) const { return array::var(*this, std::move(axis), o); }
-Array Array::std(Axes axis, ReduceOptions o) const { return array::std(*this, std::move(axis), o); }
-Array Array::min(Axes axis, ReduceOptions o) const { return array::min(*this, std::move(axis), o); }
-Array Array::max(Axes axis, ReduceOptions o) const { return array::max(*this, std::move(axis), o); }
-Array Array::any(Axes axis, ReduceOptions o) const { return array::any(*this, std::move(axis), o); }
-Array Array::all(Axes axis, ReduceOptions o) const { return array::all(*this, std::move(axis), o); }
-Array Array::argmin(std::optional<int> axis, ReduceOptions o) const { return array::argmin(*this, axis, o); }
-Array Array::argmax(std::optional<int> axis, ReduceOptions o) const { return array::argmax(*this, axis, o); }
-Array Array::astype(DType dtype) const { return array::astype(*this, dtype); }
+Array Array::sum(Axes axis, ReduceOptions o) const {
+  return array::sum(*this, std::move(axis), o);
+}
+Array Array::prod(Axes axis, ReduceOptions o) const {
+  return array::prod(*this, std::move(axis), o);
+}
+Array Array::mean(Axes axis, ReduceOptions o) const {
+  return array::mean(*this, std::move(axis), o);
+}
+Array Array::var(Axes axis, ReduceOptions o) const {
+  return array::var(*this, std::move(axis), o);
+}
+Array Array::std(Axes axis, ReduceOptions o) const {
+  return array::std(*this, std::move(axis), o);
+}
+Array Array::min(Axes axis, ReduceOptions o) const {
+  return array::min(*this, std::move(axis), o);
+}
+Array Array::max(Axes axis, ReduceOptions o) const {
+  return array::max(*this, std::move(axis), o);
+}
+Array Array::any(Axes axis, ReduceOptions o) const {
+  return array::any(*this, std::move(axis), o);
+}
+Array Array::all(Axes axis, ReduceOptions o) const {
+  return array::all(*this, std::move(axis), o);
+}
+Array Array::argmin(std::optional<int> axis, ReduceOptions o) const {
+  return array::argmin(*this, axis, o);
+}
+Array Array::argmax(std::optional<int> axis, ReduceOptions o) const {
+  return array::argmax(*this, axis, o);
+}
+Array Array::astype(DType dtype) const {
+  return array::astype(*this, dtype);
+}
+
+namespace {
+// A shape as dask prints it: unknown extents are "nan".
+std::string dask_shape(const Shape& s) {
+  std::vector<std::string> parts;
+  for (int64_t x : s) parts.push_back(x < 0 ? "nan" : std::to_string(x));
+  if (parts.size() == 1) return fmt::format("({},)", parts[0]);
+  return fmt::format("({})", fmt::join(parts, ", "));
+}
+}  // namespace
 
 std::string repr(const Array& a) {
   return fmt::format("tessera.array<{}, shape={}, dtype={}, chunksize={}>", a.data().label,
-                     shape_str(a.shape()), dtype_name(a.dtype()), shape_str(a.chunksize()));
+                     dask_shape(a.shape()), dtype_name(a.dtype()), dask_shape(a.chunksize()));
 }
 
-std::ostream& operator<<(std::ostream& os, const Array& a) { return os << repr(a); }
+std::ostream& operator<<(std::ostream& os, const Array& a) {
+  return os << repr(a);
+}
+
+Array with_chunks_of(const Array& a, std::span<const Value> values) {
+  const Shape nb = a.numblocks();
+  Chunks chunks = a.chunks();
+  size_t i = 0;
+  for_each_block(nb, [&](std::span<const int64_t> c) {
+    const Value& v = values[i++];
+    if (!v.is<NDArray>()) return;
+    const NDArray& b = v.get<NDArray>();
+    if (b.ndim() != a.ndim()) {
+      throw ValueError(fmt::format("block {} has {} dimensions, the array {}",
+                                   Key(a.name(), c).str(), b.ndim(), a.ndim()));
+    }
+    for (size_t k = 0; k < c.size(); ++k) {
+      if (a.chunks()[k][c[k]] < 0) chunks[k][c[k]] = b.shape()[k];
+    }
+  });
+  auto d = std::make_shared<ArrayData>(a.data());
+  d->chunks = chunks;
+  for (size_t k = 0; k < chunks.size(); ++k) {
+    int64_t n = 0;
+    for (int64_t s : chunks[k]) n += s;
+    d->shape[k] = n;
+  }
+  d->expr = nullptr;
+  return Array(std::move(d));
+}
+
+namespace {
+std::vector<int64_t> shape_of(const NDArray& a) {
+  return a.shape();
+}
+TESSERA_REGISTER_AS("array.shape-of", shape_of, tessera::OpOptions{.cheap = true});
+}  // namespace
+
+Array Array::compute_chunk_sizes(const ComputeOptions& options) const {
+  if (!has_unknown_chunks()) return *this;
+  const std::string sizes = make_name("chunk-sizes", std::vector<Value>{token_of(*this)});
+  const std::string in = name();
+  HighLevelGraph hlg = graph();
+  hlg.add_layer(std::make_shared<BlockLayer>(
+      sizes, "chunk-sizes", numblocks(), std::vector<std::string>{in},
+      [in](std::span<const int64_t> c, std::vector<Key>& external) {
+        Key k(in, c);
+        external.push_back(k);
+        return Task::call(get_op("array.shape-of"), {Arg::ref(std::move(k))});
+      }));
+  std::vector<Key> keys;
+  for_each_block(numblocks(), [&](std::span<const int64_t> c) { keys.emplace_back(sizes, c); });
+  const std::vector<Value> shapes = detail::compute_keys(hlg, keys, {}, options);
+  std::vector<Value> fake;
+  for (const Value& s : shapes)
+    fake.push_back(Value::of(NDArray::constant(DType::Bool, s.get<std::vector<int64_t>>(), 0)));
+  return with_chunks_of(*this, fake);
+}
 
 }  // namespace tessera::array
 
@@ -405,14 +555,19 @@ namespace tessera {
 using array::Array;
 using array::NDArray;
 
-void CollectionTraits<Array>::graph(const Array& a, HighLevelGraph& out) { out.merge(a.graph()); }
-
-void CollectionTraits<Array>::keys(const Array& a, std::vector<Key>& out) {
-  array::for_each_block(a.numblocks(), [&](std::span<const int64_t> c) { out.emplace_back(a.name(), c); });
+void CollectionTraits<Array>::graph(const Array& a, HighLevelGraph& out) {
+  out.merge(a.graph());
 }
 
-NDArray CollectionTraits<Array>::finalize(const Array& a, std::span<const Value> values) {
+void CollectionTraits<Array>::keys(const Array& a, std::vector<Key>& out) {
+  array::for_each_block(a.numblocks(),
+                        [&](std::span<const int64_t> c) { out.emplace_back(a.name(), c); });
+}
+
+NDArray CollectionTraits<Array>::finalize(const Array& input, std::span<const Value> values) {
   using namespace array;
+  // Unknown block sizes are learned from the blocks themselves.
+  const Array a = input.has_unknown_chunks() ? with_chunks_of(input, values) : input;
   const Shape nb = a.numblocks();
   NDArray out = NDArray::empty(a.dtype(), a.shape());
   const auto offs = offsets_of(a.chunks());
@@ -429,8 +584,8 @@ NDArray CollectionTraits<Array>::finalize(const Array& a, std::span<const Value>
     const Shape want = block_shape(a.chunks(), c);
     if (b.shape() != want || b.dtype() != a.dtype()) {
       throw ValueError(fmt::format("block {} is {} {}, expected {} {}", Key(a.name(), c).str(),
-                                   dtype_name(b.dtype()), shape_str(b.shape()), dtype_name(a.dtype()),
-                                   shape_str(want)));
+                                   dtype_name(b.dtype()), shape_str(b.shape()),
+                                   dtype_name(a.dtype()), shape_str(want)));
     }
     // The destination of this block: a strided view into `out`.
     int64_t off = 0;
@@ -471,7 +626,8 @@ Array CollectionTraits<Array>::rebuild(const Array& a, std::span<const Value> va
   });
   auto d = std::make_shared<ArrayData>(a.data());
   d->expr = nullptr;
-  d->hlg = std::make_shared<HighLevelGraph>(std::make_shared<MaterializedLayer>(a.name(), std::move(g)));
+  d->hlg =
+      std::make_shared<HighLevelGraph>(std::make_shared<MaterializedLayer>(a.name(), std::move(g)));
   return Array(std::move(d));
 }
 

@@ -68,6 +68,11 @@ std::string make_name(std::string_view label, std::span<const Value> parts);
 // Token parts describing an input array (its name is its identity).
 Value token_of(const Array& a);
 
+// ValueError naming `op` if `a` has unknown block sizes (after boolean-mask indexing).
+void require_known_chunks(const Array& a, std::string_view op);
+// `a` with its unknown block sizes taken from computed blocks `values` (row-major).
+Array with_chunks_of(const Array& a, std::span<const Value> values);
+
 // Number of blocks along each axis.
 Shape numblocks_of(const Chunks& chunks);
 // Offsets where each block starts, per axis (size: blocks + 1).

@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 
 #include <cstring>
+#include <map>
 #include <numeric>
 
 #include "array/array_internal.hpp"
@@ -95,6 +96,73 @@ Array map_blocks(std::shared_ptr<const Op> op, const std::vector<Array>& arrays,
       });
   return make_array(std::move(name), label, options.dtype.value_or(in[0].dtype()), std::move(shape),
                     std::move(chunks), std::move(layer), in);
+}
+
+Array blockwise(std::shared_ptr<const Op> op, const std::string& out_index,
+                std::vector<BlockwiseInput> inputs, BlockwiseOptions options) {
+  if (!op) throw ValueError("blockwise: no function");
+  if (inputs.empty()) throw ValueError("blockwise needs at least one input");
+  if (op->arity >= 0 && static_cast<size_t>(op->arity) != inputs.size()) {
+    throw ValueError(fmt::format("blockwise: '{}' takes {} arguments, {} inputs were given",
+                                 op->name, op->arity, inputs.size()));
+  }
+  // Chunks per letter: the first input with more than one block along it decides.
+  std::map<char, std::vector<int64_t>> letter_chunks;
+  for (const BlockwiseInput& in : inputs) {
+    if (static_cast<int>(in.index.size()) != in.array.ndim()) {
+      throw ValueError(fmt::format("blockwise: index '{}' has {} letters for an array of shape {}",
+                                   in.index, in.index.size(), shape_str(in.array.shape())));
+    }
+    require_known_chunks(in.array, "blockwise");
+    for (size_t k = 0; k < in.index.size(); ++k) {
+      const char l = in.index[k];
+      auto& c = letter_chunks[l];
+      if (c.empty() || (c.size() == 1 && in.array.chunks()[k].size() > 1)) c = in.array.chunks()[k];
+    }
+  }
+  for (char l : out_index) {
+    if (!letter_chunks.count(l))
+      throw ValueError(fmt::format("blockwise: output letter '{}' is in no input index", l));
+  }
+  std::vector<BlockwiseArg> args;
+  std::vector<Array> arrays;
+  std::vector<Value> token{Value::of(tokenize(*op, {})), Value::of(out_index)};
+  for (BlockwiseInput& in : inputs) {
+    Chunks want = in.array.chunks();
+    for (size_t k = 0; k < in.index.size(); ++k) {
+      const auto& target = letter_chunks[in.index[k]];
+      const bool broadcast = in.array.shape()[k] == 1 && want[k].size() == 1;
+      if (!broadcast && want[k] != target) {
+        int64_t total = 0;
+        for (int64_t x : target) total += x;
+        if (total != in.array.shape()[k]) {
+          throw ValueError(
+              fmt::format("blockwise: letter '{}' has length {} in one input and {} in another",
+                          in.index[k], total, in.array.shape()[k]));
+        }
+        want[k] = target;
+      }
+    }
+    Array a = want == in.array.chunks() ? in.array : in.array.rechunk(want);
+    args.push_back(BlockwiseArg::blocks(a.name(), in.index, a.numblocks()));
+    token.push_back(token_of(a));
+    token.push_back(Value::of(in.index));
+    arrays.push_back(std::move(a));
+  }
+  Chunks chunks;
+  Shape shape, nb;
+  for (char l : out_index) {
+    chunks.push_back(letter_chunks[l]);
+    int64_t total = 0;
+    for (int64_t x : letter_chunks[l]) total += x;
+    shape.push_back(total);
+    nb.push_back(static_cast<int64_t>(letter_chunks[l].size()));
+  }
+  const std::string label = options.name.empty() ? op->key_prefix : options.name;
+  std::string name = make_name(label, token);
+  auto layer = std::make_shared<BlockwiseLayer>(name, out_index, nb, op, std::move(args));
+  return make_array(std::move(name), label, options.dtype.value_or(arrays[0].dtype()),
+                    std::move(shape), std::move(chunks), std::move(layer), arrays);
 }
 
 // ---- cumulative sums and products ----

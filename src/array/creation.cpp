@@ -21,15 +21,19 @@ NDArray constant_block(const std::string& dtype, const std::vector<int64_t>& sha
 TESSERA_REGISTER_AS("array.constant", constant_block);
 
 // Values start + (offset + i) * step, i < n; element `last` (if in range) is `stop` exactly.
+// With `floor`, integer dtypes take the floor of each value (NumPy's linspace), not the value
+// truncated toward zero.
 NDArray range_block(const std::string& dtype, double start, double step, int64_t offset, int64_t n,
-                    int64_t last, double stop) {
+                    int64_t last, double stop, bool floor) {
   NDArray out = NDArray::empty(dtype_from_name(dtype), {n});
   visit_dtype(out.dtype(), [&](auto t) {
     using T = decltype(t);
     T* p = static_cast<T*>(out.raw_mutable_data());
     for (int64_t i = 0; i < n; ++i) {
       const int64_t g = offset + i;
-      p[i] = convert<T, double>(g == last ? stop : start + static_cast<double>(g) * step);
+      double v = g == last ? stop : start + static_cast<double>(g) * step;
+      if (floor && is_integer(out.dtype())) v = std::floor(v);
+      p[i] = convert<T, double>(v);
     }
   });
   return out;
@@ -139,8 +143,7 @@ NDArray random_block(const std::string& kind, const std::vector<int64_t>& shape,
 TESSERA_REGISTER_AS("array.random", random_block);
 
 Array block_array(std::string label, std::vector<Value> token, DType dtype, Shape shape,
-                  Chunks chunks,
-                  std::function<Task(std::span<const int64_t>, const Shape&)> make) {
+                  Chunks chunks, std::function<Task(std::span<const int64_t>, const Shape&)> make) {
   token.push_back(Value::of(std::string(dtype_name(dtype))));
   token.push_back(Value::of(shape));
   for (const auto& c : chunks) token.push_back(Value::of(c));
@@ -161,8 +164,9 @@ Array constant_array(std::string label, const Shape& shape, double value, const 
   const std::string dt(dtype_name(dtype));
   return block_array(label, {Value::of(value)}, dtype, shape, std::move(ch),
                      [dt, value](std::span<const int64_t>, const Shape& s) {
-                       return Task::call(get_op("array.constant"), {Arg(Value::of(dt)), Arg(Value::of(s)),
-                                                                    Arg(Value::of(value))});
+                       return Task::call(
+                           get_op("array.constant"),
+                           {Arg(Value::of(dt)), Arg(Value::of(s)), Arg(Value::of(value))});
                      });
 }
 
@@ -196,16 +200,17 @@ Array full_like(const Array& a, double fill_value, std::optional<DType> dtype) {
 namespace {
 
 Array range_array(std::string label, std::vector<Value> token, double start, double step, int64_t n,
-                  int64_t last, double stop, const ChunkSpec& chunks, DType dtype) {
+                  int64_t last, double stop, bool floor, const ChunkSpec& chunks, DType dtype) {
   Chunks ch = chunks.resolve({n}, dtype);
   const auto offs = offsets_of(ch);
   const std::string dt(dtype_name(dtype));
   return block_array(std::move(label), std::move(token), dtype, {n}, std::move(ch),
                      [=](std::span<const int64_t> c, const Shape& s) {
-                       return Task::call(get_op("array.range"),
-                                         {Arg(Value::of(dt)), Arg(Value::of(start)), Arg(Value::of(step)),
-                                          Arg(Value::of(offs[0][c[0]])), Arg(Value::of(s[0])),
-                                          Arg(Value::of(last)), Arg(Value::of(stop))});
+                       return Task::call(
+                           get_op("array.range"),
+                           {Arg(Value::of(dt)), Arg(Value::of(start)), Arg(Value::of(step)),
+                            Arg(Value::of(offs[0][c[0]])), Arg(Value::of(s[0])),
+                            Arg(Value::of(last)), Arg(Value::of(stop)), Arg(Value::of(floor))});
                      });
 }
 
@@ -213,39 +218,43 @@ Array range_array(std::string label, std::vector<Value> token, double start, dou
 
 Array arange(double start, double stop, double step, const ChunkSpec& chunks, DType dtype) {
   if (step == 0 || !std::isfinite(step) || !std::isfinite(start) || !std::isfinite(stop)) {
-    throw ValueError(fmt::format("arange({}, {}, {}): step must be finite and nonzero, bounds finite",
-                                 start, stop, step));
+    throw ValueError(fmt::format(
+        "arange({}, {}, {}): step must be finite and nonzero, bounds finite", start, stop, step));
   }
   const auto n = static_cast<int64_t>(std::max(0.0, std::ceil((stop - start) / step)));
   return range_array("arange", {Value::of(start), Value::of(stop), Value::of(step)}, start, step, n,
-                     -1, 0, chunks, dtype);
+                     -1, 0, false, chunks, dtype);
 }
 
-Array arange(double stop) { return arange(0, stop, 1, "auto", DType::Float64); }
+Array arange(double stop) {
+  return arange(0, stop, 1, "auto", DType::Float64);
+}
 
 Array linspace(double start, double stop, int64_t num, const ChunkSpec& chunks, bool endpoint,
                DType dtype) {
-  if (num < 0) throw ValueError(fmt::format("linspace: number of samples, {}, must be non-negative", num));
+  if (num < 0)
+    throw ValueError(fmt::format("linspace: number of samples, {}, must be non-negative", num));
   const int64_t div = endpoint ? num - 1 : num;
   const double step = div > 0 ? (stop - start) / static_cast<double>(div) : 0.0;
   const int64_t last = endpoint && num > 1 ? num - 1 : -1;
   return range_array("linspace",
-                     {Value::of(start), Value::of(stop), Value::of(num), Value::of(endpoint)}, start,
-                     step, num, last, stop, chunks, dtype);
+                     {Value::of(start), Value::of(stop), Value::of(num), Value::of(endpoint)},
+                     start, step, num, last, stop, true, chunks, dtype);
 }
 
 Array eye(int64_t n, const ChunkSpec& chunks, std::optional<int64_t> m, int64_t k, DType dtype) {
   const int64_t cols = m.value_or(n);
-  if (n < 0 || cols < 0) throw ValueError(fmt::format("eye: negative dimensions ({}, {})", n, cols));
+  if (n < 0 || cols < 0)
+    throw ValueError(fmt::format("eye: negative dimensions ({}, {})", n, cols));
   Chunks ch = chunks.resolve({n, cols}, dtype);
   const auto offs = offsets_of(ch);
   const std::string dt(dtype_name(dtype));
   return block_array("eye", {Value::of(k)}, dtype, {n, cols}, std::move(ch),
                      [=](std::span<const int64_t> c, const Shape& s) {
                        return Task::call(get_op("array.eye"),
-                                         {Arg(Value::of(dt)), Arg(Value::of(s[0])), Arg(Value::of(s[1])),
-                                          Arg(Value::of(offs[0][c[0]])), Arg(Value::of(offs[1][c[1]])),
-                                          Arg(Value::of(k))});
+                                         {Arg(Value::of(dt)), Arg(Value::of(s[0])),
+                                          Arg(Value::of(s[1])), Arg(Value::of(offs[0][c[0]])),
+                                          Arg(Value::of(offs[1][c[1]])), Arg(Value::of(k))});
                      });
 }
 
@@ -256,7 +265,8 @@ Array from_ndarray(const NDArray& a, const ChunkSpec& chunks) {
   Graph g;
   g.add(Key(original), Task::literal(held));
   const auto offs = offsets_of(ch);
-  std::string name = make_name("array", std::vector<Value>{Value::of(original), Value::of(chunks_str(ch))});
+  std::string name =
+      make_name("array", std::vector<Value>{Value::of(original), Value::of(chunks_str(ch))});
   auto layer = std::make_shared<BlockLayer>(
       name, "from-ndarray", numblocks_of(ch), std::vector<std::string>{original},
       [original, offs](std::span<const int64_t> c, std::vector<Key>& external) {
@@ -266,10 +276,11 @@ Array from_ndarray(const NDArray& a, const ChunkSpec& chunks) {
           hi[k] = offs[k][c[k] + 1];
         }
         external.emplace_back(original);
-        return Task::call(get_op("array.getitem"), {Arg::ref(Key(original)), Arg(Value::of(lo)),
-                                                    Arg(Value::of(hi))});
+        return Task::call(get_op("array.getitem"),
+                          {Arg::ref(Key(original)), Arg(Value::of(lo)), Arg(Value::of(hi))});
       });
-  auto hold = make_array(original, "array", a.dtype(), a.shape(), {}, std::make_shared<MaterializedLayer>(original, std::move(g)), {});
+  auto hold = make_array(original, "array", a.dtype(), a.shape(), {},
+                         std::make_shared<MaterializedLayer>(original, std::move(g)), {});
   return make_array(std::move(name), "array", a.dtype(), a.shape(), std::move(ch), std::move(layer),
                     std::span<const Array>(&hold, 1));
 }
@@ -282,16 +293,16 @@ Array random_array(const std::string& kind, const Shape& shape, const ChunkSpec&
                    uint64_t seed, double a, double b, DType dtype) {
   Chunks ch = chunks.resolve(shape, dtype);
   const Shape nb = numblocks_of(ch);
-  return block_array(kind, {Value::of(static_cast<int64_t>(seed)), Value::of(a), Value::of(b)},
-                     dtype, shape, std::move(ch),
-                     [=](std::span<const int64_t> c, const Shape& s) {
-                       int64_t linear = 0;
-                       for (size_t k = 0; k < c.size(); ++k) linear = linear * nb[k] + c[k];
-                       return Task::call(get_op("array.random"),
-                                         {Arg(Value::of(kind)), Arg(Value::of(s)),
-                                          Arg(Value::of(static_cast<int64_t>(seed))),
-                                          Arg(Value::of(linear)), Arg(Value::of(a)), Arg(Value::of(b))});
-                     });
+  return block_array(
+      kind, {Value::of(static_cast<int64_t>(seed)), Value::of(a), Value::of(b)}, dtype, shape,
+      std::move(ch), [=](std::span<const int64_t> c, const Shape& s) {
+        int64_t linear = 0;
+        for (size_t k = 0; k < c.size(); ++k) linear = linear * nb[k] + c[k];
+        return Task::call(
+            get_op("array.random"),
+            {Arg(Value::of(kind)), Arg(Value::of(s)), Arg(Value::of(static_cast<int64_t>(seed))),
+             Arg(Value::of(linear)), Arg(Value::of(a)), Arg(Value::of(b))});
+      });
 }
 
 }  // namespace
@@ -308,7 +319,8 @@ Array random(const Shape& shape, const ChunkSpec& chunks, uint64_t seed) {
 }
 
 Array normal(const Shape& shape, const ChunkSpec& chunks, uint64_t seed, double loc, double scale) {
-  if (!(scale >= 0)) throw ValueError(fmt::format("normal: scale must be non-negative, not {}", scale));
+  if (!(scale >= 0))
+    throw ValueError(fmt::format("normal: scale must be non-negative, not {}", scale));
   return random_array("normal", shape, chunks, seed, loc, scale, DType::Float64);
 }
 

@@ -49,8 +49,12 @@ size_t dtype_size(DType t) noexcept {
   return 8;
 }
 
-bool is_floating(DType t) noexcept { return t == DType::Float32 || t == DType::Float64; }
-bool is_integer(DType t) noexcept { return t == DType::Int32 || t == DType::Int64; }
+bool is_floating(DType t) noexcept {
+  return t == DType::Float32 || t == DType::Float64;
+}
+bool is_integer(DType t) noexcept {
+  return t == DType::Int32 || t == DType::Int64;
+}
 
 DType result_type(DType a, DType b) noexcept {
   if (a == b) return a;
@@ -60,8 +64,12 @@ DType result_type(DType a, DType b) noexcept {
   return b;
 }
 
-DType float_result(DType t) noexcept { return is_floating(t) ? t : DType::Float64; }
+DType float_result(DType t) noexcept {
+  return is_floating(t) ? t : DType::Float64;
+}
 
-bool can_cast(DType from, DType to) noexcept { return result_type(from, to) == to; }
+bool can_cast(DType from, DType to) noexcept {
+  return result_type(from, to) == to;
+}
 
 }  // namespace tessera::array

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <type_traits>
 
 #include "array/array_internal.hpp"
@@ -22,38 +23,70 @@ constexpr int64_t kTile = 1024;  // elements evaluated at once per node
 
 const char* op_name(Code c) {
   switch (c) {
-    case Code::Load: return "load";
-    case Code::Cast: return "astype";
-    case Code::Add: return "add";
-    case Code::Sub: return "subtract";
-    case Code::Mul: return "multiply";
-    case Code::Div: return "true_divide";
-    case Code::Pow: return "power";
-    case Code::Max: return "maximum";
-    case Code::Min: return "minimum";
-    case Code::Eq: return "equal";
-    case Code::Ne: return "not_equal";
-    case Code::Lt: return "less";
-    case Code::Le: return "less_equal";
-    case Code::Gt: return "greater";
-    case Code::Ge: return "greater_equal";
-    case Code::And: return "bitwise_and";
-    case Code::Or: return "bitwise_or";
-    case Code::Xor: return "bitwise_xor";
-    case Code::Neg: return "negative";
-    case Code::Not: return "invert";
-    case Code::Abs: return "absolute";
-    case Code::Exp: return "exp";
-    case Code::Log: return "log";
-    case Code::Sqrt: return "sqrt";
-    case Code::Sin: return "sin";
-    case Code::Cos: return "cos";
-    case Code::Tanh: return "tanh";
-    case Code::Floor: return "floor";
-    case Code::Ceil: return "ceil";
-    case Code::Round: return "round";
-    case Code::IsNan: return "isnan";
-    case Code::Where: return "where";
+    case Code::Load:
+      return "load";
+    case Code::Cast:
+      return "astype";
+    case Code::Add:
+      return "add";
+    case Code::Sub:
+      return "subtract";
+    case Code::Mul:
+      return "multiply";
+    case Code::Div:
+      return "true_divide";
+    case Code::Pow:
+      return "power";
+    case Code::Max:
+      return "maximum";
+    case Code::Min:
+      return "minimum";
+    case Code::Eq:
+      return "equal";
+    case Code::Ne:
+      return "not_equal";
+    case Code::Lt:
+      return "less";
+    case Code::Le:
+      return "less_equal";
+    case Code::Gt:
+      return "greater";
+    case Code::Ge:
+      return "greater_equal";
+    case Code::And:
+      return "bitwise_and";
+    case Code::Or:
+      return "bitwise_or";
+    case Code::Xor:
+      return "bitwise_xor";
+    case Code::Neg:
+      return "negative";
+    case Code::Not:
+      return "invert";
+    case Code::Abs:
+      return "absolute";
+    case Code::Exp:
+      return "exp";
+    case Code::Log:
+      return "log";
+    case Code::Sqrt:
+      return "sqrt";
+    case Code::Sin:
+      return "sin";
+    case Code::Cos:
+      return "cos";
+    case Code::Tanh:
+      return "tanh";
+    case Code::Floor:
+      return "floor";
+    case Code::Ceil:
+      return "ceil";
+    case Code::Round:
+      return "round";
+    case Code::IsNan:
+      return "isnan";
+    case Code::Where:
+      return "where";
   }
   return "?";
 }
@@ -169,13 +202,26 @@ void binary(Code op, const T* a, const T* b, T* o, int64_t n) {
 template <class T>
 void compare(Code op, const T* a, const T* b, bool* o, int64_t n) {
   switch (op) {
-    case Code::Eq: for (int64_t i = 0; i < n; ++i) o[i] = a[i] == b[i]; return;
-    case Code::Ne: for (int64_t i = 0; i < n; ++i) o[i] = a[i] != b[i]; return;
-    case Code::Lt: for (int64_t i = 0; i < n; ++i) o[i] = a[i] < b[i]; return;
-    case Code::Le: for (int64_t i = 0; i < n; ++i) o[i] = a[i] <= b[i]; return;
-    case Code::Gt: for (int64_t i = 0; i < n; ++i) o[i] = a[i] > b[i]; return;
-    case Code::Ge: for (int64_t i = 0; i < n; ++i) o[i] = a[i] >= b[i]; return;
-    default: return;
+    case Code::Eq:
+      for (int64_t i = 0; i < n; ++i) o[i] = a[i] == b[i];
+      return;
+    case Code::Ne:
+      for (int64_t i = 0; i < n; ++i) o[i] = a[i] != b[i];
+      return;
+    case Code::Lt:
+      for (int64_t i = 0; i < n; ++i) o[i] = a[i] < b[i];
+      return;
+    case Code::Le:
+      for (int64_t i = 0; i < n; ++i) o[i] = a[i] <= b[i];
+      return;
+    case Code::Gt:
+      for (int64_t i = 0; i < n; ++i) o[i] = a[i] > b[i];
+      return;
+    case Code::Ge:
+      for (int64_t i = 0; i < n; ++i) o[i] = a[i] >= b[i];
+      return;
+    default:
+      return;
   }
 }
 
@@ -219,15 +265,32 @@ void unary(Code op, const T* a, T* o, int64_t n) {
   }
   if constexpr (kFloat) {
     switch (op) {
-      case Code::Exp: for (int64_t i = 0; i < n; ++i) o[i] = std::exp(a[i]); return;
-      case Code::Log: for (int64_t i = 0; i < n; ++i) o[i] = std::log(a[i]); return;
-      case Code::Sqrt: for (int64_t i = 0; i < n; ++i) o[i] = std::sqrt(a[i]); return;
-      case Code::Sin: for (int64_t i = 0; i < n; ++i) o[i] = std::sin(a[i]); return;
-      case Code::Cos: for (int64_t i = 0; i < n; ++i) o[i] = std::cos(a[i]); return;
-      case Code::Tanh: for (int64_t i = 0; i < n; ++i) o[i] = std::tanh(a[i]); return;
-      case Code::Floor: for (int64_t i = 0; i < n; ++i) o[i] = std::floor(a[i]); return;
-      case Code::Ceil: for (int64_t i = 0; i < n; ++i) o[i] = std::ceil(a[i]); return;
-      default: return;
+      case Code::Exp:
+        for (int64_t i = 0; i < n; ++i) o[i] = std::exp(a[i]);
+        return;
+      case Code::Log:
+        for (int64_t i = 0; i < n; ++i) o[i] = std::log(a[i]);
+        return;
+      case Code::Sqrt:
+        for (int64_t i = 0; i < n; ++i) o[i] = std::sqrt(a[i]);
+        return;
+      case Code::Sin:
+        for (int64_t i = 0; i < n; ++i) o[i] = std::sin(a[i]);
+        return;
+      case Code::Cos:
+        for (int64_t i = 0; i < n; ++i) o[i] = std::cos(a[i]);
+        return;
+      case Code::Tanh:
+        for (int64_t i = 0; i < n; ++i) o[i] = std::tanh(a[i]);
+        return;
+      case Code::Floor:
+        for (int64_t i = 0; i < n; ++i) o[i] = std::floor(a[i]);
+        return;
+      case Code::Ceil:
+        for (int64_t i = 0; i < n; ++i) o[i] = std::ceil(a[i]);
+        return;
+      default:
+        return;
     }
   }
 }
@@ -239,10 +302,12 @@ Value elementwise_block(std::span<const Value> args) {
   const size_t nleaves = args.size() - 1;
   // The block's shape: the leaves broadcast together.
   Shape shape;
-  for (size_t i = 0; i < nleaves; ++i) shape = broadcast_shapes(shape, as_ndarray(args[1 + i]).shape());
+  for (size_t i = 0; i < nleaves; ++i)
+    shape = broadcast_shapes(shape, as_ndarray(args[1 + i]).shape());
   std::vector<NDArray> leaves;
   leaves.reserve(nleaves);
-  for (size_t i = 0; i < nleaves; ++i) leaves.push_back(as_ndarray(args[1 + i]).broadcast_to(shape));
+  for (size_t i = 0; i < nleaves; ++i)
+    leaves.push_back(as_ndarray(args[1 + i]).broadcast_to(shape));
 
   const size_t nn = prog.nodes.size();
   const Node& last = prog.nodes.back();
@@ -262,12 +327,14 @@ Value elementwise_block(std::span<const Value> args) {
     for (size_t k = 0; k < nn; ++k) {
       const Node& node = prog.nodes[k];
       const size_t w = dtype_size(node.dtype);
-      void* dst = k + 1 == nn ? static_cast<std::byte*>(out.raw_mutable_data()) + s * static_cast<int64_t>(w)
+      void* dst = k + 1 == nn ? static_cast<std::byte*>(out.raw_mutable_data()) +
+                                    s * static_cast<int64_t>(w)
                               : static_cast<void*>(buffers[k].data());
       if (node.code == Code::Load) {
         const NDArray& leaf = leaves[static_cast<size_t>(node.a)];
         if (contiguous_leaf[node.a]) {
-          const void* p = static_cast<const std::byte*>(leaf.raw_data()) + s * static_cast<int64_t>(w);
+          const void* p =
+              static_cast<const std::byte*>(leaf.raw_data()) + s * static_cast<int64_t>(w);
           if (k + 1 == nn) {
             std::memcpy(dst, p, static_cast<size_t>(n) * w);
           } else {
@@ -301,7 +368,12 @@ Value elementwise_block(std::span<const Value> args) {
             });
           });
           break;
-        case Code::Eq: case Code::Ne: case Code::Lt: case Code::Le: case Code::Gt: case Code::Ge:
+        case Code::Eq:
+        case Code::Ne:
+        case Code::Lt:
+        case Code::Le:
+        case Code::Gt:
+        case Code::Ge:
           visit_dtype(prog.nodes[node.a].dtype, [&](auto t) {
             using T = decltype(t);
             compare<T>(node.code, static_cast<const T*>(a), static_cast<const T*>(b),
@@ -351,20 +423,43 @@ Kind kind_of(DType t) {
   return t == DType::Bool ? Kind::Bool : is_integer(t) ? Kind::Int : Kind::Float;
 }
 
-// NumPy's promotion with Python scalars: a scalar does not widen an array of its kind or a
-// higher one (float32 + 1.5 stays float32, int32 + 1 stays int32).
+// The type NumPy 1.24 gives an array of type `t` combined with a Python scalar `v` of the same
+// or a lower kind. Its value-based casting counts the scalar as the smallest type holding its
+// value (numpy.min_scalar_type), so the scalar widens the array only when the value does not
+// fit: int32 + 3000000000 is int64; float32 + 70000 is float64 (70000 needs 32 bits, more
+// than float32 holds exactly; int16 and uint16 values keep float32); float32 + 1e300 is
+// float64. int32 + 1 and float32 + 1.5 keep their type.
+DType promote_by_value(DType t, const NDArray& v) {
+  if (t == DType::Int32 && is_integer(v.dtype())) {
+    const auto x = v.item<int64_t>();
+    return x >= std::numeric_limits<int32_t>::min() && x <= std::numeric_limits<int32_t>::max()
+               ? t
+               : DType::Int64;
+  }
+  if (t == DType::Float32 && is_integer(v.dtype())) {
+    const auto x = v.item<int64_t>();
+    return x >= -32768 && x <= 65535 ? t : DType::Float64;
+  }
+  if (t == DType::Float32 && is_floating(v.dtype())) {
+    // NumPy's float32 cutoff (just below FLT_MAX); inf and NaN fit every float type.
+    const auto x = v.item<double>();
+    return std::isfinite(x) && std::abs(x) >= 3.4e38 ? DType::Float64 : t;
+  }
+  return t;  // bool, int64 and float64 hold every scalar of their kind or a lower one
+}
+
+// NumPy 1.24's promotion with Python scalars (weak 0-d literals): by value when the scalar's
+// kind is not above the array's (see promote_by_value); a scalar of a higher kind takes its
+// kind's default type (bool + 1 is int64, int32 + 1.5 is float64).
 DType promote(const Array& a, const Array& b) {
   const bool wa = a.data().weak, wb = b.data().weak;
-  if (wa && !wb && kind_of(a.dtype()) <= kind_of(b.dtype())) return b.dtype();
-  if (wb && !wa && kind_of(b.dtype()) <= kind_of(a.dtype())) return a.dtype();
-  if (wa != wb) {
-    // A scalar of a higher kind: its kind's default unless the array's type already covers it.
-    const Array& arr = wa ? b : a;
-    const DType s = wa ? a.dtype() : b.dtype();
-    if (kind_of(s) == Kind::Float) return is_floating(arr.dtype()) ? arr.dtype() : DType::Float64;
-    if (kind_of(s) == Kind::Int) return is_integer(arr.dtype()) ? arr.dtype() : DType::Int64;
+  if (wa == wb) return result_type(a.dtype(), b.dtype());
+  const Array& arr = wa ? b : a;
+  const Array& s = wa ? a : b;
+  if (kind_of(s.dtype()) <= kind_of(arr.dtype()) && s.data().literal) {
+    return promote_by_value(arr.dtype(), *s.data().literal);
   }
-  return result_type(a.dtype(), b.dtype());
+  return result_type(arr.dtype(), s.dtype());
 }
 
 struct Builder {
@@ -467,8 +562,9 @@ Array elementwise(Code code, DType out_dtype, DType compute_dtype, std::vector<A
 void check_not_bool(Code code, const Array& a, const Array& b, DType t) {
   if (t != DType::Bool) return;
   if (code == Code::Sub) {
-    throw TypeError("numpy boolean subtract, the `-` operator, is not supported, use the bitwise_xor, "
-                    "the `^` operator, or the logical_xor function instead");
+    throw TypeError(
+        "numpy boolean subtract, the `-` operator, is not supported, use the bitwise_xor, "
+        "the `^` operator, or the logical_xor function instead");
   }
 }
 
@@ -481,12 +577,20 @@ Array binary_op(Code code, const Array& a, const Array& b) {
     case Code::Pow:
       if (t == DType::Bool) t = DType::Int64;
       return elementwise(code, t, t, {a, b});
-    case Code::Eq: case Code::Ne: case Code::Lt: case Code::Le: case Code::Gt: case Code::Ge:
+    case Code::Eq:
+    case Code::Ne:
+    case Code::Lt:
+    case Code::Le:
+    case Code::Gt:
+    case Code::Ge:
       return elementwise(code, DType::Bool, t, {a, b});
-    case Code::And: case Code::Or: case Code::Xor:
+    case Code::And:
+    case Code::Or:
+    case Code::Xor:
       if (is_floating(t)) {
-        throw TypeError(fmt::format("{} is not supported for {} and {} (integer or bool operands only)",
-                                    op_name(code), dtype_name(a.dtype()), dtype_name(b.dtype())));
+        throw TypeError(
+            fmt::format("{} is not supported for {} and {} (integer or bool operands only)",
+                        op_name(code), dtype_name(a.dtype()), dtype_name(b.dtype())));
       }
       return elementwise(code, t, t, {a, b});
     default:
@@ -507,7 +611,8 @@ Array scalar_array(NDArray v) {
   d->weak = true;
   Graph g;
   g.add(Key(d->name, std::span<const int64_t>()), Task::literal(Value::of(v)));
-  d->hlg = std::make_shared<HighLevelGraph>(std::make_shared<MaterializedLayer>(d->name, std::move(g)));
+  d->hlg =
+      std::make_shared<HighLevelGraph>(std::make_shared<MaterializedLayer>(d->name, std::move(g)));
   d->literal = std::move(v);
   return Array(std::move(d));
 }
@@ -524,7 +629,8 @@ Chunks unify(std::vector<Array>& inputs, const Shape& out_shape) {
       const size_t lead = nd - static_cast<size_t>(a.ndim());
       if (k < lead || a.data().literal) continue;
       if (a.shape()[k - lead] == out_shape[k] && (out_shape[k] != 1 || out[k].empty())) {
-        if (out[k].empty() || a.chunks()[k - lead].size() > out[k].size()) out[k] = a.chunks()[k - lead];
+        if (out[k].empty() || a.chunks()[k - lead].size() > out[k].size())
+          out[k] = a.chunks()[k - lead];
       }
     }
     if (out[k].empty()) out[k] = {out_shape[k]};
@@ -551,8 +657,19 @@ Shape broadcast_shapes(const Shape& a, const Shape& b) {
   for (size_t k = 0; k < n; ++k) {
     const int64_t x = k < n - a.size() ? 1 : a[k - (n - a.size())];
     const int64_t y = k < n - b.size() ? 1 : b[k - (n - b.size())];
+    if (x < 0 || y < 0) {  // unknown extents (after boolean-mask indexing)
+      if ((x < 0 && y < 0) || x == 1 || y == 1) {
+        out[k] = -1;
+        continue;
+      }
+      throw ValueError(fmt::format(
+          "shapes {} and {} may not broadcast: chunk sizes are unknown (after boolean-mask "
+          "indexing); call compute_chunk_sizes() first",
+          shape_str(a), shape_str(b)));
+    }
     if (x != y && x != 1 && y != 1) {
-      throw ValueError(fmt::format("shapes {} and {} do not broadcast", shape_str(a), shape_str(b)));
+      throw ValueError(
+          fmt::format("shapes {} and {} do not broadcast", shape_str(a), shape_str(b)));
     }
     out[k] = x == 1 ? y : x;
   }
@@ -563,18 +680,21 @@ std::vector<int64_t> Program::encode() const {
   std::vector<int64_t> out;
   out.reserve(nodes.size() * 5);
   for (const Node& n : nodes) {
-    out.insert(out.end(), {static_cast<int64_t>(n.code), static_cast<int64_t>(n.dtype), n.a, n.b, n.c});
+    out.insert(out.end(),
+               {static_cast<int64_t>(n.code), static_cast<int64_t>(n.dtype), n.a, n.b, n.c});
   }
   return out;
 }
 
 Program Program::decode(const std::vector<int64_t>& code) {
-  if (code.empty() || code.size() % 5 != 0) throw ValueError("array.elementwise: malformed program");
+  if (code.empty() || code.size() % 5 != 0)
+    throw ValueError("array.elementwise: malformed program");
   Program p;
   for (size_t i = 0; i < code.size(); i += 5) {
     const auto k = static_cast<int32_t>(p.nodes.size());
-    Node n{static_cast<Code>(code[i]), static_cast<DType>(code[i + 1]), static_cast<int32_t>(code[i + 2]),
-           static_cast<int32_t>(code[i + 3]), static_cast<int32_t>(code[i + 4])};
+    Node n{static_cast<Code>(code[i]), static_cast<DType>(code[i + 1]),
+           static_cast<int32_t>(code[i + 2]), static_cast<int32_t>(code[i + 3]),
+           static_cast<int32_t>(code[i + 4])};
     if (code[i] < 0 || code[i] > static_cast<int64_t>(Code::Where) || code[i + 1] < 0 ||
         code[i + 1] > static_cast<int64_t>(DType::Float64) ||
         (n.code != Code::Load && (n.a >= k || n.b >= k || n.c >= k || n.a < 0))) {
@@ -590,7 +710,8 @@ Array make_elementwise(std::string label, DType dtype, Shape shape, Chunks chunk
   // Literal leaves follow the array leaves in the task's arguments.
   const auto narrays = static_cast<int32_t>(leaves.size());
   for (Node& n : prog.nodes) {
-    if (n.code == Code::Load && n.a >= Builder::kLiteralBase) n.a = narrays + (n.a - Builder::kLiteralBase);
+    if (n.code == Code::Load && n.a >= Builder::kLiteralBase)
+      n.a = narrays + (n.a - Builder::kLiteralBase);
   }
   std::vector<Value> token{Value::of(prog.encode())};
   for (const Array& a : leaves) token.push_back(token_of(a));
@@ -608,7 +729,8 @@ Array make_elementwise(std::string label, DType dtype, Shape shape, Chunks chunk
     std::vector<int> m;
     const size_t lead = nd - static_cast<size_t>(a.ndim());
     for (size_t k = 0; k < static_cast<size_t>(a.ndim()); ++k) {
-      m.push_back(a.numblocks()[k] == 1 && chunks[lead + k].size() != 1 ? -1 : static_cast<int>(lead + k));
+      m.push_back(
+          a.numblocks()[k] == 1 && chunks[lead + k].size() != 1 ? -1 : static_cast<int>(lead + k));
     }
     maps.push_back(std::move(m));
   }
@@ -641,36 +763,75 @@ Array make_elementwise(std::string label, DType dtype, Shape shape, Chunks chunk
                     std::move(layer), leaves, std::move(expr));
 }
 
-Array scalar(double v) { return scalar_array(NDArray::scalar(v)); }
-Array scalar(int64_t v) { return scalar_array(NDArray::scalar(v)); }
-Array scalar(int v) { return scalar(static_cast<int64_t>(v)); }
+Array scalar(double v) {
+  return scalar_array(NDArray::scalar(v));
+}
+Array scalar(int64_t v) {
+  return scalar_array(NDArray::scalar(v));
+}
+Array scalar(int v) {
+  return scalar(static_cast<int64_t>(v));
+}
 Array scalar(bool v) {
   NDArray a = NDArray::empty(DType::Bool, {});
   *a.mutable_data<bool>() = v;
   return scalar_array(std::move(a));
 }
 
-Array operator+(const Array& a, const Array& b) { return binary_op(Code::Add, a, b); }
-Array operator-(const Array& a, const Array& b) { return binary_op(Code::Sub, a, b); }
-Array operator*(const Array& a, const Array& b) { return binary_op(Code::Mul, a, b); }
-Array operator/(const Array& a, const Array& b) { return binary_op(Code::Div, a, b); }
-Array operator==(const Array& a, const Array& b) { return binary_op(Code::Eq, a, b); }
-Array operator!=(const Array& a, const Array& b) { return binary_op(Code::Ne, a, b); }
-Array operator<(const Array& a, const Array& b) { return binary_op(Code::Lt, a, b); }
-Array operator<=(const Array& a, const Array& b) { return binary_op(Code::Le, a, b); }
-Array operator>(const Array& a, const Array& b) { return binary_op(Code::Gt, a, b); }
-Array operator>=(const Array& a, const Array& b) { return binary_op(Code::Ge, a, b); }
-Array operator&(const Array& a, const Array& b) { return binary_op(Code::And, a, b); }
-Array operator|(const Array& a, const Array& b) { return binary_op(Code::Or, a, b); }
-Array operator^(const Array& a, const Array& b) { return binary_op(Code::Xor, a, b); }
-Array maximum(const Array& a, const Array& b) { return binary_op(Code::Max, a, b); }
-Array minimum(const Array& a, const Array& b) { return binary_op(Code::Min, a, b); }
-Array power(const Array& a, const Array& b) { return binary_op(Code::Pow, a, b); }
+Array operator+(const Array& a, const Array& b) {
+  return binary_op(Code::Add, a, b);
+}
+Array operator-(const Array& a, const Array& b) {
+  return binary_op(Code::Sub, a, b);
+}
+Array operator*(const Array& a, const Array& b) {
+  return binary_op(Code::Mul, a, b);
+}
+Array operator/(const Array& a, const Array& b) {
+  return binary_op(Code::Div, a, b);
+}
+Array operator==(const Array& a, const Array& b) {
+  return binary_op(Code::Eq, a, b);
+}
+Array operator!=(const Array& a, const Array& b) {
+  return binary_op(Code::Ne, a, b);
+}
+Array operator<(const Array& a, const Array& b) {
+  return binary_op(Code::Lt, a, b);
+}
+Array operator<=(const Array& a, const Array& b) {
+  return binary_op(Code::Le, a, b);
+}
+Array operator>(const Array& a, const Array& b) {
+  return binary_op(Code::Gt, a, b);
+}
+Array operator>=(const Array& a, const Array& b) {
+  return binary_op(Code::Ge, a, b);
+}
+Array operator&(const Array& a, const Array& b) {
+  return binary_op(Code::And, a, b);
+}
+Array operator|(const Array& a, const Array& b) {
+  return binary_op(Code::Or, a, b);
+}
+Array operator^(const Array& a, const Array& b) {
+  return binary_op(Code::Xor, a, b);
+}
+Array maximum(const Array& a, const Array& b) {
+  return binary_op(Code::Max, a, b);
+}
+Array minimum(const Array& a, const Array& b) {
+  return binary_op(Code::Min, a, b);
+}
+Array power(const Array& a, const Array& b) {
+  return binary_op(Code::Pow, a, b);
+}
 
 Array operator-(const Array& a) {
   if (a.dtype() == DType::Bool) {
-    throw TypeError("The numpy boolean negative, the `-` operator, is not supported, use the `~` "
-                    "operator or the logical_not function instead.");
+    throw TypeError(
+        "The numpy boolean negative, the `-` operator, is not supported, use the `~` "
+        "operator or the logical_not function instead.");
   }
   return elementwise(Code::Neg, a.dtype(), a.dtype(), {a});
 }
@@ -682,17 +843,41 @@ Array operator~(const Array& a) {
   return elementwise(Code::Not, a.dtype(), a.dtype(), {a});
 }
 
-Array exp(const Array& a) { return float_op(Code::Exp, a); }
-Array log(const Array& a) { return float_op(Code::Log, a); }
-Array sqrt(const Array& a) { return float_op(Code::Sqrt, a); }
-Array sin(const Array& a) { return float_op(Code::Sin, a); }
-Array cos(const Array& a) { return float_op(Code::Cos, a); }
-Array tanh(const Array& a) { return float_op(Code::Tanh, a); }
-Array floor(const Array& a) { return float_op(Code::Floor, a); }
-Array ceil(const Array& a) { return float_op(Code::Ceil, a); }
-Array abs(const Array& a) { return elementwise(Code::Abs, a.dtype(), a.dtype(), {a}); }
-Array round(const Array& a) { return elementwise(Code::Round, a.dtype(), a.dtype(), {a}); }
-Array isnan(const Array& a) { return elementwise(Code::IsNan, DType::Bool, a.dtype(), {a}); }
+Array exp(const Array& a) {
+  return float_op(Code::Exp, a);
+}
+Array log(const Array& a) {
+  return float_op(Code::Log, a);
+}
+Array sqrt(const Array& a) {
+  return float_op(Code::Sqrt, a);
+}
+Array sin(const Array& a) {
+  return float_op(Code::Sin, a);
+}
+Array cos(const Array& a) {
+  return float_op(Code::Cos, a);
+}
+Array tanh(const Array& a) {
+  return float_op(Code::Tanh, a);
+}
+Array floor(const Array& a) {
+  return float_op(Code::Floor, a);
+}
+Array ceil(const Array& a) {
+  return float_op(Code::Ceil, a);
+}
+Array abs(const Array& a) {
+  return elementwise(Code::Abs, a.dtype(), a.dtype(), {a});
+}
+// Bool rounds to float64 (NumPy's float16, which tessera does not have), as float functions do.
+Array round(const Array& a) {
+  const DType t = a.dtype() == DType::Bool ? DType::Float64 : a.dtype();
+  return elementwise(Code::Round, t, t, {a});
+}
+Array isnan(const Array& a) {
+  return elementwise(Code::IsNan, DType::Bool, a.dtype(), {a});
+}
 
 Array where(const Array& condition, const Array& a, const Array& b) {
   const DType t = promote(a, b);
@@ -700,7 +885,8 @@ Array where(const Array& condition, const Array& a, const Array& b) {
 }
 
 Array clip(const Array& a, double lo, double hi) {
-  if (lo > hi) throw ValueError(fmt::format("clip: lower bound {} is above upper bound {}", lo, hi));
+  if (lo > hi)
+    throw ValueError(fmt::format("clip: lower bound {} is above upper bound {}", lo, hi));
   // Integral bounds keep an integer array's type, as NumPy's Python ints do.
   const bool ints = !is_floating(a.dtype()) && lo == std::floor(lo) && hi == std::floor(hi) &&
                     std::abs(lo) < 9e18 && std::abs(hi) < 9e18;

@@ -10,8 +10,38 @@
 namespace tessera::array {
 
 enum class Code : int32_t {
-  Load, Cast, Add, Sub, Mul, Div, Pow, Max, Min, Eq, Ne, Lt, Le, Gt, Ge, And, Or, Xor,
-  Neg, Not, Abs, Exp, Log, Sqrt, Sin, Cos, Tanh, Floor, Ceil, Round, IsNan, Where
+  Load,
+  Cast,
+  Add,
+  Sub,
+  Mul,
+  Div,
+  Pow,
+  Max,
+  Min,
+  Eq,
+  Ne,
+  Lt,
+  Le,
+  Gt,
+  Ge,
+  And,
+  Or,
+  Xor,
+  Neg,
+  Not,
+  Abs,
+  Exp,
+  Log,
+  Sqrt,
+  Sin,
+  Cos,
+  Tanh,
+  Floor,
+  Ceil,
+  Round,
+  IsNan,
+  Where
 };
 
 // One instruction: its result has `dtype`; a, b, c are earlier nodes (Load: a leaf index).

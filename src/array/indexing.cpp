@@ -222,13 +222,104 @@ Array view_array(const Array& a, const std::string& label,
                     std::span<const Array>(&a, 1));
 }
 
+// The elements of `a` along `axis` where `mask` (1-D bool) is true.
+NDArray compress_block(const NDArray& a, const NDArray& mask, int64_t axis) {
+  if (axis < 0 || axis >= a.ndim() || mask.ndim() != 1 || mask.shape()[0] != a.shape()[axis]) {
+    throw ValueError("array.compress: the mask does not fit the block");
+  }
+  const NDArray m = mask.astype(DType::Bool);
+  const bool* p = m.data<bool>();
+  const auto n = static_cast<int64_t>(std::count(p, p + m.size(), true));
+  Shape shape = a.shape();
+  shape[axis] = n;
+  NDArray out = NDArray::empty(a.dtype(), shape);
+  const std::vector<int64_t> zero(static_cast<size_t>(a.ndim()), 0);
+  std::vector<int64_t> at(static_cast<size_t>(a.ndim()), 0);
+  const auto ax = static_cast<int>(axis);
+  int64_t j = 0;
+  for (int64_t i = 0; i < m.size(); ++i) {
+    if (!p[i]) continue;
+    const NDArray piece = a.slice(ax, i, i + 1).contiguous();
+    const int64_t outer =
+        std::accumulate(shape.begin(), shape.begin() + ax, int64_t{1}, std::multiplies<>());
+    const int64_t inner =
+        std::accumulate(shape.begin() + ax + 1, shape.end(), int64_t{1}, std::multiplies<>());
+    const auto item = static_cast<int64_t>(dtype_size(a.dtype()));
+    for (int64_t o = 0; o < outer; ++o) {
+      std::memcpy(static_cast<std::byte*>(out.raw_mutable_data()) + ((o * n + j) * inner) * item,
+                  static_cast<const std::byte*>(piece.raw_data()) + o * inner * item,
+                  static_cast<size_t>(inner * item));
+    }
+    ++j;
+  }
+  return out;
+}
+TESSERA_REGISTER_AS("array.compress", compress_block);
+
 }  // namespace
+
+Array compress(const Array& condition, const Array& a, int axis) {
+  const int ax = normalize_axis(axis, a.ndim());
+  if (condition.ndim() != 1) {
+    throw ValueError(fmt::format("compress: the condition must be 1-D, not shape {}",
+                                 shape_str(condition.shape())));
+  }
+  if (condition.dtype() != DType::Bool) {
+    throw TypeError(
+        fmt::format("compress: the condition must be bool, not {}", dtype_name(condition.dtype())));
+  }
+  require_known_chunks(condition, "compress");
+  if (a.shape()[ax] < 0) require_known_chunks(a, "compress");
+  if (condition.shape()[0] != a.shape()[ax]) {
+    throw ValueError(
+        fmt::format("boolean index of length {} does not match axis {} of length {} (shape {})",
+                    condition.shape()[0], ax, a.shape()[ax], shape_str(a.shape())));
+  }
+  const Array cond = condition.chunks()[0] == a.chunks()[ax]
+                         ? condition
+                         : condition.rechunk(Chunks{a.chunks()[ax]});
+  Chunks chunks = a.chunks();
+  for (int64_t& c : chunks[ax]) c = -1;
+  Shape shape = a.shape();
+  shape[ax] = -1;
+  std::string name = make_name("getitem", std::vector<Value>{token_of(a), token_of(cond),
+                                                             Value::of(static_cast<int64_t>(ax))});
+  const std::string in = a.name(), cn = cond.name();
+  auto layer = std::make_shared<BlockLayer>(
+      name, "compress", a.numblocks(), std::vector<std::string>{in, cn},
+      [in, cn, ax](std::span<const int64_t> c, std::vector<Key>& external) {
+        Key k(in, c), m(cn, {c[ax]});
+        external.push_back(k);
+        external.push_back(m);
+        return Task::call(get_op("array.compress"), {Arg::ref(std::move(k)), Arg::ref(std::move(m)),
+                                                     Arg(Value::of(static_cast<int64_t>(ax)))});
+      });
+  const Array inputs[] = {a, cond};
+  return make_array(std::move(name), "getitem", a.dtype(), std::move(shape), std::move(chunks),
+                    std::move(layer), inputs);
+}
+
+Array Array::operator[](const Array& mask) const {
+  if (mask.ndim() == 1 && ndim() >= 1 && mask.shape()[0] >= 0 && shape()[0] >= 0 &&
+      mask.shape()[0] != shape()[0]) {
+    throw IndexError(fmt::format(
+        "boolean index did not match indexed array along dimension 0; dimension is {} but "
+        "corresponding boolean dimension is {}",
+        shape()[0], mask.shape()[0]));
+  }
+  if (mask.ndim() == 1 && (ndim() != 1 || mask.shape() == shape())) return compress(mask, *this, 0);
+  if (mask.shape() == shape()) return compress(mask.ravel(), ravel(), 0);
+  throw IndexError(fmt::format(
+      "boolean index of shape {} does not match the array's shape {} (or its first axis)",
+      shape_str(mask.shape()), shape_str(shape())));
+}
 
 Array Array::operator[](std::initializer_list<Index> index) const {
   return getitem(std::span<const Index>(index.begin(), index.size()));
 }
 
 Array Array::getitem(std::span<const Index> index) const {
+  require_known_chunks(*this, "indexing");
   const int nd = ndim();
   if (static_cast<int>(index.size()) > nd) {
     throw IndexError(
@@ -323,6 +414,7 @@ Array expand_dims(const Array& a, int axis) {
 }
 
 Array broadcast_to(const Array& a, const Shape& shape) {
+  require_known_chunks(a, "broadcast_to");
   if (shape.size() < static_cast<size_t>(a.ndim())) {
     throw ValueError(
         fmt::format("cannot broadcast shape {} to {}", shape_str(a.shape()), shape_str(shape)));
@@ -368,6 +460,7 @@ Array broadcast_to(const Array& a, const Shape& shape) {
 }
 
 Array take(const Array& a, const std::vector<int64_t>& indices, int axis) {
+  require_known_chunks(a, "take");
   const int ax = normalize_axis(axis, a.ndim());
   const int64_t n = a.shape()[ax];
   std::vector<int64_t> idx(indices);
@@ -438,6 +531,7 @@ Array compress(const std::vector<bool>& condition, const Array& a, int axis) {
 }
 
 Array reshape(const Array& a, Shape shape) {
+  require_known_chunks(a, "reshape");
   int64_t known = 1;
   int unknown = -1;
   for (size_t k = 0; k < shape.size(); ++k) {
@@ -545,6 +639,7 @@ Array Array::ravel() const {
 
 Array concatenate(const std::vector<Array>& arrays, int axis) {
   if (arrays.empty()) throw ValueError("need at least one array to concatenate");
+  for (const Array& a : arrays) require_known_chunks(a, "concatenate");
   const int nd = arrays[0].ndim();
   if (nd == 0) throw ValueError("zero-dimensional arrays cannot be concatenated");
   const int ax = normalize_axis(axis, nd);

@@ -25,11 +25,15 @@ int64_t product(const Shape& shape) {
 
 void check_shape(const Shape& shape) {
   for (int64_t s : shape) {
-    if (s < 0) throw ValueError(fmt::format("negative dimensions are not allowed: shape {}", shape_str(shape)));
+    if (s < 0)
+      throw ValueError(
+          fmt::format("negative dimensions are not allowed: shape {}", shape_str(shape)));
   }
 }
 
-std::shared_ptr<void> allocate(size_t bytes) { return allocate_buffer(bytes); }
+std::shared_ptr<void> allocate(size_t bytes) {
+  return allocate_buffer(bytes);
+}
 
 }  // namespace
 
@@ -153,8 +157,8 @@ void NDArray::check_item() const {
 
 int64_t NDArray::flat_of(std::span<const int64_t> index) const {
   if (index.size() != shape_.size()) {
-    throw IndexError(fmt::format("{} indices for an array of shape {}", index.size(),
-                                 shape_str(shape_)));
+    throw IndexError(
+        fmt::format("{} indices for an array of shape {}", index.size(), shape_str(shape_)));
   }
   int64_t off = 0;
   for (size_t k = 0; k < index.size(); ++k) {
@@ -217,8 +221,8 @@ NDArray NDArray::transpose() const {
 
 NDArray NDArray::transpose(std::span<const int> axes) const {
   if (axes.size() != shape_.size()) {
-    throw ValueError(fmt::format("axes ({}) don't match an array of shape {}", fmt::join(axes, ", "),
-                                 shape_str(shape_)));
+    throw ValueError(fmt::format("axes ({}) don't match an array of shape {}",
+                                 fmt::join(axes, ", "), shape_str(shape_)));
   }
   Shape sh(axes.size());
   std::vector<int64_t> st(axes.size());
@@ -226,8 +230,8 @@ NDArray NDArray::transpose(std::span<const int> axes) const {
   for (size_t i = 0; i < axes.size(); ++i) {
     const int a = axes[i];
     if (a < 0 || a >= ndim() || seen[a]) {
-      throw AxisError(fmt::format("axes ({}) are not a permutation of {} axes", fmt::join(axes, ", "),
-                                  ndim()));
+      throw AxisError(
+          fmt::format("axes ({}) are not a permutation of {} axes", fmt::join(axes, ", "), ndim()));
     }
     seen[a] = true;
     sh[i] = shape_[a];
@@ -238,13 +242,14 @@ NDArray NDArray::transpose(std::span<const int> axes) const {
 
 NDArray NDArray::slice(int axis, int64_t start, int64_t stop, int64_t step) const {
   if (axis < 0 || axis >= ndim()) {
-    throw AxisError(fmt::format("axis {} is out of bounds for an array of dimension {}", axis, ndim()));
+    throw AxisError(
+        fmt::format("axis {} is out of bounds for an array of dimension {}", axis, ndim()));
   }
   if (step <= 0) throw ValueError(fmt::format("slice step must be positive here, not {}", step));
   const int64_t n = shape_[axis];
   if (start < 0 || stop > n || start > stop) {
-    throw IndexError(fmt::format("slice [{}:{}] out of range for axis {} of size {}", start, stop,
-                                 axis, n));
+    throw IndexError(
+        fmt::format("slice [{}:{}] out of range for axis {} of size {}", start, stop, axis, n));
   }
   Shape sh = shape_;
   std::vector<int64_t> st = strides_;
@@ -257,7 +262,8 @@ NDArray NDArray::slice(int axis, int64_t start, int64_t stop, int64_t step) cons
 
 NDArray NDArray::broadcast_to(const Shape& shape) const {
   if (shape.size() < shape_.size()) {
-    throw ValueError(fmt::format("cannot broadcast shape {} to {}", shape_str(shape_), shape_str(shape)));
+    throw ValueError(
+        fmt::format("cannot broadcast shape {} to {}", shape_str(shape_), shape_str(shape)));
   }
   const size_t lead = shape.size() - shape_.size();
   std::vector<int64_t> st(shape.size(), 0);
@@ -266,8 +272,8 @@ NDArray NDArray::broadcast_to(const Shape& shape) const {
     if (shape_[k] == want) {
       st[lead + k] = strides_[k];
     } else if (shape_[k] != 1) {
-      throw ValueError(fmt::format("cannot broadcast shape {} to {}", shape_str(shape_),
-                                   shape_str(shape)));
+      throw ValueError(
+          fmt::format("cannot broadcast shape {} to {}", shape_str(shape_), shape_str(shape)));
     }
   }
   return NDArrayAccess::view(*this, dtype_, shape, std::move(st), ptr_);
@@ -378,7 +384,9 @@ bool operator==(const NDArray& a, const NDArray& b) {
   });
 }
 
-std::ostream& operator<<(std::ostream& os, const NDArray& a) { return os << a.repr(); }
+std::ostream& operator<<(std::ostream& os, const NDArray& a) {
+  return os << a.repr();
+}
 
 }  // namespace tessera::array
 

@@ -4,8 +4,8 @@
 #include <algorithm>
 #include <cstdint>
 #include <limits>
-#include <type_traits>
 #include <memory>
+#include <type_traits>
 #include <vector>
 
 #include "tessera/array/ndarray.hpp"

@@ -20,11 +20,16 @@ namespace {
 
 std::string descr_of(DType t) {
   switch (t) {
-    case DType::Bool: return "|b1";
-    case DType::Int32: return "<i4";
-    case DType::Int64: return "<i8";
-    case DType::Float32: return "<f4";
-    case DType::Float64: break;
+    case DType::Bool:
+      return "|b1";
+    case DType::Int32:
+      return "<i4";
+    case DType::Int64:
+      return "<i8";
+    case DType::Float32:
+      return "<f4";
+    case DType::Float64:
+      break;
   }
   return "<f8";
 }
@@ -81,7 +86,8 @@ int open_or_fail(const std::string& path, int flags) {
 // The value after 'key': in a .npy header dict.
 std::string field(const std::string& dict, const std::string& key, const std::string& path) {
   const size_t k = dict.find("'" + key + "'");
-  if (k == std::string::npos) io_fail(path, fmt::format("not a .npy header: no '{}' in {}", key, dict));
+  if (k == std::string::npos)
+    io_fail(path, fmt::format("not a .npy header: no '{}' in {}", key, dict));
   size_t p = dict.find(':', k);
   if (p == std::string::npos) io_fail(path, "malformed .npy header");
   ++p;
@@ -115,7 +121,8 @@ Header read_header(int fd, const std::string& path) {
     start = 10;
   } else if (major == 2 || major == 3) {
     read_exact(fd, pre + 10, 2, 10, path);
-    len = static_cast<int64_t>(static_cast<unsigned char>(pre[8]) | (static_cast<unsigned char>(pre[9]) << 8) |
+    len = static_cast<int64_t>(static_cast<unsigned char>(pre[8]) |
+                               (static_cast<unsigned char>(pre[9]) << 8) |
                                (static_cast<unsigned char>(pre[10]) << 16) |
                                (static_cast<uint32_t>(static_cast<unsigned char>(pre[11])) << 24));
     start = 12;
@@ -133,7 +140,9 @@ Header read_header(int fd, const std::string& path) {
   try {
     h.dtype = dtype_from_name(descr == "|b1" ? "bool" : descr);
   } catch (const ValueError&) {
-    io_fail(path, fmt::format("unsupported dtype '{}' (tessera reads bool, int32, int64, float32, float64)", descr));
+    io_fail(path, fmt::format(
+                      "unsupported dtype '{}' (tessera reads bool, int32, int64, float32, float64)",
+                      descr));
   }
   if (field(dict, "fortran_order", path).find("True") != std::string::npos) {
     io_fail(path, "Fortran-ordered .npy files are not supported (save with C order)");
@@ -154,15 +163,16 @@ Header read_header(int fd, const std::string& path) {
   int64_t n = 1;
   for (int64_t s : h.shape) n *= s;
   if (h.data_offset + n * static_cast<int64_t>(dtype_size(h.dtype)) > st.st_size) {
-    io_fail(path, fmt::format("file is truncated: shape {} needs {} bytes of data, it has {}", shape_str(h.shape),
-                              n * static_cast<int64_t>(dtype_size(h.dtype)), st.st_size - h.data_offset));
+    io_fail(path, fmt::format("file is truncated: shape {} needs {} bytes of data, it has {}",
+                              shape_str(h.shape), n * static_cast<int64_t>(dtype_size(h.dtype)),
+                              st.st_size - h.data_offset));
   }
   return h;
 }
 
 std::string header_bytes(DType t, const Shape& shape) {
-  std::string dict = fmt::format("{{'descr': '{}', 'fortran_order': False, 'shape': {}, }}", descr_of(t),
-                                 shape_str(shape));
+  std::string dict = fmt::format("{{'descr': '{}', 'fortran_order': False, 'shape': {}, }}",
+                                 descr_of(t), shape_str(shape));
   // Pad so the data starts at a multiple of 64 bytes, ending with a newline.
   const size_t total = 10 + dict.size() + 1;
   dict.append((64 - total % 64) % 64, ' ');
@@ -178,7 +188,8 @@ std::string header_bytes(DType t, const Shape& shape) {
 // Calls f(byte offset in a C-order file of `shape`, element offset in the block) for every
 // row of the region [lo, lo + extent) (rows along the last axis).
 template <class F>
-void for_each_run(const Shape& shape, const std::vector<int64_t>& lo, const Shape& extent, size_t item, F f) {
+void for_each_run(const Shape& shape, const std::vector<int64_t>& lo, const Shape& extent,
+                  size_t item, F f) {
   const int nd = static_cast<int>(shape.size());
   if (nd == 0) {
     f(int64_t{0}, int64_t{0}, static_cast<int64_t>(item));
@@ -205,7 +216,8 @@ void for_each_run(const Shape& shape, const std::vector<int64_t>& lo, const Shap
   }
 }
 
-NDArray npy_block(const std::string& path, const std::vector<int64_t>& lo, const std::vector<int64_t>& extent) {
+NDArray npy_block(const std::string& path, const std::vector<int64_t>& lo,
+                  const std::vector<int64_t>& extent) {
   Fd f{open_or_fail(path, O_RDONLY)};
   const Header h = read_header(f.fd, path);
   if (lo.size() != h.shape.size()) io_fail(path, "changed since the array was opened");
@@ -213,7 +225,8 @@ NDArray npy_block(const std::string& path, const std::vector<int64_t>& lo, const
   auto* dst = static_cast<char*>(out.raw_mutable_data());
   const size_t item = dtype_size(h.dtype);
   for_each_run(h.shape, lo, extent, item, [&](int64_t file_off, int64_t block_off, int64_t bytes) {
-    read_exact(f.fd, dst + block_off * static_cast<int64_t>(item), static_cast<size_t>(bytes), h.data_offset + file_off, path);
+    read_exact(f.fd, dst + block_off * static_cast<int64_t>(item), static_cast<size_t>(bytes),
+               h.data_offset + file_off, path);
   });
   return out;
 }
@@ -226,7 +239,8 @@ int64_t store_npy_block(const NDArray& block, const std::string& path, int64_t d
   const auto* src = static_cast<const char*>(c.raw_data());
   const size_t item = dtype_size(c.dtype());
   for_each_run(shape, lo, c.shape(), item, [&](int64_t file_off, int64_t block_off, int64_t bytes) {
-    write_exact(f.fd, src + block_off * static_cast<int64_t>(item), static_cast<size_t>(bytes), data_offset + file_off, path);
+    write_exact(f.fd, src + block_off * static_cast<int64_t>(item), static_cast<size_t>(bytes),
+                data_offset + file_off, path);
   });
   return static_cast<int64_t>(c.nbytes());
 }
@@ -260,9 +274,11 @@ Array from_npy(const std::string& path, const ChunkSpec& chunks) {
   struct stat st {};
   ::stat(path.c_str(), &st);
   // The file's identity and modification time are part of the token, as dask does.
-  std::string name = make_name("from-npy", std::vector<Value>{Value::of(path), Value::of(static_cast<int64_t>(st.st_mtim.tv_sec)),
-                                                             Value::of(static_cast<int64_t>(st.st_mtim.tv_nsec)),
-                                                             Value::of(static_cast<int64_t>(st.st_size)), Value::of(chunks_str(ch))});
+  std::string name = make_name(
+      "from-npy",
+      std::vector<Value>{Value::of(path), Value::of(static_cast<int64_t>(st.st_mtim.tv_sec)),
+                         Value::of(static_cast<int64_t>(st.st_mtim.tv_nsec)),
+                         Value::of(static_cast<int64_t>(st.st_size)), Value::of(chunks_str(ch))});
   const auto offs = offsets_of(ch);
   const Chunks cc = ch;
   auto layer = std::make_shared<BlockLayer>(
@@ -270,10 +286,11 @@ Array from_npy(const std::string& path, const ChunkSpec& chunks) {
       [path, offs, cc](std::span<const int64_t> c, std::vector<Key>&) {
         std::vector<int64_t> lo(c.size());
         for (size_t k = 0; k < c.size(); ++k) lo[k] = offs[k][c[k]];
-        return Task::call(get_op("array.read-npy"),
-                          {Arg(Value::of(path)), Arg(Value::of(lo)), Arg(Value::of(block_shape(cc, c)))});
+        return Task::call(get_op("array.read-npy"), {Arg(Value::of(path)), Arg(Value::of(lo)),
+                                                     Arg(Value::of(block_shape(cc, c)))});
       });
-  return make_array(std::move(name), "from-npy", h.dtype, h.shape, std::move(ch), std::move(layer), {});
+  return make_array(std::move(name), "from-npy", h.dtype, h.shape, std::move(ch), std::move(layer),
+                    {});
 }
 
 void to_npy(const Array& a, const std::string& path, const ComputeOptions& options) {
@@ -281,7 +298,8 @@ void to_npy(const Array& a, const std::string& path, const ComputeOptions& optio
   {
     Fd f{open_or_fail(path, O_WRONLY | O_CREAT | O_TRUNC)};
     write_exact(f.fd, h.data(), h.size(), 0, path);
-    if (::ftruncate(f.fd, static_cast<off_t>(h.size()) + a.nbytes()) != 0) io_fail(path, std::strerror(errno));
+    if (::ftruncate(f.fd, static_cast<off_t>(h.size()) + a.nbytes()) != 0)
+      io_fail(path, std::strerror(errno));
   }
   // One store task per block; each writes its rows and returns the bytes written.
   const std::string name = make_name("store-npy", std::vector<Value>{token_of(a), Value::of(path)});
@@ -297,8 +315,9 @@ void to_npy(const Array& a, const std::string& path, const ComputeOptions& optio
         for (size_t k = 0; k < c.size(); ++k) lo[k] = offs[k][c[k]];
         Key k(in, c);
         external.push_back(k);
-        return Task::call(get_op("array.store-npy"), {Arg::ref(std::move(k)), Arg(Value::of(path)), Arg(Value::of(data_offset)),
-                                                      Arg(Value::of(shape)), Arg(Value::of(lo))});
+        return Task::call(get_op("array.store-npy"),
+                          {Arg::ref(std::move(k)), Arg(Value::of(path)),
+                           Arg(Value::of(data_offset)), Arg(Value::of(shape)), Arg(Value::of(lo))});
       }));
   std::vector<Key> keys;
   for_each_block(a.numblocks(), [&](std::span<const int64_t> c) { keys.emplace_back(name, c); });

@@ -119,6 +119,7 @@ std::pair<int64_t, int64_t> margins(int64_t b, int64_t nblocks, int64_t depth, B
 }  // namespace
 
 Array overlap(const Array& a, const OverlapOptions& options) {
+  require_known_chunks(a, "overlap");
   const std::vector<int64_t> depth = depths_of(a, options);
   const int nd = a.ndim();
   const auto offs = offsets_of(a.chunks());

@@ -20,25 +20,52 @@ namespace tessera::array {
 namespace {
 
 enum class RKind : int64_t {
-  Sum, Prod, Min, Max, Any, All, NanSum, CountNonzero, Mean, NanMean, Var, Std, ArgMin, ArgMax
+  Sum,
+  Prod,
+  Min,
+  Max,
+  Any,
+  All,
+  NanSum,
+  CountNonzero,
+  Mean,
+  NanMean,
+  Var,
+  Std,
+  ArgMin,
+  ArgMax
 };
 
 const char* kind_name(RKind k) {
   switch (k) {
-    case RKind::Sum: return "sum";
-    case RKind::Prod: return "prod";
-    case RKind::Min: return "min";
-    case RKind::Max: return "max";
-    case RKind::Any: return "any";
-    case RKind::All: return "all";
-    case RKind::NanSum: return "nansum";
-    case RKind::CountNonzero: return "count_nonzero";
-    case RKind::Mean: return "mean";
-    case RKind::NanMean: return "nanmean";
-    case RKind::Var: return "var";
-    case RKind::Std: return "std";
-    case RKind::ArgMin: return "argmin";
-    case RKind::ArgMax: return "argmax";
+    case RKind::Sum:
+      return "sum";
+    case RKind::Prod:
+      return "prod";
+    case RKind::Min:
+      return "min";
+    case RKind::Max:
+      return "max";
+    case RKind::Any:
+      return "any";
+    case RKind::All:
+      return "all";
+    case RKind::NanSum:
+      return "nansum";
+    case RKind::CountNonzero:
+      return "count_nonzero";
+    case RKind::Mean:
+      return "mean";
+    case RKind::NanMean:
+      return "nanmean";
+    case RKind::Var:
+      return "var";
+    case RKind::Std:
+      return "std";
+    case RKind::ArgMin:
+      return "argmin";
+    case RKind::ArgMax:
+      return "argmax";
   }
   return "?";
 }
@@ -63,8 +90,12 @@ struct Config {
         v[1] > 4 || v[2] < 0 || v[2] > 4) {
       throw ValueError("array reduction: malformed configuration");
     }
-    return {static_cast<RKind>(v[0]), static_cast<DType>(v[1]), static_cast<DType>(v[2]),
-            v[3] != 0, v[4], std::vector<int64_t>(v.begin() + 5, v.end())};
+    return {static_cast<RKind>(v[0]),
+            static_cast<DType>(v[1]),
+            static_cast<DType>(v[2]),
+            v[3] != 0,
+            v[4],
+            std::vector<int64_t>(v.begin() + 5, v.end())};
   }
 };
 
@@ -156,8 +187,9 @@ bool is_nan(T x) {
 
 // The partial fields of one block.
 template <class T>
-std::vector<Value> chunk_partial(const NDArray& block, const Config& cfg, const std::vector<bool>& reduced,
-                                 std::span<const int64_t> offsets, std::span<const int64_t> full_shape) {
+std::vector<Value> chunk_partial(const NDArray& block, const Config& cfg,
+                                 const std::vector<bool>& reduced, std::span<const int64_t> offsets,
+                                 std::span<const int64_t> full_shape) {
   const Shape ks = keepdims_shape(block.shape(), reduced);
   int64_t count = 1;
   for (size_t k = 0; k < reduced.size(); ++k) {
@@ -167,13 +199,24 @@ std::vector<Value> chunk_partial(const NDArray& block, const Config& cfg, const 
   using Acc = std::conditional_t<kFloat, double, int64_t>;
   auto add = [](Acc& a, T x) { a += static_cast<Acc>(x); };
   auto join = [](Acc& a, Acc b) { a += b; };
-  switch (cfg.kind) {
-    case RKind::Sum:
-    case RKind::Mean: {
+  RKind kind = cfg.kind;
+  if constexpr (!kFloat) {
+    // Integers hold no NaN: nansum and nanmean are sum and mean (and wrap like them).
+    if (kind == RKind::NanSum) kind = RKind::Sum;
+    if (kind == RKind::NanMean) kind = RKind::Mean;
+  }
+  switch (kind) {
+    case RKind::Sum: {
       NDArray sum = filled<Acc>(ks, Acc(0));
       if (block.is_constant() && block.size() > 0) {
         const Acc v = static_cast<Acc>(*static_cast<const T*>(block.raw_data()));
-        std::fill_n(sum.mutable_data<Acc>(), sum.size(), static_cast<Acc>(v * static_cast<Acc>(count)));
+        Acc total;
+        if constexpr (kFloat) {
+          total = v * static_cast<Acc>(count);
+        } else {  // wraps like NumPy's sum (signed overflow would be undefined)
+          total = static_cast<Acc>(static_cast<uint64_t>(v) * static_cast<uint64_t>(count));
+        }
+        std::fill_n(sum.mutable_data<Acc>(), sum.size(), total);
       } else if constexpr (kFloat) {
         reduce_rows<T, Acc>(block, reduced, sum.mutable_data<Acc>(), Acc(0), add, join);
       } else {
@@ -181,36 +224,62 @@ std::vector<Value> chunk_partial(const NDArray& block, const Config& cfg, const 
         NDArray u = filled<int64_t>(ks, 0);
         reduce_rows<T, int64_t>(
             block, reduced, u.mutable_data<int64_t>(), 0,
-            [](int64_t& a, T x) { a = static_cast<int64_t>(static_cast<uint64_t>(a) + static_cast<uint64_t>(x)); },
-            [](int64_t& a, int64_t b) { a = static_cast<int64_t>(static_cast<uint64_t>(a) + static_cast<uint64_t>(b)); });
+            [](int64_t& a, T x) {
+              a = static_cast<int64_t>(static_cast<uint64_t>(a) + static_cast<uint64_t>(x));
+            },
+            [](int64_t& a, int64_t b) {
+              a = static_cast<int64_t>(static_cast<uint64_t>(a) + static_cast<uint64_t>(b));
+            });
         sum = u;
       }
-      if (cfg.kind == RKind::Sum) return {Value::of(sum)};
-      return {Value::of(sum.astype(DType::Float64)), Value::of(filled<double>(ks, static_cast<double>(count)))};
+      return {Value::of(sum)};
+    }
+    case RKind::Mean: {
+      // In float64 whatever the input, as NumPy's mean: an int64 sum would wrap.
+      NDArray sum = filled<double>(ks, 0.0);
+      if (block.is_constant() && block.size() > 0) {
+        const double v = static_cast<double>(*static_cast<const T*>(block.raw_data()));
+        std::fill_n(sum.mutable_data<double>(), sum.size(), v * static_cast<double>(count));
+      } else {
+        reduce_rows<T, double>(
+            block, reduced, sum.mutable_data<double>(), 0.0,
+            [](double& a, T x) { a += static_cast<double>(x); },
+            [](double& a, double b) { a += b; });
+      }
+      return {Value::of(sum), Value::of(filled<double>(ks, static_cast<double>(count)))};
     }
     case RKind::NanSum:
     case RKind::NanMean: {
       NDArray sum = filled<Acc>(ks, Acc(0));
-      reduce_rows<T, Acc>(block, reduced, sum.mutable_data<Acc>(), Acc(0),
-                          [](Acc& a, T x) { if (!is_nan(x)) a += static_cast<Acc>(x); }, join);
-      if (cfg.kind == RKind::NanSum) return {Value::of(sum)};
+      reduce_rows<T, Acc>(
+          block, reduced, sum.mutable_data<Acc>(), Acc(0),
+          [](Acc& a, T x) {
+            if (!is_nan(x)) a += static_cast<Acc>(x);
+          },
+          join);
+      if (kind == RKind::NanSum) return {Value::of(sum)};
       NDArray n = filled<double>(ks, 0);
-      reduce_rows<T, double>(block, reduced, n.mutable_data<double>(), 0.0,
-                             [](double& a, T x) { if (!is_nan(x)) a += 1; },
-                             [](double& a, double b) { a += b; });
+      reduce_rows<T, double>(
+          block, reduced, n.mutable_data<double>(), 0.0,
+          [](double& a, T x) {
+            if (!is_nan(x)) a += 1;
+          },
+          [](double& a, double b) { a += b; });
       return {Value::of(sum.astype(DType::Float64)), Value::of(n)};
     }
     case RKind::Prod: {
       NDArray p = filled<Acc>(ks, Acc(1));
       if constexpr (kFloat) {
-        reduce_rows<T, Acc>(block, reduced, p.mutable_data<Acc>(), Acc(1),
-                            [](Acc& a, T x) { a *= static_cast<Acc>(x); }, [](Acc& a, Acc b) { a *= b; });
+        reduce_rows<T, Acc>(
+            block, reduced, p.mutable_data<Acc>(), Acc(1),
+            [](Acc& a, T x) { a *= static_cast<Acc>(x); }, [](Acc& a, Acc b) { a *= b; });
       } else {
         auto mul = [](int64_t& a, int64_t b) {
           a = static_cast<int64_t>(static_cast<uint64_t>(a) * static_cast<uint64_t>(b));
         };
-        reduce_rows<T, int64_t>(block, reduced, p.mutable_data<int64_t>(), 1,
-                                [mul](int64_t& a, T x) { mul(a, static_cast<int64_t>(x)); }, mul);
+        reduce_rows<T, int64_t>(
+            block, reduced, p.mutable_data<int64_t>(), 1,
+            [mul](int64_t& a, T x) { mul(a, static_cast<int64_t>(x)); }, mul);
       }
       return {Value::of(p)};
     }
@@ -228,8 +297,9 @@ std::vector<Value> chunk_partial(const NDArray& block, const Config& cfg, const 
         if (is_nan(a)) return;
         if (is_nan(x) || (mx ? x > a : x < a)) a = x;
       };
-      reduce_rows<T, Acc>(block, reduced, m.mutable_data<Acc>(), *m.data<Acc>(),
-                          [pick](Acc& a, T x) { pick(a, static_cast<Acc>(x)); }, pick);
+      reduce_rows<T, Acc>(
+          block, reduced, m.mutable_data<Acc>(), *m.data<Acc>(),
+          [pick](Acc& a, T x) { pick(a, static_cast<Acc>(x)); }, pick);
       return {Value::of(m)};
     }
     case RKind::Any:
@@ -237,19 +307,29 @@ std::vector<Value> chunk_partial(const NDArray& block, const Config& cfg, const 
     case RKind::CountNonzero: {
       const bool all = cfg.kind == RKind::All;
       NDArray c = filled<int64_t>(ks, 0);
-      reduce_rows<T, int64_t>(block, reduced, c.mutable_data<int64_t>(), 0,
-                              [all](int64_t& a, T x) { a += all ? (x == T(0)) : (x != T(0)); },
-                              [](int64_t& a, int64_t b) { a += b; });
+      reduce_rows<T, int64_t>(
+          block, reduced, c.mutable_data<int64_t>(), 0,
+          [all](int64_t& a, T x) { a += all ? (x == T(0)) : (x != T(0)); },
+          [](int64_t& a, int64_t b) { a += b; });
       // any: nonzero count; all: zero count (all holds when it is 0)
       return {Value::of(c)};
     }
     case RKind::Var:
     case RKind::Std: {
-      // One pass with a shift (the block's first element) keeps the sums well conditioned.
+      // One pass with a shift (the block's first finite element) keeps the sums well
+      // conditioned. A NaN or inf shift would make every output of the block NaN, not only
+      // those whose elements hold one.
       struct Moments {
         double s1 = 0, s2 = 0;
       };
-      const double shift = block.size() > 0 ? static_cast<double>(*static_cast<const T*>(block.raw_data())) : 0.0;
+      double shift = 0.0;
+      bool found = false;
+      for_each_row<T>(block, [&](const T* p, int64_t stride, int64_t len) {
+        for (int64_t i = 0; i < len && !found; ++i) {
+          const auto x = static_cast<double>(p[i * stride]);
+          if (std::isfinite(x)) shift = x, found = true;
+        }
+      });
       int64_t outputs = 1;
       for (int64_t e : ks) outputs *= e;
       std::vector<Moments> m(static_cast<size_t>(std::max<int64_t>(1, outputs)));
@@ -272,7 +352,9 @@ std::vector<Value> chunk_partial(const NDArray& block, const Config& cfg, const 
       for (int64_t i = 0; i < mean.size(); ++i) {
         pm[i] = count ? shift + m[i].s1 / c : 0.0;
         p2[i] = count ? std::max(0.0, m[i].s2 - m[i].s1 * m[i].s1 / c) : 0.0;
-        if (std::isnan(m[i].s2)) p2[i] = NAN;
+        // A NaN or an inf element (its deviation from the inf or NaN mean is NaN in NumPy);
+        // std::max above would have turned the NaN of inf - inf into 0.
+        if (!std::isfinite(m[i].s1) || std::isnan(m[i].s2)) p2[i] = NAN;
       }
       return {Value::of(n), Value::of(mean), Value::of(m2)};
     }
@@ -550,29 +632,41 @@ DType output_dtype(RKind kind, DType in) {
 
 Array reduction(RKind kind, const Array& a, const std::vector<int>& axes, ReduceOptions o) {
   if (o.split_every < 0 || o.split_every == 1) {
-    throw ValueError(fmt::format("{}: split_every must be at least 2 (or 0 for the default), not {}",
-                                 kind_name(kind), o.split_every));
+    throw ValueError(
+        fmt::format("{}: split_every must be at least 2 (or 0 for the default), not {}",
+                    kind_name(kind), o.split_every));
   }
   const int nd = a.ndim();
   std::vector<bool> reduced(static_cast<size_t>(nd), false);
   for (int ax : axes) reduced[ax] = true;
   for (int k = 0; k < nd; ++k) {
     if (reduced[k] && a.shape()[k] == 0 &&
-        (kind == RKind::Min || kind == RKind::Max || kind == RKind::ArgMin || kind == RKind::ArgMax)) {
-      throw ValueError(fmt::format("zero-size array to reduction operation {} which has no identity "
-                                   "(axis {} of shape {} is empty)",
-                                   kind_name(kind), k, shape_str(a.shape())));
+        (kind == RKind::Min || kind == RKind::Max || kind == RKind::ArgMin ||
+         kind == RKind::ArgMax)) {
+      throw ValueError(
+          fmt::format("zero-size array to reduction operation {} which has no identity "
+                      "(axis {} of shape {} is empty)",
+                      kind_name(kind), k, shape_str(a.shape())));
     }
   }
   const DType out = output_dtype(kind, a.dtype());
-  Config cfg{kind, a.dtype(), out, o.keepdims, o.ddof, std::vector<int64_t>(axes.begin(), axes.end())};
+  Config cfg{kind,       a.dtype(), out,
+             o.keepdims, o.ddof,    std::vector<int64_t>(axes.begin(), axes.end())};
   const std::vector<int64_t> code = cfg.encode();
   const Value code_value = Value::of(code);
   std::vector<Value> token{token_of(a), code_value, Value::of(static_cast<int64_t>(o.split_every))};
   const std::string name = make_name(kind_name(kind), token);
   const std::string chunk_name = make_name(std::string(kind_name(kind)) + "-chunk", token);
   const std::string in = a.name();
-  const auto offs = offsets_of(a.chunks());
+  // argmin/argmax need each block's position; other reductions work on unknown block sizes.
+  const bool arg = kind == RKind::ArgMin || kind == RKind::ArgMax;
+  if (arg) require_known_chunks(a, kind_name(kind));
+  std::vector<std::vector<int64_t>> offs;
+  if (arg) {
+    offs = offsets_of(a.chunks());
+  } else {
+    for (const auto& c : a.chunks()) offs.emplace_back(c.size() + 1, 0);
+  }
   const Value full_shape = Value::of(a.shape());
   auto chunk_layer = std::make_shared<BlockLayer>(
       chunk_name, "reduction-chunk", a.numblocks(), std::vector<std::string>{in},
@@ -581,8 +675,8 @@ Array reduction(RKind kind, const Array& a, const std::vector<int>& axes, Reduce
         for (size_t k = 0; k < c.size(); ++k) start[k] = offs[k][c[k]];
         Key k(in, c);
         external.push_back(k);
-        return Task::call(get_op("array.reduce-chunk"),
-                          {Arg::ref(std::move(k)), Arg(code_value), Arg(Value::of(start)), Arg(full_shape)});
+        return Task::call(get_op("array.reduce-chunk"), {Arg::ref(std::move(k)), Arg(code_value),
+                                                         Arg(Value::of(start)), Arg(full_shape)});
       });
   const Array chunks = make_array(chunk_name, "reduction-chunk", a.dtype(), a.shape(), a.chunks(),
                                   chunk_layer, std::span<const Array>(&a, 1));
@@ -618,26 +712,49 @@ Array reduction(RKind kind, const Array& a, const std::vector<int>& axes, Reduce
           return Task::call(get_op("array.reduce-aggregate"),
                             {Arg::list({Arg::ref(std::move(k))}), Arg(code_value)});
         });
-    return make_array(name, kind_name(kind), out, shape, out_chunks, layer, std::span<const Array>(&chunks, 1));
+    return make_array(name, kind_name(kind), out, shape, out_chunks, layer,
+                      std::span<const Array>(&chunks, 1));
   }
   auto layer = std::make_shared<TreeReductionLayer>(name, std::move(spec));
-  return make_array(name, kind_name(kind), out, std::move(shape), std::move(out_chunks), std::move(layer),
-                    std::span<const Array>(&chunks, 1));
+  return make_array(name, kind_name(kind), out, std::move(shape), std::move(out_chunks),
+                    std::move(layer), std::span<const Array>(&chunks, 1));
 }
 
 }  // namespace
 
-Array sum(const Array& a, Axes axis, ReduceOptions o) { return reduction(RKind::Sum, a, axis.resolve(a.ndim()), o); }
-Array prod(const Array& a, Axes axis, ReduceOptions o) { return reduction(RKind::Prod, a, axis.resolve(a.ndim()), o); }
-Array mean(const Array& a, Axes axis, ReduceOptions o) { return reduction(RKind::Mean, a, axis.resolve(a.ndim()), o); }
-Array var(const Array& a, Axes axis, ReduceOptions o) { return reduction(RKind::Var, a, axis.resolve(a.ndim()), o); }
-Array std(const Array& a, Axes axis, ReduceOptions o) { return reduction(RKind::Std, a, axis.resolve(a.ndim()), o); }
-Array min(const Array& a, Axes axis, ReduceOptions o) { return reduction(RKind::Min, a, axis.resolve(a.ndim()), o); }
-Array max(const Array& a, Axes axis, ReduceOptions o) { return reduction(RKind::Max, a, axis.resolve(a.ndim()), o); }
-Array any(const Array& a, Axes axis, ReduceOptions o) { return reduction(RKind::Any, a, axis.resolve(a.ndim()), o); }
-Array all(const Array& a, Axes axis, ReduceOptions o) { return reduction(RKind::All, a, axis.resolve(a.ndim()), o); }
-Array nansum(const Array& a, Axes axis, ReduceOptions o) { return reduction(RKind::NanSum, a, axis.resolve(a.ndim()), o); }
-Array nanmean(const Array& a, Axes axis, ReduceOptions o) { return reduction(RKind::NanMean, a, axis.resolve(a.ndim()), o); }
+Array sum(const Array& a, Axes axis, ReduceOptions o) {
+  return reduction(RKind::Sum, a, axis.resolve(a.ndim()), o);
+}
+Array prod(const Array& a, Axes axis, ReduceOptions o) {
+  return reduction(RKind::Prod, a, axis.resolve(a.ndim()), o);
+}
+Array mean(const Array& a, Axes axis, ReduceOptions o) {
+  return reduction(RKind::Mean, a, axis.resolve(a.ndim()), o);
+}
+Array var(const Array& a, Axes axis, ReduceOptions o) {
+  return reduction(RKind::Var, a, axis.resolve(a.ndim()), o);
+}
+Array std(const Array& a, Axes axis, ReduceOptions o) {
+  return reduction(RKind::Std, a, axis.resolve(a.ndim()), o);
+}
+Array min(const Array& a, Axes axis, ReduceOptions o) {
+  return reduction(RKind::Min, a, axis.resolve(a.ndim()), o);
+}
+Array max(const Array& a, Axes axis, ReduceOptions o) {
+  return reduction(RKind::Max, a, axis.resolve(a.ndim()), o);
+}
+Array any(const Array& a, Axes axis, ReduceOptions o) {
+  return reduction(RKind::Any, a, axis.resolve(a.ndim()), o);
+}
+Array all(const Array& a, Axes axis, ReduceOptions o) {
+  return reduction(RKind::All, a, axis.resolve(a.ndim()), o);
+}
+Array nansum(const Array& a, Axes axis, ReduceOptions o) {
+  return reduction(RKind::NanSum, a, axis.resolve(a.ndim()), o);
+}
+Array nanmean(const Array& a, Axes axis, ReduceOptions o) {
+  return reduction(RKind::NanMean, a, axis.resolve(a.ndim()), o);
+}
 Array count_nonzero(const Array& a, Axes axis, ReduceOptions o) {
   return reduction(RKind::CountNonzero, a, axis.resolve(a.ndim()), o);
 }

@@ -49,7 +49,8 @@ void copy_into(NDArray& dst, std::span<const int64_t> at, const NDArray& src) {
     if (ls == 1) {
       std::memcpy(o, i, static_cast<size_t>(len) * w);
     } else {
-      for (int64_t e = 0; e < len; ++e) std::memcpy(o + e * static_cast<int64_t>(w), i + e * ls * static_cast<int64_t>(w), w);
+      for (int64_t e = 0; e < len; ++e)
+        std::memcpy(o + e * static_cast<int64_t>(w), i + e * ls * static_cast<int64_t>(w), w);
     }
     int k = nd - 2;
     for (; k >= 0; --k) {
@@ -67,7 +68,8 @@ Value assemble_block(std::span<const Value> args) {
   if (spec.size() < 2) throw ValueError("array.assemble: malformed spec");
   const auto dtype = static_cast<DType>(spec[0]);
   const auto nd = static_cast<size_t>(spec[1]);
-  if (spec.size() != 2 + nd + (args.size() - 1) * 3 * nd) throw ValueError("array.assemble: malformed spec");
+  if (spec.size() != 2 + nd + (args.size() - 1) * 3 * nd)
+    throw ValueError("array.assemble: malformed spec");
   Shape shape(spec.begin() + 2, spec.begin() + 2 + static_cast<int64_t>(nd));
   NDArray out = NDArray::empty(dtype, shape);
   size_t p = 2 + nd;
@@ -90,7 +92,8 @@ struct Piece {
 };
 
 // For each output block along one axis: the input pieces that fill it.
-std::vector<std::vector<Piece>> plan_axis(const std::vector<int64_t>& from, const std::vector<int64_t>& to) {
+std::vector<std::vector<Piece>> plan_axis(const std::vector<int64_t>& from,
+                                          const std::vector<int64_t>& to) {
   std::vector<int64_t> in{0};
   for (int64_t f : from) in.push_back(in.back() + f);
   const auto nin = static_cast<int64_t>(from.size());
@@ -125,7 +128,8 @@ Array Array::transpose(std::vector<int> axes) const {
   std::vector<bool> seen(static_cast<size_t>(nd));
   for (int& a : axes) {
     a = normalize_axis(a, nd);
-    if (seen[a]) throw ValueError(fmt::format("repeated axis in transpose ({})", fmt::join(axes, ", ")));
+    if (seen[a])
+      throw ValueError(fmt::format("repeated axis in transpose ({})", fmt::join(axes, ", ")));
     seen[a] = true;
   }
   bool identity = true;
@@ -147,19 +151,22 @@ Array Array::transpose(std::vector<int> axes) const {
         for (size_t k = 0; k < c.size(); ++k) src[axes[k]] = c[k];
         Key k(in, src);
         external.push_back(k);
-        return Task::call(get_op("array.transpose"), {Arg::ref(std::move(k)), Arg(Value::of(ax64))});
+        return Task::call(get_op("array.transpose"),
+                          {Arg::ref(std::move(k)), Arg(Value::of(ax64))});
       });
-  return make_array(std::move(name), "transpose", dtype(), std::move(sh), std::move(ch), std::move(layer),
-                    std::span<const Array>(this, 1));
+  return make_array(std::move(name), "transpose", dtype(), std::move(sh), std::move(ch),
+                    std::move(layer), std::span<const Array>(this, 1));
 }
 
 Array Array::rechunk(const ChunkSpec& spec) const {
+  require_known_chunks(*this, "rechunk");
   const Chunks to = spec.resolve(shape(), dtype());
   if (to == chunks()) return *this;
   const int nd = ndim();
   std::vector<std::vector<std::vector<Piece>>> plans;
   for (int k = 0; k < nd; ++k) plans.push_back(plan_axis(chunks()[k], to[k]));
-  std::string name = make_name("rechunk", std::vector<Value>{token_of(*this), Value::of(chunks_str(to))});
+  std::string name =
+      make_name("rechunk", std::vector<Value>{token_of(*this), Value::of(chunks_str(to))});
   const std::string in = this->name();
   const DType dt = dtype();
   auto layer = std::make_shared<BlockLayer>(
@@ -177,7 +184,8 @@ Array Array::rechunk(const ChunkSpec& spec) const {
         std::vector<Arg> args;
         args.emplace_back(Value());  // the spec, set below
         bool single = true;
-        std::vector<int64_t> src(static_cast<size_t>(nd)), lo(static_cast<size_t>(nd)), hi(static_cast<size_t>(nd));
+        std::vector<int64_t> src(static_cast<size_t>(nd)), lo(static_cast<size_t>(nd)),
+            hi(static_cast<size_t>(nd));
         for_each_block(counts, [&](std::span<const int64_t> pc) {
           for (int k = 0; k < nd; ++k) {
             const Piece& p = (*per[k])[pc[k]];
@@ -193,7 +201,8 @@ Array Array::rechunk(const ChunkSpec& spec) const {
         single = args.size() == 2;
         if (single) {
           // One source block: a view of it.
-          return Task::call(get_op("array.getitem"), {args[1], Arg(Value::of(lo)), Arg(Value::of(hi))});
+          return Task::call(get_op("array.getitem"),
+                            {args[1], Arg(Value::of(lo)), Arg(Value::of(hi))});
         }
         args[0] = Arg(Value::of(std::move(spec)));
         return Task::call(get_op("array.assemble"), std::move(args));

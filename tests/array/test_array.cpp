@@ -11,10 +11,12 @@ using tessera::testing::error_of;
 using tessera::testing::TempDir;
 
 TEST(Array, ReprNamesOpShapeDtypeAndChunks) {
-  EXPECT_EQ(ta::repr(ta::ones({15}, {5})), "tessera.array<ones, shape=(15,), dtype=float64, chunksize=(5,)>");
+  EXPECT_EQ(ta::repr(ta::ones({15}, {5})),
+            "tessera.array<ones, shape=(15,), dtype=float64, chunksize=(5,)>");
   EXPECT_EQ(ta::repr(ta::zeros({4, 6}, {2, 3}, ta::DType::Int32)),
             "tessera.array<zeros, shape=(4, 6), dtype=int32, chunksize=(2, 3)>");
-  EXPECT_EQ(ta::repr(ta::ones({15}, {5}).sum()), "tessera.array<sum, shape=(), dtype=float64, chunksize=()>");
+  EXPECT_EQ(ta::repr(ta::ones({15}, {5}).sum()),
+            "tessera.array<sum, shape=(), dtype=float64, chunksize=()>");
 }
 
 TEST(Array, ChunkSpecs) {
@@ -30,9 +32,13 @@ TEST(Array, ChunkSpecs) {
 }
 
 TEST(Array, BadChunksAndShapesAreNamed) {
-  EXPECT_EQ(error_of<tessera::ValueError>([] { ta::ones({5}, ta::Chunks{{2, 2}}); }),
+  EXPECT_EQ(error_of<tessera::ValueError>([] {
+              ta::ones({5}, ta::Chunks{{2, 2}});
+            }),
             "chunks ((2, 2),) do not add up to shape (5,) along axis 0");
-  EXPECT_EQ(error_of<tessera::ValueError>([] { ta::ones({5, 5}, {2}); }),
+  EXPECT_EQ(error_of<tessera::ValueError>([] {
+              ta::ones({5, 5}, {2});
+            }),
             "chunks (2,) have 1 axes, the shape (5, 5) has 2");
   EXPECT_EQ(error_of<tessera::ValueError>([] { ta::ones({5}, 0); }),
             "chunks=0 for shape (5,): a block size must be positive (or -1)");
@@ -40,20 +46,33 @@ TEST(Array, BadChunksAndShapesAreNamed) {
             "negative dimensions are not allowed: shape (-1,)");
   EXPECT_EQ(error_of<tessera::ValueError>([] { ta::ones({5}, "big"); }),
             "chunks='big': expected \"auto\", a block size, a block shape or explicit block sizes");
-  EXPECT_EQ(error_of<tessera::ValueError>([] { ta::ones({3, 4}, 2) + ta::ones({3, 5}, 2); }),
+  EXPECT_EQ(error_of<tessera::ValueError>([] {
+              ta::ones({3, 4}, 2) + ta::ones({3, 5}, 2);
+            }),
             "operands could not be broadcast together with shapes (3, 4) (3, 5) (add)");
-  EXPECT_EQ(error_of<tessera::ValueError>([] { ta::matmul(ta::ones({3, 4}, 2), ta::ones({5, 2}, 2)); }),
+  EXPECT_EQ(error_of<tessera::ValueError>([] {
+              ta::matmul(ta::ones({3, 4}, 2), ta::ones({5, 2}, 2));
+            }),
             "matmul: mismatch in its core dimension: shapes (3, 4) and (5, 2) (4 != 5)");
-  EXPECT_EQ(error_of<tessera::AxisError>([] { ta::ones({3, 4}, 2).sum(2); }),
+  EXPECT_EQ(error_of<tessera::AxisError>([] {
+              ta::ones({3, 4}, 2).sum(2);
+            }),
             "axis 2 is out of bounds for array of dimension 2");
-  EXPECT_EQ(error_of<tessera::AxisError>([] { ta::ones({3, 4}, 2).argmax(-3); }),
+  EXPECT_EQ(error_of<tessera::AxisError>([] {
+              ta::ones({3, 4}, 2).argmax(-3);
+            }),
             "axis -3 is out of bounds for array of dimension 2");
-  EXPECT_EQ(error_of<tessera::ValueError>([] { ta::ones({3, 4}, 2).sum({0, 0}); }),
+  EXPECT_EQ(error_of<tessera::ValueError>([] {
+              ta::ones({3, 4}, 2).sum({0, 0});
+            }),
             "duplicate value in axis (0, 0)");
   EXPECT_EQ(error_of<tessera::ValueError>([] { ta::ones({0}, 2).max(); }),
-            "zero-size array to reduction operation max which has no identity (axis 0 of shape (0,) is empty)");
-  EXPECT_EQ(error_of<tessera::TypeError>([] { ta::ones({3}, 2, ta::DType::Bool) - ta::ones({3}, 2, ta::DType::Bool); }),
-            "numpy boolean subtract, the `-` operator, is not supported, use the bitwise_xor, the `^` operator, "
+            "zero-size array to reduction operation max which has no identity (axis 0 of shape "
+            "(0,) is empty)");
+  EXPECT_EQ(error_of<tessera::TypeError>(
+                [] { ta::ones({3}, 2, ta::DType::Bool) - ta::ones({3}, 2, ta::DType::Bool); }),
+            "numpy boolean subtract, the `-` operator, is not supported, use the bitwise_xor, the "
+            "`^` operator, "
             "or the logical_xor function instead");
   EXPECT_EQ(error_of<tessera::ValueError>([] { ta::ones({3}, 2).sum({}, {.split_every = 1}); }),
             "sum: split_every must be at least 2 (or 0 for the default), not 1");
@@ -66,7 +85,8 @@ TEST(Array, NothingIsComputedBeforeTheCheck) {
   EXPECT_EQ(y.npartitions(), 1000000000 / 1000);
   EXPECT_EQ(y.graph().layers().size(), 2u);  // ones and one fused elementwise layer
   // Computing one block materializes only what it needs.
-  tessera::Graph g = y.graph().materialize(std::vector<tessera::Key>{y.block_key(std::vector<int64_t>{7, 3})});
+  tessera::Graph g =
+      y.graph().materialize(std::vector<tessera::Key>{y.block_key(std::vector<int64_t>{7, 3})});
   EXPECT_EQ(g.size(), 2u);
 }
 
@@ -140,20 +160,27 @@ TEST(NDArray, ViewsAccessAndErrors) {
   EXPECT_EQ(t.contiguous().to_vector<double>(), (std::vector<double>{1, 4, 2, 5, 3, 6}));
   EXPECT_EQ(a.slice(1, 1, 3).contiguous().to_vector<int64_t>(), (std::vector<int64_t>{2, 3, 5, 6}));
   EXPECT_EQ(a.repr(), "array([[1., 2., 3.],\n       [4., 5., 6.]])");
-  EXPECT_EQ(error_of<tessera::IndexError>([&] { a.at<double>({2, 0}); }),
+  EXPECT_EQ(error_of<tessera::IndexError>([&] {
+              a.at<double>({2, 0});
+            }),
             "index 2 is out of bounds for axis 0 with size 2 (shape (2, 3))");
-  EXPECT_EQ(error_of<tessera::TypeError>([&] { a.data<float>(); }), "array holds float64, not float32");
+  EXPECT_EQ(error_of<tessera::TypeError>([&] { a.data<float>(); }),
+            "array holds float64, not float32");
   EXPECT_EQ(error_of<tessera::ValueError>([&] { t.data<double>(); }),
             "array of shape (3, 2) is a strided view: call contiguous() first");
   EXPECT_EQ(error_of<tessera::ValueError>([&] { a.item<double>(); }),
             "item(): the array has 6 elements (shape (2, 3)), not 1");
-  EXPECT_EQ(error_of<tessera::ValueError>([] { ta::NDArray::from_vector(std::vector<int32_t>{1, 2}, {3}); }),
+  EXPECT_EQ(error_of<tessera::ValueError>([] {
+              ta::NDArray::from_vector(std::vector<int32_t>{1, 2}, {3});
+            }),
             "cannot make an array of shape (3,) (3 elements) from 2 values");
-  EXPECT_EQ(ta::NDArray::full(ta::DType::Int32, {2}, 7.9).to_vector<int>(), (std::vector<int>{7, 7}));
+  EXPECT_EQ(ta::NDArray::full(ta::DType::Int32, {2}, 7.9).to_vector<int>(),
+            (std::vector<int>{7, 7}));
 }
 
 TEST(NDArray, CodecRoundTripsEveryDtype) {
-  for (auto t : {ta::DType::Bool, ta::DType::Int32, ta::DType::Int64, ta::DType::Float32, ta::DType::Float64}) {
+  for (auto t : {ta::DType::Bool, ta::DType::Int32, ta::DType::Int64, ta::DType::Float32,
+                 ta::DType::Float64}) {
     ta::NDArray a = ta::random::integers(0, 2, {3, 4}, 2, 1).compute().astype(t);
     tessera::Value v = tessera::Value::of(a);
     tessera::Encoder e;
@@ -195,7 +222,8 @@ TEST(Npy, BadFilesNameThePath) {
     std::fputs("hello, this is not numpy", f);
     std::fclose(f);
   }
-  EXPECT_EQ(error_of<tessera::IOError>([&] { ta::from_npy(path); }), path + ": not a .npy file (bad magic)");
+  EXPECT_EQ(error_of<tessera::IOError>([&] { ta::from_npy(path); }),
+            path + ": not a .npy file (bad magic)");
   ta::write_npy(ta::NDArray::zeros(ta::DType::Float64, {100}), path);
   std::filesystem::resize_file(path, 300);
   EXPECT_EQ(error_of<tessera::IOError>([&] { ta::read_npy(path); }),

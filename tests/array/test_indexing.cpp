@@ -242,3 +242,120 @@ TEST(Overlap, MatchesNumPyPad) {
             }),
             "overlap: 3 depths for an array of 2 dimensions");
 }
+
+TEST(UnknownChunks, BooleanMasksMatchNumPy) {
+  if (!numpy_available())
+    GTEST_SKIP() << TESSERA_PYTHON " cannot import numpy (scripts/install-deps installs it)";
+  TempDir dir;
+  auto x = ta::random::normal({13, 6}, {4, 4}, 21);
+  std::ostringstream checks;
+  auto w = [&](const ta::Array& a, const std::string& name, const std::string& numpy) {
+    ta::write_npy(a.compute(), (dir.path() / (name + ".npy")).string());
+    checks << "check('" << name << "', " << numpy << ")\n";
+  };
+  w(x, "x", "x");
+  auto picked = x[x > 0.5];
+  EXPECT_TRUE(picked.has_unknown_chunks());
+  EXPECT_EQ(picked.shape(), (ta::Shape{-1}));
+  EXPECT_EQ(ta::repr(picked),
+            "tessera.array<getitem, shape=(nan,), dtype=float64, chunksize=(nan,)>");
+  w(picked, "m1", "x[x > 0.5]");
+  w(x[x[{ta::slice(), 0}] < 0], "m2", "x[x[:, 0] < 0]");
+  w(ta::compress(x[{0}] > 0, x, 1), "m3", "np.compress(x[0] > 0, x, 1)");
+  w((picked * 2 + 1).sum(), "m4", "(x[x > 0.5] * 2 + 1).sum(), rtol=1e-12");
+  w(picked.mean(), "m5", "x[x > 0.5].mean(), rtol=1e-12");
+  const ta::Array known = picked.compute_chunk_sizes();
+  EXPECT_FALSE(known.has_unknown_chunks());
+  EXPECT_EQ(known.name(), picked.name());
+  w(known[{ta::slice(1, 4)}], "m6", "x[x > 0.5][1:4]");
+  const std::string out =
+      run_python(dir, kCheckPrelude + checks.str() + "print('ALL OK' if ok else 'MISMATCH')\n");
+  EXPECT_NE(out.find("ALL OK"), std::string::npos) << out;
+  EXPECT_EQ(error_of<tessera::ValueError>([&] { picked[{ta::slice(0, 2)}]; }),
+            "indexing: the array's chunk sizes are unknown (after boolean-mask indexing); call "
+            "compute_chunk_sizes() first");
+  EXPECT_EQ(error_of<tessera::ValueError>([&] { picked.rechunk(5); }),
+            "rechunk: the array's chunk sizes are unknown (after boolean-mask indexing); call "
+            "compute_chunk_sizes() first");
+  EXPECT_EQ(error_of<tessera::ValueError>([&] { picked + ta::ones({5}, 5); }),
+            "operands could not be broadcast together with shapes (-1,) (5,) (add)");
+  EXPECT_EQ(error_of<tessera::ValueError>([&] { picked.argmax(); }),
+            "argmax: the array's chunk sizes are unknown (after boolean-mask indexing); call "
+            "compute_chunk_sizes() first");
+  EXPECT_EQ(error_of<tessera::IndexError>([&] { x[ta::ones({5}, 5, ta::DType::Bool)]; }),
+            "boolean index did not match indexed array along dimension 0; dimension is 13 but "
+            "corresponding boolean "
+            "dimension is 5");
+  EXPECT_EQ(error_of<tessera::IndexError>([&] {
+              x[ta::ones({6, 13}, 5, ta::DType::Bool)];
+            }),
+            "boolean index of shape (6, 13) does not match the array's shape (13, 6) (or its first "
+            "axis)");
+  EXPECT_EQ(error_of<tessera::TypeError>([&] { ta::compress(ta::ones({6}, 5), x, 1); }),
+            "compress: the condition must be bool, not float64");
+}
+
+namespace {
+
+// Sum over a list of blocks of a_i @ b_i: what blockwise hands a contracted letter.
+ta::NDArray sum_of_products(const std::vector<tessera::Value>& as,
+                            const std::vector<tessera::Value>& bs) {
+  ta::Array total =
+      ta::zeros({as[0].get<ta::NDArray>().shape()[0], bs[0].get<ta::NDArray>().shape()[1]}, -1);
+  for (size_t i = 0; i < as.size(); ++i) {
+    total = total + ta::matmul(ta::from_ndarray(as[i].get<ta::NDArray>(), -1),
+                               ta::from_ndarray(bs[i].get<ta::NDArray>(), -1));
+  }
+  return total.compute({.scheduler = "sync"});
+}
+TESSERA_REGISTER(sum_of_products);
+
+}  // namespace
+
+TEST(Blockwise, MatchesNumPy) {
+  if (!numpy_available())
+    GTEST_SKIP() << TESSERA_PYTHON " cannot import numpy (scripts/install-deps installs it)";
+  TempDir dir;
+  auto x = ta::random::normal({9, 7}, {4, 3}, 31);
+  auto v = ta::random::normal({7}, 3, 32);
+  auto b = ta::random::normal({7, 5}, {2, 5}, 33);
+  std::ostringstream checks;
+  auto w = [&](const ta::Array& a, const std::string& name, const std::string& numpy) {
+    ta::write_npy(a.compute(), (dir.path() / (name + ".npy")).string());
+    checks << "check('" << name << "', " << numpy << ")\n";
+  };
+  w(x, "x", "x");
+  w(v, "v", "np.load('v.npy')");
+  w(b, "b", "np.load('b.npy')");
+  auto add = [](const ta::NDArray& p, const ta::NDArray& q) {
+    return (ta::from_ndarray(p, -1) + ta::from_ndarray(q, -1)).compute({.scheduler = "sync"});
+  };
+  w(ta::blockwise(add, "ij", {{x, "ij"}, {v, "j"}}), "add", "x + np.load('v.npy')");
+  auto outer = [](const ta::NDArray& p, const ta::NDArray& q) {
+    return (ta::from_ndarray(p, -1).reshape({-1, 1}) * ta::from_ndarray(q, -1))
+        .compute({.scheduler = "sync"});
+  };
+  w(ta::blockwise(outer, "ij", {{x[{ta::slice(), 0}], "i"}, {v, "j"}}), "outer",
+    "np.outer(x[:, 0], np.load('v.npy'))");
+  w(ta::blockwise(sum_of_products, "ik", {{x, "ij"}, {b, "jk"}}), "matmul",
+    "x @ np.load('b.npy'), rtol=1e-12");
+  const std::string out =
+      run_python(dir, kCheckPrelude + checks.str() + "print('ALL OK' if ok else 'MISMATCH')\n");
+  EXPECT_NE(out.find("ALL OK"), std::string::npos) << out;
+  EXPECT_EQ(ta::blockwise(sum_of_products, "ik", {{x, "ij"}, {b, "jk"}})
+                .name()
+                .rfind("sum_of_products-", 0),
+            0u);
+  EXPECT_EQ(error_of<tessera::ValueError>([&] {
+              ta::blockwise(add, "ik", {{x, "ij"}, {v, "j"}});
+            }),
+            "blockwise: output letter 'k' is in no input index");
+  EXPECT_EQ(error_of<tessera::ValueError>([&] {
+              ta::blockwise(add, "ij", {{x, "i"}, {v, "j"}});
+            }),
+            "blockwise: index 'i' has 1 letters for an array of shape (9, 7)");
+  EXPECT_EQ(error_of<tessera::ValueError>([&] {
+              ta::blockwise(add, "ij", {{x, "ij"}, {b, "ij"}});
+            }),
+            "blockwise: letter 'i' has length 9 in one input and 7 in another");
+}

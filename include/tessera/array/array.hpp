@@ -144,6 +144,12 @@ class Array {
   Shape numblocks() const;
   // Total number of blocks.
   int64_t npartitions() const;
+  // True after boolean-mask indexing: some block sizes (and the shape along those axes) are
+  // not known until computed; they read as -1. compute_chunk_sizes() finds them.
+  bool has_unknown_chunks() const noexcept;
+  // The same array with its unknown block sizes computed (the blocks are computed to learn
+  // their sizes, and not kept), as dask's compute_chunk_sizes().
+  Array compute_chunk_sizes(const ComputeOptions& options = {}) const;
 
   // The keys of its blocks, row-major over the block grid.
   std::vector<Key> keys() const;
@@ -174,6 +180,10 @@ class Array {
   // NumPy's basic indexing: x[{2, ta::slice(1, -1), ta::slice()}]. Missing trailing entries mean
   // whole axes. IndexError naming the index, axis and size when out of bounds.
   Array operator[](std::initializer_list<Index> index) const;
+  // Boolean-mask indexing with a lazy mask: a 1-D mask selects along axis 0, a mask of this
+  // array's shape selects elements (flattened). The result's length is unknown until
+  // computed (has_unknown_chunks()).
+  Array operator[](const Array& mask) const;
   Array getitem(std::span<const Index> index) const;
   // The same elements in another shape (one entry may be -1).
   Array reshape(Shape shape) const;
@@ -220,7 +230,8 @@ Array full_like(const Array& a, double fill_value, std::optional<DType> dtype = 
 Array arange(double start, double stop, double step = 1, const ChunkSpec& chunks = "auto",
              DType dtype = DType::Float64);
 Array arange(double stop);
-// `num` values evenly spaced over [start, stop] (or [start, stop) without endpoint).
+// `num` values evenly spaced over [start, stop] (or [start, stop) without endpoint); integer
+// dtypes take the floor, as in NumPy.
 Array linspace(double start, double stop, int64_t num, const ChunkSpec& chunks = "auto",
                bool endpoint = true, DType dtype = DType::Float64);
 // An N×M matrix with ones on the k-th diagonal.
@@ -245,8 +256,10 @@ Array integers(int64_t low, int64_t high, const Shape& shape, const ChunkSpec& c
 }  // namespace random
 
 // ---- elementwise (NumPy broadcasting and type promotion) --------------------------------------
-// A number on either side of an operator is a 0-d array; like NumPy's Python scalars, it
-// does not widen the array's type within its kind (float32 + 1.5 stays float32).
+// A number on either side of an operator is a 0-d array promoted by value like NumPy 1.24's
+// Python scalars: it keeps the array's type when the value fits (float32 + 1.5, int32 + 1)
+// and widens it otherwise (int32 + 3000000000 is int64; float32 + 70000 or + 1e300 is
+// float64); a number of a higher kind gives its default type (int32 + 1.5 is float64).
 Array operator+(const Array& a, const Array& b);
 Array operator-(const Array& a, const Array& b);
 Array operator*(const Array& a, const Array& b);
@@ -307,11 +320,12 @@ Array sqrt(const Array& a);
 Array sin(const Array& a);
 Array cos(const Array& a);
 Array tanh(const Array& a);
-// Type-preserving functions.
-Array abs(const Array& a);
+// Floor and ceiling: float results, as in NumPy 1.24 (integers and bools give float64).
 Array floor(const Array& a);
 Array ceil(const Array& a);
-// Rounds half to even, like NumPy.
+// Type-preserving functions.
+Array abs(const Array& a);
+// Rounds half to even, like NumPy (bool gives float64).
 Array round(const Array& a);
 // True where an element is NaN (bool).
 Array isnan(const Array& a);
@@ -350,6 +364,9 @@ Array take(const Array& a, const std::vector<int64_t>& indices, int axis = 0);
 // Elements where `condition` is true along `axis` (NumPy's compress / boolean-mask indexing);
 // ValueError when the mask's length differs from the axis.
 Array compress(const std::vector<bool>& condition, const Array& a, int axis = 0);
+// The same with a lazy 1-D bool mask: the result's block sizes along `axis` are unknown until
+// computed (see Array::has_unknown_chunks).
+Array compress(const Array& condition, const Array& a, int axis = 0);
 Array reshape(const Array& a, Shape shape);
 Array ravel(const Array& a);
 // Drops length-1 axes (all of them, or those given; ValueError if one is longer).
@@ -398,6 +415,41 @@ Array map_blocks(F&& fn, const std::vector<Array>& arrays, MapBlocksOptions opti
 template <class F>
 Array map_blocks(F&& fn, const Array& a, MapBlocksOptions options = {}) {
   return map_blocks(std::forward<F>(fn), std::vector<Array>{a}, std::move(options));
+}
+
+// One input of blockwise: an array and one index letter per axis ("ij").
+struct BlockwiseInput {
+  Array array;
+  std::string index;
+};
+// Options of blockwise.
+struct BlockwiseOptions {
+  std::optional<DType> dtype;  // of the result (default: the first input's)
+  std::string name;            // key prefix (default: the function's name)
+};
+// dask's blockwise (with concatenate=False): output block (i, j, …) of index `out_index` calls
+// `op` on the input blocks whose letters match. A letter missing from the output is
+// contracted: the op receives the list of blocks along it (a std::vector<Value> of
+// NDArrays, nested one level per contracted letter). Arrays sharing a letter are rechunked
+// to the same blocks along it; an axis of one block broadcasts.
+Array blockwise(std::shared_ptr<const Op> op, const std::string& out_index,
+                std::vector<BlockwiseInput> inputs, BlockwiseOptions options = {});
+template <class F>
+Array blockwise(F&& fn, const std::string& out_index, std::vector<BlockwiseInput> inputs,
+                BlockwiseOptions options = {}) {
+  using Fn = std::decay_t<F>;
+  const std::string label = options.name.empty() ? "blockwise" : options.name;
+  if constexpr (std::is_pointer_v<Fn> && std::is_function_v<std::remove_pointer_t<Fn>>) {
+    const Fn ptr = fn;
+    if (const Op* op = find_op_by_fn(reinterpret_cast<void (*)()>(ptr))) {
+      return blockwise(std::shared_ptr<const Op>(std::shared_ptr<const Op>(), op), out_index,
+                       std::move(inputs), std::move(options));
+    }
+    return blockwise(make_closure_op(label, ptr), out_index, std::move(inputs), std::move(options));
+  } else {
+    return blockwise(make_closure_op(label, std::forward<F>(fn)), out_index, std::move(inputs),
+                     std::move(options));
+  }
 }
 
 // The arrays rechunked so that their blocks line up (dask's unify_chunks), as elementwise
