@@ -22,6 +22,7 @@ namespace {
 class XxHasher final : public Hasher {
  public:
   void update(const void* data, size_t size) override {
+    if (size == 0) return;  // an empty vector's data() may be null: memcpy(null, 0) is UB
     if (!streaming_ && used_ + size <= sizeof(buf_)) {
       std::memcpy(buf_ + used_, data, size);
       used_ += size;
