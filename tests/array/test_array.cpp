@@ -4,6 +4,9 @@
 
 #include <tessera/array.hpp>
 
+#include <cmath>
+#include <sstream>
+
 #include "test_support.hpp"
 
 namespace ta = tessera::array;
@@ -228,4 +231,34 @@ TEST(Npy, BadFilesNameThePath) {
   std::filesystem::resize_file(path, 300);
   EXPECT_EQ(error_of<tessera::IOError>([&] { ta::read_npy(path); }),
             path + ": file is truncated: shape (100,) needs 800 bytes of data, it has 172");
+}
+
+TEST(Array, ReadmeTour) {
+  // The README's arrays example (with a smaller out-of-core array), values checked.
+  TempDir dir;
+  auto y = ta::ones({15}, {5});
+  std::ostringstream os;
+  os << y;
+  EXPECT_EQ(os.str(), "tessera.array<ones, shape=(15,), dtype=float64, chunksize=(5,)>");
+  double v = y.sum().compute().item<double>();
+  EXPECT_EQ(v, 15);
+  auto X = ta::random::uniform({10, 10}, {3, 3}, /*seed=*/42);
+  ta::NDArray z = (ta::matmul(X.T(), X) + X.T()).compute();
+  EXPECT_EQ(z.shape(), (ta::Shape{10, 10}));
+  auto m = X.mean(0, {.keepdims = true});
+  EXPECT_EQ(m.shape(), (ta::Shape{1, 10}));
+  auto w = ta::where(X > 0.5, ta::exp(X), X * 2)[{ta::slice(0, 5), 3}];
+  const ta::NDArray xs = X.compute(), ws = w.compute();
+  for (int i = 0; i < 5; ++i) {
+    const double e = xs.at<double>({i, 3});
+    EXPECT_DOUBLE_EQ(ws.at<double>({i}), e > 0.5 ? std::exp(e) : e * 2);
+  }
+  auto [q, r] = ta::linalg::qr(ta::random::normal({1000, 20}, {100, 20}));
+  EXPECT_EQ(q.shape(), (ta::Shape{1000, 20}));
+  EXPECT_EQ(r.shape(), (ta::Shape{20, 20}));
+  ta::to_npy(X, (dir.path() / "x.npy").string());
+  EXPECT_EQ(ta::read_npy((dir.path() / "x.npy").string()), xs);
+  auto big = ta::random::random({1000, 100}, {100, 10});
+  const double total = big.sum().compute().item<double>();
+  EXPECT_NEAR(total, 50000, 500);
 }
