@@ -142,7 +142,26 @@ void reduce_rows(const NDArray& block, const std::vector<bool>& reduced, A* out,
       merge(out[out_off], lane[0]);
     } else {
       A* o = out + out_off;
-      if (ls == 1) {
+      if (ls == 1 && nd >= 2 && reduced[nd - 2] && sh[nd - 2] - idx[nd - 2] >= 4) {
+        // The next rows fold into the same output row: four at a time, so each output
+        // element is loaded and stored once per four rows (the loop is otherwise
+        // store-bound).
+        const int64_t rs = st[nd - 2];
+        const T* r1 = row + rs;
+        const T* r2 = row + 2 * rs;
+        const T* r3 = row + 3 * rs;
+        for (int64_t i = 0; i < len; ++i) {
+          A acc = o[i];
+          op(acc, row[i]);
+          op(acc, r1[i]);
+          op(acc, r2[i]);
+          op(acc, r3[i]);
+          o[i] = acc;
+        }
+        // Three of the four rows are consumed here; the step below moves past the fourth.
+        idx[nd - 2] += 3;
+        in_off += 3 * rs;
+      } else if (ls == 1) {
         for (int64_t i = 0; i < len; ++i) op(o[i], row[i]);
       } else {
         for (int64_t i = 0; i < len; ++i) op(o[i], row[i * ls]);
