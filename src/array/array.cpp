@@ -277,6 +277,78 @@ Value token_of(const Array& a) {
   return Value::of(a.name());
 }
 
+AlignedInputs::AlignedInputs(std::span<const Array> arrays, const Chunks& out_chunks) {
+  const size_t nd = out_chunks.size();
+  for (const Array& a : arrays) {
+    names_.push_back(a.name());
+    std::vector<int> m;
+    const size_t lead = nd - static_cast<size_t>(a.ndim());
+    for (size_t k = 0; k < static_cast<size_t>(a.ndim()); ++k) {
+      m.push_back(a.numblocks()[k] == 1 && out_chunks[lead + k].size() != 1
+                      ? -1
+                      : static_cast<int>(lead + k));
+    }
+    axes_.push_back(std::move(m));
+  }
+}
+
+void AlignedInputs::append_refs(std::span<const int64_t> c, std::vector<Arg>& args,
+                                std::vector<Key>& external) const {
+  std::vector<int64_t> idx;
+  for (size_t i = 0; i < names_.size(); ++i) {
+    idx.clear();
+    for (int ax : axes_[i]) idx.push_back(ax < 0 ? 0 : c[ax]);
+    Key k(names_[i], idx);
+    external.push_back(k);
+    args.push_back(Arg::ref(std::move(k)));
+  }
+}
+
+void compute_per_block(const Array& a, const std::string& name,
+                       const std::function<Task(std::span<const int64_t>, Key)>& make,
+                       const ComputeOptions& options) {
+  const std::string in = a.name();
+  HighLevelGraph hlg = a.graph();
+  hlg.add_layer(std::make_shared<BlockLayer>(
+      name, "store", a.numblocks(), std::vector<std::string>{in},
+      [in, make](std::span<const int64_t> c, std::vector<Key>& external) {
+        Key k(in, c);
+        external.push_back(k);
+        return make(c, std::move(k));
+      }));
+  std::vector<Key> keys;
+  for_each_block(a.numblocks(), [&](std::span<const int64_t> c) { keys.emplace_back(name, c); });
+  detail::compute_keys(hlg, keys, {}, options);
+}
+
+std::string numpy_descr(DType t) {
+  switch (t) {
+    case DType::Bool:
+      return "|b1";
+    case DType::Int32:
+      return "<i4";
+    case DType::Int64:
+      return "<i8";
+    case DType::Float32:
+      return "<f4";
+    case DType::Float64:
+      break;
+  }
+  return "<f8";
+}
+
+DType dtype_of_descr(const std::string& descr, const std::string& what) {
+  if (!descr.empty() && descr[0] == '>') {
+    throw IOError(fmt::format("{}: big-endian data ('{}') is not supported", what, descr));
+  }
+  try {
+    return dtype_from_name(descr == "|b1" ? "bool" : descr);
+  } catch (const ValueError&) {
+    throw IOError(fmt::format(
+        "{}: dtype '{}' is not supported (bool, int32, int64, float32, float64 are)", what, descr));
+  }
+}
+
 Arg block_ref(const Array& a, std::span<const int64_t> coords) {
   return Arg::ref(Key(a.name(), coords));
 }

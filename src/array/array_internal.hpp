@@ -89,6 +89,35 @@ void check_chunks(const Chunks& chunks, const Shape& shape);
 // Block sizes of `size` elements in blocks of `block` (the last one shorter).
 std::vector<int64_t> regular_chunks(int64_t size, int64_t block);
 
+// The blocks of arrays aligned like broadcast operands of an output grid cut by `out_chunks`:
+// axes line up from the right, and an axis of one block facing several output blocks always
+// reads block 0 (elementwise operations, map_blocks).
+class AlignedInputs {
+ public:
+  AlignedInputs(std::span<const Array> arrays, const Chunks& out_chunks);
+  const std::vector<std::string>& names() const noexcept { return names_; }
+  // Appends a reference to each array's block read by output block `c`, and its key to
+  // `external`.
+  void append_refs(std::span<const int64_t> c, std::vector<Arg>& args,
+                   std::vector<Key>& external) const;
+
+ private:
+  std::vector<std::string> names_;
+  std::vector<std::vector<int>> axes_;  // per array, per axis: the output axis, or -1 (block 0)
+};
+
+// Adds a layer with one task per block of `a` (made by `make` from the block's coordinates
+// and key) on top of a's graph, and computes those tasks: how writers and store() consume an
+// array block by block without holding it whole.
+void compute_per_block(const Array& a, const std::string& name,
+                       const std::function<Task(std::span<const int64_t> block, Key key)>& make,
+                       const ComputeOptions& options);
+
+// The NumPy type string of a dtype in .npy headers and Zarr metadata ("<f8", "|b1", …).
+std::string numpy_descr(DType t);
+// The dtype of a NumPy type string; `what` names the file in the IOError otherwise.
+DType dtype_of_descr(const std::string& descr, const std::string& what);
+
 // The value of block `coords` of array `a` as a task argument.
 Arg block_ref(const Array& a, std::span<const int64_t> coords);
 

@@ -65,33 +65,14 @@ Array map_blocks(std::shared_ptr<const Op> op, const std::vector<Array>& arrays,
   }
   const std::string label = options.name.empty() ? op->key_prefix : options.name;
   std::vector<Value> token{Value::of(tokenize(*op, {})), Value::of(chunks_str(chunks))};
-  std::vector<std::string> names;
-  std::vector<std::vector<int>> maps;
-  const size_t nd = shape.size();
-  for (const Array& a : in) {
-    token.push_back(token_of(a));
-    names.push_back(a.name());
-    std::vector<int> m;
-    const size_t lead = nd - static_cast<size_t>(a.ndim());
-    for (size_t k = 0; k < static_cast<size_t>(a.ndim()); ++k) {
-      m.push_back(
-          a.numblocks()[k] == 1 && chunks[lead + k].size() != 1 ? -1 : static_cast<int>(lead + k));
-    }
-    maps.push_back(std::move(m));
-  }
+  for (const Array& a : in) token.push_back(token_of(a));
   std::string name = make_name(label, token);
+  const AlignedInputs inputs(in, chunks);
   auto layer = std::make_shared<BlockLayer>(
-      name, "map_blocks", numblocks_of(chunks), names,
-      [op, names, maps](std::span<const int64_t> c, std::vector<Key>& external) {
+      name, "map_blocks", numblocks_of(chunks), inputs.names(),
+      [op, inputs](std::span<const int64_t> c, std::vector<Key>& external) {
         std::vector<Arg> args;
-        std::vector<int64_t> idx;
-        for (size_t i = 0; i < names.size(); ++i) {
-          idx.clear();
-          for (int ax : maps[i]) idx.push_back(ax < 0 ? 0 : c[ax]);
-          Key k(names[i], idx);
-          external.push_back(k);
-          args.push_back(Arg::ref(std::move(k)));
-        }
+        inputs.append_refs(c, args, external);
         return Task::call(op, std::move(args));
       });
   return make_array(std::move(name), label, options.dtype.value_or(in[0].dtype()), std::move(shape),

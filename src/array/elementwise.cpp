@@ -720,34 +720,14 @@ Array make_elementwise(std::string label, DType dtype, Shape shape, Chunks chunk
   const Value program = Value::of(prog.encode());
   std::vector<Value> lits;
   for (const NDArray& l : literals) lits.push_back(Value::of(l));
-  // How each leaf's block coordinates follow from the output's (broadcast axes read block 0).
-  const size_t nd = shape.size();
-  std::vector<std::string> names;
-  std::vector<std::vector<int>> maps;  // per leaf, per leaf axis: output axis, or -1
-  for (const Array& a : leaves) {
-    names.push_back(a.name());
-    std::vector<int> m;
-    const size_t lead = nd - static_cast<size_t>(a.ndim());
-    for (size_t k = 0; k < static_cast<size_t>(a.ndim()); ++k) {
-      m.push_back(
-          a.numblocks()[k] == 1 && chunks[lead + k].size() != 1 ? -1 : static_cast<int>(lead + k));
-    }
-    maps.push_back(std::move(m));
-  }
+  const AlignedInputs inputs(leaves, chunks);
   auto layer = std::make_shared<BlockLayer>(
-      name, "elementwise", numblocks_of(chunks), names,
-      [names, maps, program, lits](std::span<const int64_t> c, std::vector<Key>& external) {
+      name, "elementwise", numblocks_of(chunks), inputs.names(),
+      [inputs, program, lits](std::span<const int64_t> c, std::vector<Key>& external) {
         std::vector<Arg> args;
-        args.reserve(1 + names.size() + lits.size());
+        args.reserve(1 + inputs.names().size() + lits.size());
         args.emplace_back(program);
-        std::vector<int64_t> idx;
-        for (size_t i = 0; i < names.size(); ++i) {
-          idx.clear();
-          for (int ax : maps[i]) idx.push_back(ax < 0 ? 0 : c[ax]);
-          Key k(names[i], idx);
-          external.push_back(k);
-          args.push_back(Arg::ref(std::move(k)));
-        }
+        inputs.append_refs(c, args, external);
         for (const Value& v : lits) args.emplace_back(v);
         return Task::call(get_op("array.elementwise"), std::move(args));
       });

@@ -221,23 +221,17 @@ void to_hdf5(const Array& a, const std::string& path, const std::string& dataset
   }
   const std::string name =
       make_name("to-hdf5", std::vector<Value>{token_of(a), Value::of(path), Value::of(dataset)});
-  const std::string in = a.name();
   const auto offs = offsets_of(a.chunks());
-  HighLevelGraph hlg = a.graph();
-  hlg.add_layer(std::make_shared<BlockLayer>(
-      name, "store", a.numblocks(), std::vector<std::string>{in},
-      [in, path, dataset, offs](std::span<const int64_t> c, std::vector<Key>& external) {
+  compute_per_block(
+      a, name,
+      [path, dataset, offs](std::span<const int64_t> c, Key key) {
         std::vector<int64_t> lo(c.size());
         for (size_t k = 0; k < c.size(); ++k) lo[k] = offs[k][c[k]];
-        Key k(in, c);
-        external.push_back(k);
         return Task::call(get_op("array.write-hdf5"),
-                          {Arg::ref(std::move(k)), Arg(Value::of(path)), Arg(Value::of(dataset)),
+                          {Arg::ref(std::move(key)), Arg(Value::of(path)), Arg(Value::of(dataset)),
                            Arg(Value::of(lo))});
-      }));
-  std::vector<Key> keys;
-  for_each_block(a.numblocks(), [&](std::span<const int64_t> c) { keys.emplace_back(name, c); });
-  detail::compute_keys(hlg, keys, {}, options);
+      },
+      options);
 }
 
 }  // namespace tessera::array

@@ -18,22 +18,6 @@ namespace tessera::array {
 
 namespace {
 
-std::string descr_of(DType t) {
-  switch (t) {
-    case DType::Bool:
-      return "|b1";
-    case DType::Int32:
-      return "<i4";
-    case DType::Int64:
-      return "<i8";
-    case DType::Float32:
-      return "<f4";
-    case DType::Float64:
-      break;
-  }
-  return "<f8";
-}
-
 struct Header {
   DType dtype;
   Shape shape;
@@ -134,16 +118,7 @@ Header read_header(int fd, const std::string& path) {
   read_exact(fd, dict.data(), dict.size(), start, path);
   Header h;
   const std::string descr = field(dict, "descr", path);
-  if (!descr.empty() && descr[0] == '>') {
-    io_fail(path, fmt::format("big-endian data ('{}') is not supported", descr));
-  }
-  try {
-    h.dtype = dtype_from_name(descr == "|b1" ? "bool" : descr);
-  } catch (const ValueError&) {
-    io_fail(path, fmt::format(
-                      "unsupported dtype '{}' (tessera reads bool, int32, int64, float32, float64)",
-                      descr));
-  }
+  h.dtype = dtype_of_descr(descr, path);
   if (field(dict, "fortran_order", path).find("True") != std::string::npos) {
     io_fail(path, "Fortran-ordered .npy files are not supported (save with C order)");
   }
@@ -172,7 +147,7 @@ Header read_header(int fd, const std::string& path) {
 
 std::string header_bytes(DType t, const Shape& shape) {
   std::string dict = fmt::format("{{'descr': '{}', 'fortran_order': False, 'shape': {}, }}",
-                                 descr_of(t), shape_str(shape));
+                                 numpy_descr(t), shape_str(shape));
   // Pad so the data starts at a multiple of 64 bytes, ending with a newline.
   const size_t total = 10 + dict.size() + 1;
   dict.append((64 - total % 64) % 64, ' ');
@@ -304,24 +279,18 @@ void to_npy(const Array& a, const std::string& path, const ComputeOptions& optio
   // One store task per block; each writes its rows and returns the bytes written.
   const std::string name = make_name("store-npy", std::vector<Value>{token_of(a), Value::of(path)});
   const auto offs = offsets_of(a.chunks());
-  const std::string in = a.name();
   const auto data_offset = static_cast<int64_t>(h.size());
   const Shape shape = a.shape();
-  HighLevelGraph hlg = a.graph();
-  hlg.add_layer(std::make_shared<BlockLayer>(
-      name, "store", a.numblocks(), std::vector<std::string>{in},
-      [=](std::span<const int64_t> c, std::vector<Key>& external) {
+  compute_per_block(
+      a, name,
+      [=](std::span<const int64_t> c, Key key) {
         std::vector<int64_t> lo(c.size());
         for (size_t k = 0; k < c.size(); ++k) lo[k] = offs[k][c[k]];
-        Key k(in, c);
-        external.push_back(k);
         return Task::call(get_op("array.store-npy"),
-                          {Arg::ref(std::move(k)), Arg(Value::of(path)),
+                          {Arg::ref(std::move(key)), Arg(Value::of(path)),
                            Arg(Value::of(data_offset)), Arg(Value::of(shape)), Arg(Value::of(lo))});
-      }));
-  std::vector<Key> keys;
-  for_each_block(a.numblocks(), [&](std::span<const int64_t> c) { keys.emplace_back(name, c); });
-  detail::compute_keys(hlg, keys, {}, options);
+      },
+      options);
 }
 
 }  // namespace tessera::array

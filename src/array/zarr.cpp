@@ -30,22 +30,6 @@ using nlohmann::json;
   throw IOError(fmt::format("{}: {}", path, what));
 }
 
-std::string zarr_dtype(DType t) {
-  switch (t) {
-    case DType::Bool:
-      return "|b1";
-    case DType::Int32:
-      return "<i4";
-    case DType::Int64:
-      return "<i8";
-    case DType::Float32:
-      return "<f4";
-    case DType::Float64:
-      break;
-  }
-  return "<f8";
-}
-
 std::string read_file(const std::string& path, bool must_exist) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
@@ -174,15 +158,7 @@ Meta read_meta(const std::string& root) {
     if (j.at("zarr_format").get<int>() != 2) fail(path, "only zarr_format 2 is supported");
     m.shape = j.at("shape").get<Shape>();
     m.chunks = j.at("chunks").get<Shape>();
-    const std::string dt = j.at("dtype").get<std::string>();
-    if (!dt.empty() && dt[0] == '>')
-      fail(path, fmt::format("big-endian dtype '{}' is not supported", dt));
-    try {
-      m.dtype = dtype_from_name(dt == "|b1" ? "bool" : dt);
-    } catch (const ValueError&) {
-      fail(path, fmt::format(
-                     "dtype '{}' is not supported (bool, int32, int64, float32, float64 are)", dt));
-    }
+    m.dtype = dtype_of_descr(j.at("dtype").get<std::string>(), path);
     if (j.value("order", "C") != "C") fail(path, "Fortran-ordered chunks are not supported");
     if (j.contains("filters") && !j["filters"].is_null() && !j["filters"].empty())
       fail(path, "filters are not supported");
@@ -273,19 +249,13 @@ void store(const Array& a, std::function<void(std::span<const int64_t>, const ND
                             });
   const std::string name =
       make_name("store", std::vector<Value>{token_of(a), Value::of(random_token())});
-  const std::string in = a.name();
-  HighLevelGraph hlg = a.graph();
-  hlg.add_layer(std::make_shared<BlockLayer>(
-      name, "store", a.numblocks(), std::vector<std::string>{in},
-      [in, op](std::span<const int64_t> c, std::vector<Key>& external) {
-        Key k(in, c);
-        external.push_back(k);
-        return Task::call(
-            op, {Arg::ref(std::move(k)), Arg(Value::of(std::vector<int64_t>(c.begin(), c.end())))});
-      }));
-  std::vector<Key> keys;
-  for_each_block(a.numblocks(), [&](std::span<const int64_t> c) { keys.emplace_back(name, c); });
-  detail::compute_keys(hlg, keys, {}, options);
+  compute_per_block(
+      a, name,
+      [op](std::span<const int64_t> c, Key key) {
+        return Task::call(op, {Arg::ref(std::move(key)),
+                               Arg(Value::of(std::vector<int64_t>(c.begin(), c.end())))});
+      },
+      options);
 }
 
 void to_zarr(const Array& a, const std::string& path, const ZarrOptions& zarr,
@@ -329,7 +299,7 @@ void to_zarr(const Array& a, const std::string& path, const ZarrOptions& zarr,
   json meta = {{"zarr_format", 2},
                {"shape", a.shape()},
                {"chunks", chunk},
-               {"dtype", zarr_dtype(a.dtype())},
+               {"dtype", numpy_descr(a.dtype())},
                {"compressor", codec.to_json()},
                {"fill_value", a.dtype() == DType::Bool ? json(false) : json(0)},
                {"order", "C"},
@@ -338,20 +308,14 @@ void to_zarr(const Array& a, const std::string& path, const ZarrOptions& zarr,
   const std::string text = meta.dump(4);
   write_file((fs::path(path) / ".zarray").string(), text.data(), text.size());
   const std::string name = make_name("to-zarr", std::vector<Value>{token_of(a), Value::of(path)});
-  const std::string in = a.name();
-  HighLevelGraph hlg = a.graph();
-  hlg.add_layer(std::make_shared<BlockLayer>(
-      name, "store", a.numblocks(), std::vector<std::string>{in},
-      [in, path](std::span<const int64_t> c, std::vector<Key>& external) {
-        Key k(in, c);
-        external.push_back(k);
+  compute_per_block(
+      a, name,
+      [path](std::span<const int64_t> c, Key key) {
         return Task::call(get_op("array.write-zarr"),
-                          {Arg::ref(std::move(k)), Arg(Value::of(path)),
+                          {Arg::ref(std::move(key)), Arg(Value::of(path)),
                            Arg(Value::of(std::vector<int64_t>(c.begin(), c.end())))});
-      }));
-  std::vector<Key> keys;
-  for_each_block(a.numblocks(), [&](std::span<const int64_t> c) { keys.emplace_back(name, c); });
-  detail::compute_keys(hlg, keys, {}, options);
+      },
+      options);
 }
 
 Array from_zarr(const std::string& path) {
