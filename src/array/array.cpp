@@ -318,7 +318,7 @@ void compute_per_block(const Array& a, const std::string& name,
       }));
   std::vector<Key> keys;
   for_each_block(a.numblocks(), [&](std::span<const int64_t> c) { keys.emplace_back(name, c); });
-  detail::compute_keys(hlg, keys, {}, options);
+  tessera::detail::compute_keys(hlg, keys, {}, options);
 }
 
 std::string numpy_descr(DType t) {
@@ -613,7 +613,7 @@ Array Array::compute_chunk_sizes(const ComputeOptions& options) const {
       }));
   std::vector<Key> keys;
   for_each_block(numblocks(), [&](std::span<const int64_t> c) { keys.emplace_back(sizes, c); });
-  const std::vector<Value> shapes = detail::compute_keys(hlg, keys, {}, options);
+  const std::vector<Value> shapes = tessera::detail::compute_keys(hlg, keys, {}, options);
   std::vector<Value> fake;
   for (const Value& s : shapes)
     fake.push_back(Value::of(NDArray::constant(DType::Bool, s.get<std::vector<int64_t>>(), 0)));

@@ -393,24 +393,30 @@ struct MapBlocksOptions {
 Array map_blocks(std::shared_ptr<const Op> op, const std::vector<Array>& arrays,
                  MapBlocksOptions options = {});
 
-// map_blocks with a registered function (shippable), a plain function or a lambda (local).
+namespace detail {
+// The op for a block function: the registered op of a registered free function (shippable
+// to other processes), else a local closure op named `label`.
 template <class F>
-Array map_blocks(F&& fn, const std::vector<Array>& arrays, MapBlocksOptions options = {}) {
+std::shared_ptr<const Op> block_function_op(F&& fn, const std::string& label) {
   using Fn = std::decay_t<F>;
   if constexpr (std::is_pointer_v<Fn> && std::is_function_v<std::remove_pointer_t<Fn>>) {
     const Fn ptr = fn;
-    const auto erased = reinterpret_cast<void (*)()>(ptr);
-    if (const Op* op = find_op_by_fn(erased)) {
-      return map_blocks(std::shared_ptr<const Op>(std::shared_ptr<const Op>(), op), arrays,
-                        std::move(options));
+    if (const Op* op = find_op_by_fn(reinterpret_cast<void (*)()>(ptr))) {
+      return std::shared_ptr<const Op>(std::shared_ptr<const Op>(), op);
     }
-    return map_blocks(make_closure_op(options.name.empty() ? "map_blocks" : options.name, ptr),
-                      arrays, std::move(options));
+    return make_closure_op(label, ptr);
   } else {
-    return map_blocks(
-        make_closure_op(options.name.empty() ? "map_blocks" : options.name, std::forward<F>(fn)),
-        arrays, std::move(options));
+    return make_closure_op(label, std::forward<F>(fn));
   }
+}
+}  // namespace detail
+
+// map_blocks with a registered function (shippable), a plain function or a lambda (local).
+template <class F>
+Array map_blocks(F&& fn, const std::vector<Array>& arrays, MapBlocksOptions options = {}) {
+  auto op = detail::block_function_op(std::forward<F>(fn),
+                                      options.name.empty() ? "map_blocks" : options.name);
+  return map_blocks(std::move(op), arrays, std::move(options));
 }
 template <class F>
 Array map_blocks(F&& fn, const Array& a, MapBlocksOptions options = {}) {
@@ -437,19 +443,9 @@ Array blockwise(std::shared_ptr<const Op> op, const std::string& out_index,
 template <class F>
 Array blockwise(F&& fn, const std::string& out_index, std::vector<BlockwiseInput> inputs,
                 BlockwiseOptions options = {}) {
-  using Fn = std::decay_t<F>;
-  const std::string label = options.name.empty() ? "blockwise" : options.name;
-  if constexpr (std::is_pointer_v<Fn> && std::is_function_v<std::remove_pointer_t<Fn>>) {
-    const Fn ptr = fn;
-    if (const Op* op = find_op_by_fn(reinterpret_cast<void (*)()>(ptr))) {
-      return blockwise(std::shared_ptr<const Op>(std::shared_ptr<const Op>(), op), out_index,
-                       std::move(inputs), std::move(options));
-    }
-    return blockwise(make_closure_op(label, ptr), out_index, std::move(inputs), std::move(options));
-  } else {
-    return blockwise(make_closure_op(label, std::forward<F>(fn)), out_index, std::move(inputs),
-                     std::move(options));
-  }
+  auto op = detail::block_function_op(std::forward<F>(fn),
+                                      options.name.empty() ? "blockwise" : options.name);
+  return blockwise(std::move(op), out_index, std::move(inputs), std::move(options));
 }
 
 // The arrays rechunked so that their blocks line up (dask's unify_chunks), as elementwise
@@ -483,17 +479,9 @@ Array overlap(const Array& a, const OverlapOptions& options);
 Array map_overlap(std::shared_ptr<const Op> op, const Array& a, const OverlapOptions& options);
 template <class F>
 Array map_overlap(F&& fn, const Array& a, OverlapOptions options) {
-  using Fn = std::decay_t<F>;
-  const std::string label = options.name.empty() ? "map_overlap" : options.name;
-  if constexpr (std::is_pointer_v<Fn> && std::is_function_v<std::remove_pointer_t<Fn>>) {
-    const Fn ptr = fn;
-    if (const Op* op = find_op_by_fn(reinterpret_cast<void (*)()>(ptr))) {
-      return map_overlap(std::shared_ptr<const Op>(std::shared_ptr<const Op>(), op), a, options);
-    }
-    return map_overlap(make_closure_op(label, ptr), a, options);
-  } else {
-    return map_overlap(make_closure_op(label, std::forward<F>(fn)), a, options);
-  }
+  auto op = detail::block_function_op(std::forward<F>(fn),
+                                      options.name.empty() ? "map_overlap" : options.name);
+  return map_overlap(std::move(op), a, options);
 }
 
 // Cumulative sum / product along `axis` (every element when axis is not given, flattened).
