@@ -67,6 +67,24 @@ int64_t chunk_size_limit();
 // Sets it; returns the previous value.
 int64_t set_chunk_size_limit(int64_t bytes);
 
+// How rechunk plans its stages (dask's rechunk(threshold=, block_size_limit=)).
+struct RechunkOptions {
+  // Go through intermediate chunkings when one step would cut the blocks into more than
+  // `threshold` times as many pieces as there are input and output blocks together.
+  double threshold = 4.0;
+  // No intermediate block above this many bytes (0: chunk_size_limit()). A limit below the
+  // largest input or output block is raised to it.
+  int64_t block_size_limit = 0;
+  // What handling one piece costs, in bytes of copying: a staged plan is taken only when
+  // its extra copies of the array cost less than the pieces it saves. 0: stage whenever the
+  // pieces pass the threshold, as dask does.
+  int64_t piece_cost_bytes = 8192;
+};
+
+// The chunkings a rechunk from `from` to `to` goes through; the last is `to`.
+std::vector<Chunks> plan_rechunk(const Chunks& from, const Chunks& to, DType dtype,
+                                 const RechunkOptions& options = {});
+
 // Which axes a reduction reduces: all of them (the default), one, or several.
 class Axes {
  public:
@@ -175,8 +193,9 @@ class Array {
   Array transpose(std::vector<int> axes) const;
   // Elements converted to `dtype`.
   Array astype(DType dtype) const;
-  // The same array cut into other chunks.
-  Array rechunk(const ChunkSpec& chunks) const;
+  // The same array cut into other chunks, through intermediate chunkings when one step
+  // would cut the blocks into too many pieces (see RechunkOptions and plan_rechunk).
+  Array rechunk(const ChunkSpec& chunks, const RechunkOptions& options = {}) const;
   // NumPy's basic indexing: x[{2, ta::slice(1, -1), ta::slice()}]. Missing trailing entries mean
   // whole axes. IndexError naming the index, axis and size when out of bounds.
   Array operator[](std::initializer_list<Index> index) const;
