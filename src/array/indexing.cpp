@@ -64,43 +64,97 @@ NDArray astype_block(const NDArray& a, const std::string& dtype) {
 }
 TESSERA_REGISTER_AS("array.astype", astype_block);
 
+// Slabs gathered along `axis`: position j of the result is index picks[j].second of
+// sources[picks[j].first] (the sources share every other extent).
+NDArray gather_along(int axis, std::span<const NDArray> sources,
+                     std::span<const std::pair<int64_t, int64_t>> picks, DType dtype,
+                     Shape shape) {
+  shape[axis] = static_cast<int64_t>(picks.size());
+  NDArray out = NDArray::empty(dtype, shape);
+  const int64_t item = static_cast<int64_t>(dtype_size(dtype));
+  const int64_t outer =
+      std::accumulate(shape.begin(), shape.begin() + axis, int64_t{1}, std::multiplies<>());
+  const int64_t inner = item * std::accumulate(shape.begin() + axis + 1, shape.end(), int64_t{1},
+                                               std::multiplies<>());
+  if (outer == 0 || inner == 0) return out;
+  auto* dst = static_cast<std::byte*>(out.raw_mutable_data());
+  for (int64_t o = 0; o < outer; ++o) {
+    for (const auto& [src, local] : picks) {
+      const NDArray& b = sources[static_cast<size_t>(src)];
+      const int64_t len = b.shape()[axis];
+      std::memcpy(dst, static_cast<const std::byte*>(b.raw_data()) + (o * len + local) * inner,
+                  static_cast<size_t>(inner));
+      dst += inner;
+    }
+  }
+  return out;
+}
+
+// The blocks of `args` from `first` on, contiguous and of `dtype`.
+std::vector<NDArray> contiguous_blocks(std::span<const Value> args, size_t first, DType dtype,
+                                       const char* op) {
+  std::vector<NDArray> out;
+  for (size_t i = first; i < args.size(); ++i) {
+    NDArray b = as_ndarray(arg_at(args, i, op));
+    if (b.dtype() != dtype) b = b.astype(dtype);
+    out.push_back(b.contiguous());
+  }
+  return out;
+}
+
 // Gathers elements along `axis` from several blocks: spec = axis, then per output position
 // (source list index, local index); args: spec, then the source blocks.
 Value take_block(std::span<const Value> args) {
   const auto& spec = arg_at(args, 0, "array.take").get<std::vector<int64_t>>();
   if (spec.empty() || spec.size() % 2 != 1) throw ValueError("array.take: malformed spec");
   const auto axis = static_cast<int>(spec[0]);
-  const size_t n = (spec.size() - 1) / 2;
   const NDArray& first = as_ndarray(arg_at(args, 1, "array.take"));
   if (axis < 0 || axis >= first.ndim()) throw ValueError("array.take: bad axis");
-  Shape shape = first.shape();
-  shape[axis] = static_cast<int64_t>(n);
-  NDArray out = NDArray::empty(first.dtype(), shape);
-  const std::vector<int64_t> ost = contiguous_strides(shape);
-  const int64_t item = static_cast<int64_t>(dtype_size(first.dtype()));
-  std::vector<int64_t> at(shape.size(), 0);
-  for (size_t j = 0; j < n; ++j) {
-    const size_t src = static_cast<size_t>(spec[1 + 2 * j]) + 1;
-    const NDArray& b = as_ndarray(arg_at(args, src, "array.take"));
-    const NDArray piece = b.slice(axis, spec[2 + 2 * j], spec[2 + 2 * j] + 1);
-    // Copy the piece into position j along axis.
-    NDArray c = piece.contiguous();
-    const int64_t outer =
-        std::accumulate(shape.begin(), shape.begin() + axis, int64_t{1}, std::multiplies<>());
-    const int64_t inner =
-        std::accumulate(shape.begin() + axis + 1, shape.end(), int64_t{1}, std::multiplies<>());
-    for (int64_t o = 0; o < outer; ++o) {
-      std::memcpy(static_cast<std::byte*>(out.raw_mutable_data()) +
-                      ((o * static_cast<int64_t>(n) + static_cast<int64_t>(j)) * inner) * item,
-                  static_cast<const std::byte*>(c.raw_data()) + o * inner * item,
-                  static_cast<size_t>(inner * item));
+  const std::vector<NDArray> src = contiguous_blocks(args, 1, first.dtype(), "array.take");
+  std::vector<std::pair<int64_t, int64_t>> picks;
+  for (size_t j = 1; j + 1 < spec.size(); j += 2) {
+    if (spec[j] < 0 || spec[j] >= static_cast<int64_t>(src.size()) || spec[j + 1] < 0 ||
+        spec[j + 1] >= src[static_cast<size_t>(spec[j])].shape()[axis]) {
+      throw ValueError("array.take: malformed spec");
     }
+    picks.emplace_back(spec[j], spec[j + 1]);
   }
-  (void)ost;
-  (void)at;
-  return Value::of(std::move(out));
+  return Value::of(gather_along(axis, src, picks, first.dtype(), first.shape()));
 }
 TESSERA_REGISTER_AS("array.take", take_block);
+
+// Gathers along `axis` at indices read from an index block: spec = axis, then the global
+// start of every source block along the axis and the axis length; args: spec, the index
+// block (integers; negative ones count from the end), then every source block along the axis.
+Value take_indexed_block(std::span<const Value> args) {
+  const char* op = "array.take_indexed";
+  const auto& spec = arg_at(args, 0, op).get<std::vector<int64_t>>();
+  const size_t nsrc = args.size() < 3 ? 0 : args.size() - 2;
+  if (spec.size() != nsrc + 2 || nsrc == 0) throw ValueError("array.take_indexed: malformed spec");
+  const auto axis = static_cast<int>(spec[0]);
+  const std::span<const int64_t> starts(spec.data() + 1, nsrc);
+  const int64_t n = spec.back();
+  const NDArray idx = as_ndarray(arg_at(args, 1, op)).astype(DType::Int64).contiguous();
+  const NDArray& first = as_ndarray(arg_at(args, 2, op));
+  if (idx.ndim() != 1 || axis < 0 || axis >= first.ndim())
+    throw ValueError("array.take_indexed: malformed arguments");
+  const std::vector<NDArray> src = contiguous_blocks(args, 2, first.dtype(), op);
+  std::vector<std::pair<int64_t, int64_t>> picks;
+  picks.reserve(static_cast<size_t>(idx.size()));
+  const int64_t* p = idx.data<int64_t>();
+  for (int64_t j = 0; j < idx.size(); ++j) {
+    int64_t i = p[j];
+    if (i < -n || i >= n) {
+      throw IndexError(fmt::format("index {} is out of bounds for axis {} with size {}", i, axis, n));
+    }
+    if (i < 0) i += n;
+    const auto b = static_cast<int64_t>(std::upper_bound(starts.begin(), starts.end(), i) -
+                                        starts.begin()) - 1;
+    picks.emplace_back(b, i - starts[static_cast<size_t>(b)]);
+  }
+  return Value::of(gather_along(axis, src, picks, first.dtype(), first.shape()));
+}
+TESSERA_REGISTER_AS("array.take_indexed", take_indexed_block);
 
 // Rows [r0, r1) of the flattened input, reshaped: spec = dtype, first row of the first
 // block, row length (elements), flat start, flat count, then the output block shape.
@@ -300,6 +354,10 @@ Array compress(const Array& condition, const Array& a, int axis) {
 }
 
 Array Array::operator[](const Array& mask) const {
+  if (mask.dtype() != DType::Bool) {
+    if (ndim() == 0) throw IndexError("too many indices for array: array is 0-dimensional");
+    return take(*this, mask, 0);
+  }
   if (mask.ndim() == 1 && ndim() >= 1 && mask.shape()[0] >= 0 && shape()[0] >= 0 &&
       mask.shape()[0] != shape()[0]) {
     throw IndexError(fmt::format(
@@ -514,6 +572,55 @@ Array take(const Array& a, const std::vector<int64_t>& indices, int axis) {
       });
   return make_array(std::move(name), "take", a.dtype(), std::move(shape), std::move(chunks),
                     std::move(layer), std::span<const Array>(&a, 1));
+}
+
+Array take(const Array& a, const Array& indices, int axis) {
+  const int ax = normalize_axis(axis, a.ndim());
+  if (indices.dtype() != DType::Int64 && indices.dtype() != DType::Int32) {
+    throw TypeError(fmt::format("take: indices must be integers, not {}{}",
+                                dtype_name(indices.dtype()),
+                                indices.dtype() == DType::Bool ? " (use compress for a mask)" : ""));
+  }
+  if (indices.ndim() == 0) return squeeze(take(a, indices.reshape({1}), ax), ax);
+  if (indices.ndim() != 1) {
+    throw IndexError(fmt::format(
+        "take: indices must be 0-D or 1-D, not of shape {} (an integer array indexes one axis)",
+        shape_str(indices.shape())));
+  }
+  require_known_chunks(a, "take");
+  const auto& in_chunks = a.chunks()[ax];
+  std::vector<int64_t> spec{ax};
+  {
+    int64_t s = 0;
+    for (int64_t c : in_chunks) spec.push_back(s), s += c;
+    spec.push_back(s);
+  }
+  Chunks chunks = a.chunks();
+  chunks[ax] = indices.chunks()[0];
+  Shape shape = a.shape();
+  shape[ax] = indices.shape()[0];
+  std::string name = make_name("take", std::vector<Value>{token_of(a), token_of(indices),
+                                                          Value::of(static_cast<int64_t>(ax))});
+  const std::string in = a.name(), ix = indices.name();
+  const auto nin = static_cast<int64_t>(in_chunks.size());
+  auto layer = std::make_shared<BlockLayer>(
+      name, "take", numblocks_of(chunks), std::vector<std::string>{in, ix},
+      [in, ix, ax, nin, spec](std::span<const int64_t> c, std::vector<Key>& external) {
+        Key k(ix, {c[ax]});
+        external.push_back(k);
+        std::vector<Arg> args{Arg(Value::of(spec)), Arg::ref(std::move(k))};
+        std::vector<int64_t> src(c.begin(), c.end());
+        for (int64_t b = 0; b < nin; ++b) {
+          src[ax] = b;
+          Key s(in, src);
+          external.push_back(s);
+          args.push_back(Arg::ref(std::move(s)));
+        }
+        return Task::call(get_op("array.take_indexed"), std::move(args));
+      });
+  const Array inputs[] = {a, indices};
+  return make_array(std::move(name), "take", a.dtype(), std::move(shape), std::move(chunks),
+                    std::move(layer), inputs);
 }
 
 Array compress(const std::vector<bool>& condition, const Array& a, int axis) {

@@ -85,7 +85,7 @@ TEST(Indexing, MatchesNumPy) {
   w(x[{ta::slice(10, 20)}], "i5", "x[10:20]");
   w(x[{ta::slice(-100, 100, 4), ta::slice(4, 1, -1), -12}], "i6", "x[-100:100:4, 4:1:-1, -12]");
   w(ta::take(x, {5, 0, 0, 3, -1}, 2), "t1", "np.take(x, [5, 0, 0, 3, -1], 2)");
-  w(ta::take(x, {}, 0), "t2", "np.take(x, [], 0)");
+  w(ta::take(x, std::vector<int64_t>{}, 0), "t2", "np.take(x, [], 0)");
   w(ta::compress({true, false, true, true, false}, x, 1), "c1",
     "np.compress([1, 0, 1, 1, 0], x, 1)");
   w(x.reshape({30, 12}), "r1", "x.reshape(30, 12)");
@@ -105,6 +105,21 @@ TEST(Indexing, MatchesNumPy) {
   w(x.transpose({1, 0, 2}), "tr", "x.transpose(1, 0, 2)");
   w(x.rechunk({4, 2, 5}), "rc1", "x");
   w(x.rechunk(ta::Chunks{{1, 1, 1, 1, 1, 1}, {2, 3}, {12}}) + 1, "rc2", "x + 1");
+  // Integer-array indexing with lazy indices.
+  const std::vector<int64_t> picks{5, 0, 0, 3, -1, 2, -6, 4};
+  const auto lazy = ta::from_ndarray(ta::NDArray::from_vector(picks, {8}), ta::Chunks{{3, 1, 4}});
+  w(x[lazy], "li1", "x[[5, 0, 0, 3, -1, 2, -6, 4]]");
+  w(ta::take(x, lazy + 3, 2), "li2", "np.take(x, np.array([5, 0, 0, 3, -1, 2, -6, 4]) + 3, 2)");
+  w(ta::take(x, ta::arange(4, -1, -1, 2).astype(ta::DType::Int32), 1), "li3",
+    "np.take(x, np.arange(4, -1, -1, dtype=np.int32), 1)");
+  w(ta::take(x, ta::from_ndarray(ta::NDArray::scalar(int64_t{-2}), ta::Chunks{}), 2), "li4",
+    "np.take(x, -2, 2)");
+  w(ta::take(x, ta::zeros({0}, 1, ta::DType::Int64), 0), "li5", "np.take(x, np.zeros(0, int), 0)");
+  // Indices of unknown count: x[idx[idx > 2]].
+  const auto some = lazy[lazy > 2];
+  EXPECT_TRUE(x[some].has_unknown_chunks());
+  w(x[some].compute_chunk_sizes(), "li6", "x[[5, 3, 4]]");
+  w(x[some] + 1, "li7", "x[[5, 3, 4]] + 1");
   const std::string out = run_python(
       dir,
       "import numpy as np\n"
@@ -165,6 +180,36 @@ TEST(Indexing, BadIndicesAreNamed) {
               ta::broadcast_to(x, {6, 6});
             }),
             "cannot broadcast shape (6, 5) to (6, 6)");
+}
+
+TEST(Indexing, BadLazyIndicesAreNamed) {
+  auto x = ta::ones({6, 5}, 2);
+  const auto idx = ta::from_ndarray(ta::NDArray::from_vector(std::vector<int64_t>{1, 6, 2}, {3}), 2);
+  // Known only when computed: the computation fails naming the block, the index, the axis
+  // and its size.
+  const auto bad = x[idx];
+  EXPECT_EQ(error_of<tessera::TaskError>([&] { bad.compute({.scheduler = "sync"}); }),
+            "task '('" + bad.name() +
+                "', 0, 0)' (op 'array.take_indexed') raised tessera::IndexError: index 6 is out of "
+                "bounds for axis 0 with size 6");
+  const auto low = ta::take(x, idx - 12, 1);
+  EXPECT_EQ(error_of<tessera::TaskError>([&] { low.compute({.scheduler = "sync"}); }),
+            "task '('" + low.name() +
+                "', 0, 0)' (op 'array.take_indexed') raised tessera::IndexError: index -11 is out "
+                "of bounds for axis 1 with size 5");
+  EXPECT_EQ(error_of<tessera::TypeError>([&] { ta::take(x, ta::ones({2}, 1), 0); }),
+            "take: indices must be integers, not float64");
+  EXPECT_EQ(error_of<tessera::TypeError>([&] { ta::take(x, x > 0, 0); }),
+            "take: indices must be integers, not bool (use compress for a mask)");
+  EXPECT_EQ(error_of<tessera::IndexError>(
+                [&] { ta::take(x, ta::zeros({2, 2}, 1, ta::DType::Int64), 0); }),
+            "take: indices must be 0-D or 1-D, not of shape (2, 2) (an integer array indexes one "
+            "axis)");
+  EXPECT_EQ(error_of<tessera::IndexError>([&] { ta::take(x, idx, 2); }),
+            "axis 2 is out of bounds for array of dimension 2");
+  EXPECT_EQ(error_of<tessera::IndexError>(
+                [&] { ta::from_ndarray(ta::NDArray::scalar(1.0), ta::Chunks{})[idx]; }),
+            "too many indices for array: array is 0-dimensional");
 }
 
 TEST(Indexing, SlicesAreViewsOfOneBlockEach) {

@@ -199,10 +199,10 @@ class Array {
   // NumPy's basic indexing: x[{2, ta::slice(1, -1), ta::slice()}]. Missing trailing entries mean
   // whole axes. IndexError naming the index, axis and size when out of bounds.
   Array operator[](std::initializer_list<Index> index) const;
-  // Boolean-mask indexing with a lazy mask: a 1-D mask selects along axis 0, a mask of this
-  // array's shape selects elements (flattened). The result's length is unknown until
-  // computed (has_unknown_chunks()).
-  Array operator[](const Array& mask) const;
+  // Indexing with a lazy array. A bool mask: a 1-D mask selects along axis 0, a mask of this
+  // array's shape selects elements (flattened); the result's length is unknown until
+  // computed (has_unknown_chunks()). Integers (0-D or 1-D): take(*this, index, 0).
+  Array operator[](const Array& index) const;
   Array getitem(std::span<const Index> index) const;
   // The same elements in another shape (one entry may be -1).
   Array reshape(Shape shape) const;
@@ -380,6 +380,9 @@ Array argmax(const Array& a, std::optional<int> axis = {}, ReduceOptions options
 // ---- indexing and shape ---------------------------------------------------------------------
 // Elements at `indices` along `axis` (NumPy's take; negative indices count from the end).
 Array take(const Array& a, const std::vector<int64_t>& indices, int axis = 0);
+// The same with lazy indices (a 0-D or 1-D integer array): the result's blocks along `axis`
+// are the index array's, and an index out of range fails the computation with IndexError.
+Array take(const Array& a, const Array& indices, int axis = 0);
 // Elements where `condition` is true along `axis` (NumPy's compress / boolean-mask indexing);
 // ValueError when the mask's length differs from the axis.
 Array compress(const std::vector<bool>& condition, const Array& a, int axis = 0);
