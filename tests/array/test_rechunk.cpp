@@ -98,7 +98,9 @@ TEST(RechunkPlan, BlocksStayUnderTheLimitAndPiecesShrink) {
       total += pieces(prev, stage);
       prev = stage;
     }
-    if (plan.size() > 1) EXPECT_LT(total, pieces(from, to)) << "stages: " << plan.size();
+    if (plan.size() > 1) {
+      EXPECT_LT(total, pieces(from, to)) << "stages: " << plan.size();
+    }
   }
   // Rows to columns of 10000 x 10000: 10^8 pieces in one step, under 10^5 planned.
   const auto plan = ta::plan_rechunk(regular({10000, 10000}, {1, 10000}),

@@ -405,9 +405,9 @@ Array broadcast_to(const Array& a, const Shape& shape);
 // ---- block functions ------------------------------------------------------------------------
 // Options of map_blocks.
 struct MapBlocksOptions {
-  std::optional<DType> dtype;    // of the result blocks (default: the first input's)
-  std::optional<Chunks> chunks;  // of the result (default: the first input's)
-  std::string name;              // key prefix (default: the function's name)
+  std::optional<DType> dtype{};    // of the result blocks (default: the first input's)
+  std::optional<Chunks> chunks{};  // of the result (default: the first input's)
+  std::string name{};              // key prefix (default: the function's name)
 };
 
 // Applies `op` (NDArray f(const NDArray&, ...), one argument per array) to corresponding
@@ -452,8 +452,8 @@ struct BlockwiseInput {
 };
 // Options of blockwise.
 struct BlockwiseOptions {
-  std::optional<DType> dtype;  // of the result (default: the first input's)
-  std::string name;            // key prefix (default: the function's name)
+  std::optional<DType> dtype{};  // of the result (default: the first input's)
+  std::string name{};            // key prefix (default: the function's name)
 };
 // dask's blockwise (with concatenate=False): output block (i, j, …) of index `out_index` calls
 // `op` on the input blocks whose letters match. A letter missing from the output is
@@ -485,11 +485,11 @@ enum class Boundary {
 
 // Options of overlap and map_overlap.
 struct OverlapOptions {
-  std::vector<int64_t> depth;  // per axis, or one value for every axis
+  std::vector<int64_t> depth{};  // per axis, or one value for every axis
   Boundary boundary = Boundary::None;
   double constant = 0;
-  std::optional<DType> dtype;  // of map_overlap's result (default: the input's)
-  std::string name;            // key prefix of map_overlap's function
+  std::optional<DType> dtype{};  // of map_overlap's result (default: the input's)
+  std::string name{};            // key prefix of map_overlap's function
 };
 
 // Each block extended by `depth` elements of its neighbours along each axis (and the
