@@ -1,6 +1,7 @@
 // User functions over blocks (map_blocks, unify_chunks) and cumulative sums and products.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <numeric>
@@ -79,6 +80,75 @@ Array map_blocks(std::shared_ptr<const Op> op, const std::vector<Array>& arrays,
                     std::move(chunks), std::move(layer), in);
 }
 
+namespace {
+
+// An input of blockwise with concatenate=true.
+struct ConcatInput {
+  std::string name, index;
+  Chunks chunks;
+  DType dtype;
+};
+
+std::vector<std::string> arrays_names(const std::vector<Array>& arrays) {
+  std::vector<std::string> out;
+  for (const Array& a : arrays) {
+    if (std::find(out.begin(), out.end(), a.name()) == out.end()) out.push_back(a.name());
+  }
+  return out;
+}
+
+// The argument of output block `c` for `in`: its block, or (when it has letters the output
+// lacks) a nested task joining every block along those letters (array.assemble).
+Arg concatenated_arg(const ConcatInput& in, const std::string& out_index,
+                     std::span<const int64_t> c, std::vector<Key>& external) {
+  const size_t nd = in.index.size();
+  std::vector<int64_t> at(nd, 0);
+  std::vector<size_t> joined;  // axes of `in` whose letters the output lacks
+  for (size_t j = 0; j < nd; ++j) {
+    const size_t o = out_index.find(in.index[j]);
+    if (o == std::string::npos) {
+      joined.push_back(j);
+    } else if (in.chunks[j].size() > 1) {
+      at[j] = c[o];
+    }
+  }
+  Shape counts;
+  for (size_t j : joined) counts.push_back(static_cast<int64_t>(in.chunks[j].size()));
+  bool single = true;
+  for (int64_t n : counts) single = single && n == 1;
+  if (single) {
+    Key k(in.name, at);
+    external.push_back(k);
+    return Arg::ref(std::move(k));
+  }
+  std::vector<int64_t> spec{static_cast<int64_t>(in.dtype), static_cast<int64_t>(nd)};
+  for (size_t j = 0; j < nd; ++j) {
+    const bool join = std::find(joined.begin(), joined.end(), j) != joined.end();
+    spec.push_back(join ? std::accumulate(in.chunks[j].begin(), in.chunks[j].end(), int64_t{0})
+                        : in.chunks[j][static_cast<size_t>(at[j])]);
+  }
+  std::vector<Arg> args{Arg(Value())};  // the spec, set below
+  for_each_block(counts, [&](std::span<const int64_t> pc) {
+    for (size_t q = 0; q < joined.size(); ++q) at[joined[q]] = pc[q];
+    for (size_t j = 0; j < nd; ++j) {
+      const auto b = static_cast<size_t>(at[j]);
+      const int64_t dst = std::find(joined.begin(), joined.end(), j) == joined.end()
+                              ? 0
+                              : std::accumulate(in.chunks[j].begin(),
+                                                in.chunks[j].begin() + static_cast<int64_t>(b),
+                                                int64_t{0});
+      spec.insert(spec.end(), {0, in.chunks[j][b], dst});
+    }
+    Key k(in.name, at);
+    external.push_back(k);
+    args.push_back(Arg::ref(std::move(k)));
+  });
+  args[0] = Arg(Value::of(std::move(spec)));
+  return Arg::task(Task::call(get_op("array.assemble"), std::move(args)));
+}
+
+}  // namespace
+
 Array blockwise(std::shared_ptr<const Op> op, const std::string& out_index,
                 std::vector<BlockwiseInput> inputs, BlockwiseOptions options) {
   if (!op) throw ValueError("blockwise: no function");
@@ -101,6 +171,17 @@ Array blockwise(std::shared_ptr<const Op> op, const std::string& out_index,
       if (c.empty() || (c.size() == 1 && in.array.chunks()[k].size() > 1)) c = in.array.chunks()[k];
     }
   }
+  for (const auto& [l, len] : options.new_axes) {
+    if (out_index.find(l) == std::string::npos) {
+      throw ValueError(
+          fmt::format("blockwise: new axis '{}' is not in the output index '{}'", l, out_index));
+    }
+    if (letter_chunks.count(l))
+      throw ValueError(fmt::format("blockwise: new axis '{}' is also in an input index", l));
+    if (len < 0)
+      throw ValueError(fmt::format("blockwise: new axis '{}' has negative length {}", l, len));
+  }
+  for (const auto& [l, len] : options.new_axes) letter_chunks[l] = {len};
   for (char l : out_index) {
     if (!letter_chunks.count(l))
       throw ValueError(fmt::format("blockwise: output letter '{}' is in no input index", l));
@@ -140,8 +221,33 @@ Array blockwise(std::shared_ptr<const Op> op, const std::string& out_index,
     nb.push_back(static_cast<int64_t>(letter_chunks[l].size()));
   }
   const std::string label = options.name.empty() ? op->key_prefix : options.name;
+  bool contracts = false;
+  for (const BlockwiseInput& in : inputs) {
+    for (char l : in.index) contracts = contracts || out_index.find(l) == std::string::npos;
+  }
+  for (const auto& [l, len] : options.new_axes) {
+    token.push_back(Value::of(std::string(1, l)));
+    token.push_back(Value::of(len));
+  }
+  LayerPtr layer;
+  if (options.concatenate && contracts) {
+    token.push_back(Value::of(std::string("concatenate")));
+    std::string name = make_name(label, token);
+    std::vector<ConcatInput> cin;
+    for (size_t i = 0; i < arrays.size(); ++i)
+      cin.push_back({arrays[i].name(), inputs[i].index, arrays[i].chunks(), arrays[i].dtype()});
+    layer = std::make_shared<BlockLayer>(
+        name, "blockwise", nb, arrays_names(arrays),
+        [op, out_index, cin](std::span<const int64_t> c, std::vector<Key>& external) {
+          std::vector<Arg> a;
+          for (const ConcatInput& in : cin) a.push_back(concatenated_arg(in, out_index, c, external));
+          return Task::call(op, std::move(a));
+        });
+    return make_array(std::move(name), label, options.dtype.value_or(arrays[0].dtype()),
+                      std::move(shape), std::move(chunks), std::move(layer), arrays);
+  }
   std::string name = make_name(label, token);
-  auto layer = std::make_shared<BlockwiseLayer>(name, out_index, nb, op, std::move(args));
+  layer = std::make_shared<BlockwiseLayer>(name, out_index, nb, op, std::move(args));
   return make_array(std::move(name), label, options.dtype.value_or(arrays[0].dtype()),
                     std::move(shape), std::move(chunks), std::move(layer), arrays);
 }

@@ -384,6 +384,37 @@ TEST(Blockwise, MatchesNumPy) {
     "np.outer(x[:, 0], np.load('v.npy'))");
   w(ta::blockwise(sum_of_products, "ik", {{x, "ij"}, {b, "jk"}}), "matmul",
     "x @ np.load('b.npy'), rtol=1e-12");
+  // concatenate=true: the blocks along 'j' arrive joined, so one product per output block.
+  auto product = [](const ta::NDArray& p, const ta::NDArray& q) {
+    EXPECT_EQ(p.shape()[1], 7);  // the whole contracted axis
+    return ta::matmul(ta::from_ndarray(p, -1), ta::from_ndarray(q, -1)).compute({.scheduler = "sync"});
+  };
+  const auto joined = ta::blockwise(product, "ik", {{x, "ij"}, {b, "jk"}}, {.concatenate = true});
+  EXPECT_EQ(joined.chunks(), (ta::Chunks{{4, 4, 1}, {5}}));
+  w(joined, "matmul_c", "x @ np.load('b.npy'), rtol=1e-12");
+  // Every axis contracted: one call on the whole array, a 0-d result.
+  auto total = [](const ta::NDArray& p) {
+    EXPECT_EQ(p.shape(), (ta::Shape{9, 7}));
+    return ta::from_ndarray(p, -1).sum().compute({.scheduler = "sync"});
+  };
+  w(ta::blockwise(total, "", {{x, "ij"}}, {.concatenate = true}), "sum_c", "np.sum(x), rtol=1e-12");
+  // new_axes: each block gains an axis of length 3.
+  auto spread = [](const ta::NDArray& p) {
+    return (ta::from_ndarray(p, -1).reshape({p.shape()[0], p.shape()[1], 1}) *
+            ta::arange(1, 4, 1, 3))
+        .compute({.scheduler = "sync"});
+  };
+  const auto spreaded = ta::blockwise(spread, "ijk", {{x, "ij"}}, {.new_axes = {{'k', 3}}});
+  EXPECT_EQ(spreaded.shape(), (ta::Shape{9, 7, 3}));
+  EXPECT_EQ(spreaded.chunks()[2], (std::vector<int64_t>{3}));
+  w(spreaded, "new_axes", "x[:, :, None] * np.arange(1, 4)");
+  // Both: contract 'j' joined, and a new axis 'l' in its place.
+  auto rows_times = [](const ta::NDArray& p) {
+    return (ta::from_ndarray(p, -1).sum(1, {.keepdims = true}) * ta::arange(0, 2, 1, 2))
+        .compute({.scheduler = "sync"});
+  };
+  w(ta::blockwise(rows_times, "il", {{x, "ij"}}, {.concatenate = true, .new_axes = {{'l', 2}}}),
+    "both", "x.sum(1, keepdims=True) * np.arange(2), rtol=1e-12");
   const std::string out =
       run_python(dir, kCheckPrelude + checks.str() + "print('ALL OK' if ok else 'MISMATCH')\n");
   EXPECT_NE(out.find("ALL OK"), std::string::npos) << out;
@@ -403,4 +434,17 @@ TEST(Blockwise, MatchesNumPy) {
               ta::blockwise(add, "ij", {{x, "ij"}, {b, "ij"}});
             }),
             "blockwise: letter 'i' has length 9 in one input and 7 in another");
+  EXPECT_EQ(error_of<tessera::ValueError>([&] {
+              ta::blockwise(outer, "ij", {{x[{ta::slice(), 0}], "i"}, {v, "j"}},
+                            {.new_axes = {{'j', 2}}});
+            }),
+            "blockwise: new axis 'j' is also in an input index");
+  EXPECT_EQ(error_of<tessera::ValueError>([&] {
+              ta::blockwise(add, "ij", {{x, "ij"}, {v, "j"}}, {.new_axes = {{'k', 2}}});
+            }),
+            "blockwise: new axis 'k' is not in the output index 'ij'");
+  EXPECT_EQ(error_of<tessera::ValueError>([&] {
+              ta::blockwise(add, "ijk", {{x, "ij"}, {v, "j"}}, {.new_axes = {{'k', -1}}});
+            }),
+            "blockwise: new axis 'k' has negative length -1");
 }

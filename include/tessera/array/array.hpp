@@ -17,6 +17,7 @@
 #include <functional>
 #include <initializer_list>
 #include <iosfwd>
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
@@ -454,12 +455,17 @@ struct BlockwiseInput {
 struct BlockwiseOptions {
   std::optional<DType> dtype{};  // of the result (default: the first input's)
   std::string name{};            // key prefix (default: the function's name)
+  // Contracted letters hand the op one NDArray, the blocks along them concatenated
+  // (dask's concatenate=True), instead of a list of blocks.
+  bool concatenate = false;
+  // Output letters no input has, with their lengths (one block each), as dask's new_axes.
+  std::map<char, int64_t> new_axes{};
 };
-// dask's blockwise (with concatenate=False): output block (i, j, …) of index `out_index` calls
-// `op` on the input blocks whose letters match. A letter missing from the output is
-// contracted: the op receives the list of blocks along it (a std::vector<Value> of
-// NDArrays, nested one level per contracted letter). Arrays sharing a letter are rechunked
-// to the same blocks along it; an axis of one block broadcasts.
+// dask's blockwise: output block (i, j, …) of index `out_index` calls `op` on the input
+// blocks whose letters match. A letter missing from the output is contracted: the op
+// receives the list of blocks along it (a std::vector<Value> of NDArrays, nested one level
+// per contracted letter), or with `concatenate` those blocks joined into one. Arrays sharing
+// a letter are rechunked to the same blocks along it; an axis of one block broadcasts.
 Array blockwise(std::shared_ptr<const Op> op, const std::string& out_index,
                 std::vector<BlockwiseInput> inputs, BlockwiseOptions options = {});
 template <class F>
