@@ -186,23 +186,6 @@ NDArray chol_off(const NDArray& aik, const std::vector<Value>& lij, const std::v
 }
 TESSERA_REGISTER_AS("linalg.cholesky-off", chol_off);
 
-NDArray solve_block(const NDArray& a, const NDArray& b) {
-  Mat x = writable(a);
-  const int64_t n = x.shape()[0];
-  const bool vec = b.ndim() == 1;
-  Mat y = writable(vec ? b.reshape({b.shape()[0], 1}) : b);
-  const int64_t k = y.shape()[1];
-  std::vector<lapack_int> piv(static_cast<size_t>(std::max<int64_t>(n, 1)));
-  if (n > 0 && k > 0) {
-    check_info(LAPACKE_dgesv(LAPACK_ROW_MAJOR, static_cast<int>(n), static_cast<int>(k),
-                             x.mutable_data<double>(), static_cast<int>(n), piv.data(),
-                             y.mutable_data<double>(), static_cast<int>(k)),
-               "solve");
-  }
-  return vec ? y.reshape({n}) : y;
-}
-TESSERA_REGISTER_AS("linalg.solve", solve_block);
-
 // Solves R x = y for upper-triangular R.
 NDArray triangular_solve(const NDArray& r, const NDArray& y) {
   const Mat l = f64(r).contiguous();
@@ -220,6 +203,111 @@ NDArray triangular_solve(const NDArray& r, const NDArray& y) {
   return vec ? x.reshape({n}) : x;
 }
 TESSERA_REGISTER_AS("linalg.triangular-solve", triangular_solve);
+
+// ---- blocked LU (solve) ----
+//
+// Left-looking block LU with partial pivoting inside each diagonal block, as dask's lu:
+// S = A_kk - sum_m L_km U_mk is factored P_k L_kk U_kk (getrf); U_kj = L_kk^-1 P_k^T
+// (A_kj - sum_m L_km U_mj); L_ik = (A_ik - sum_m L_im U_mk) U_kk^-1. The right-hand side
+// is eliminated as one more block column, then back-substituted.
+
+// a - sum_m x_m y_m, as a fresh matrix.
+Mat minus_products(const NDArray& a, const std::vector<Value>& xs, const std::vector<Value>& ys) {
+  Mat s = writable(a);
+  const int64_t m = s.shape()[0], n = s.shape()[1];
+  for (size_t j = 0; j < xs.size(); ++j) {
+    const Mat x = f64(as_ndarray(xs[j])).contiguous(), y = f64(as_ndarray(ys[j])).contiguous();
+    const int64_t k = x.shape()[1];
+    if (m && n && k) {
+      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(m),
+                  static_cast<int>(n), static_cast<int>(k), -1.0, x.data<double>(),
+                  static_cast<int>(k), y.data<double>(), static_cast<int>(n), 1.0,
+                  s.mutable_data<double>(), static_cast<int>(n));
+    }
+  }
+  return s;
+}
+
+// [packed L\U, pivots (int64, 1-based as getrf gives them)] of a diagonal block.
+Value lu_diag(std::span<const Value> args) {
+  const char* op = "linalg.lu-diag";
+  const auto& block = arg_at(args, 3, op).get<std::vector<int64_t>>();
+  Mat s = minus_products(as_ndarray(arg_at(args, 0, op)),
+                         arg_at(args, 1, op).get<std::vector<Value>>(),
+                         arg_at(args, 2, op).get<std::vector<Value>>());
+  const int64_t n = s.shape()[0];
+  std::vector<lapack_int> piv(static_cast<size_t>(std::max<int64_t>(n, 1)));
+  if (n > 0) {
+    const lapack_int info = LAPACKE_dgetrf(LAPACK_ROW_MAJOR, static_cast<int>(n),
+                                           static_cast<int>(n), s.mutable_data<double>(),
+                                           static_cast<int>(n), piv.data());
+    if (info < 0) check_info(info, "solve");
+    if (info > 0) {
+      throw LinAlgError(block.size() == 2 && block[1] > 1
+                            ? fmt::format("Singular matrix: diagonal block {} of {} is singular "
+                                          "after elimination (pivoting stays within blocks; "
+                                          "larger blocks may avoid this)",
+                                          block[0], block[1])
+                            : std::string("Singular matrix"));
+    }
+  }
+  NDArray p = NDArray::empty(DType::Int64, {n});
+  for (int64_t i = 0; i < n; ++i) p.mutable_data<int64_t>()[i] = piv[static_cast<size_t>(i)];
+  return Value::list({Value::of(std::move(s)), Value::of(std::move(p))});
+}
+TESSERA_REGISTER_AS("linalg.lu-diag", lu_diag);
+
+// L_kk^-1 P_k^T (a - sum_m x_m y_m): the U blocks right of a diagonal block, and the
+// eliminated right-hand side.
+NDArray lu_right(const NDArray& a, const std::vector<Value>& xs, const std::vector<Value>& ys,
+                 const std::vector<Value>& factor) {
+  Mat s = minus_products(a, xs, ys);
+  const Mat lu = f64(as_ndarray(factor.at(0))).contiguous();
+  const NDArray& piv = as_ndarray(factor.at(1));
+  const int64_t n = s.shape()[0], k = s.shape()[1];
+  if (n && k) {
+    double* p = s.mutable_data<double>();
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t r = piv.data<int64_t>()[i] - 1;
+      if (r != i) std::swap_ranges(p + i * k, p + (i + 1) * k, p + r * k);
+    }
+    cblas_dtrsm(CblasRowMajor, CblasLeft, CblasLower, CblasNoTrans, CblasUnit, static_cast<int>(n),
+                static_cast<int>(k), 1.0, lu.data<double>(), static_cast<int>(n), p,
+                static_cast<int>(k));
+  }
+  return s;
+}
+TESSERA_REGISTER_AS("linalg.lu-right", lu_right);
+
+// (a - sum_m x_m y_m) U_kk^-1: the L blocks below a diagonal block.
+NDArray lu_below(const NDArray& a, const std::vector<Value>& xs, const std::vector<Value>& ys,
+                 const std::vector<Value>& factor) {
+  Mat s = minus_products(a, xs, ys);
+  const Mat lu = f64(as_ndarray(factor.at(0))).contiguous();
+  const int64_t m = s.shape()[0], n = s.shape()[1];
+  if (m && n) {
+    cblas_dtrsm(CblasRowMajor, CblasRight, CblasUpper, CblasNoTrans, CblasNonUnit,
+                static_cast<int>(m), static_cast<int>(n), 1.0, lu.data<double>(),
+                static_cast<int>(n), s.mutable_data<double>(), static_cast<int>(n));
+  }
+  return s;
+}
+TESSERA_REGISTER_AS("linalg.lu-below", lu_below);
+
+// U_kk^-1 (y - sum_j x_j y_j): back substitution of one block row.
+NDArray lu_back(const NDArray& y, const std::vector<Value>& us, const std::vector<Value>& xs,
+                const std::vector<Value>& factor) {
+  Mat s = minus_products(y, us, xs);
+  const Mat lu = f64(as_ndarray(factor.at(0))).contiguous();
+  const int64_t n = s.shape()[0], k = s.shape()[1];
+  if (n && k) {
+    cblas_dtrsm(CblasRowMajor, CblasLeft, CblasUpper, CblasNoTrans, CblasNonUnit,
+                static_cast<int>(n), static_cast<int>(k), 1.0, lu.data<double>(),
+                static_cast<int>(n), s.mutable_data<double>(), static_cast<int>(k));
+  }
+  return s;
+}
+TESSERA_REGISTER_AS("linalg.lu-back", lu_back);
 
 Array one_block_task(const std::string& label, std::vector<Value> token, DType dtype, Shape shape,
                      std::vector<Array> inputs, std::function<Task(std::vector<Key>&)> make) {
@@ -448,20 +536,89 @@ Array solve(const Array& a, const Array& b) {
     throw ValueError(fmt::format("solve: b of shape {} does not fit a of shape {}",
                                  shape_str(b.shape()), shape_str(a.shape())));
   }
-  const Array A = a.rechunk(-1), B = b.rechunk(-1);
-  const int nb = B.ndim();
-  Array x = one_block_task("solve", {}, DType::Float64, b.shape(), {A, B},
-                           [A, B, nb](std::vector<Key>& external) {
-                             Key ka = zero_key(A.name(), 2), kb = zero_key(B.name(), nb);
-                             external.push_back(ka);
-                             external.push_back(kb);
-                             return Task::call(get_op("linalg.solve"),
-                                               {Arg::ref(std::move(ka)), Arg::ref(std::move(kb))});
-                           });
-  x = x.rechunk(b.chunks());
+  require_known_chunks(a, "solve");
+  require_known_chunks(b, "solve");
+  const std::vector<int64_t>& rows = a.chunks()[0];
+  const Array A = a.chunks()[1] == rows ? a : a.rechunk(Chunks{rows, rows});
+  const bool vec = b.ndim() == 1;
+  const Array b2 = vec ? b.reshape({b.shape()[0], 1}) : b;
+  const Array B = b2.chunks()[0] == rows ? b2 : b2.rechunk(Chunks{rows, b2.chunks()[1]});
+  const auto nb = static_cast<int64_t>(rows.size());
+  const std::string in = A.name(), rhs = B.name();
+  // The factors: L below the diagonal, U right of it, [L\U, pivots] on it.
+  const std::string lu = make_name("lu", std::vector<Value>{token_of(A)});
+  auto lu_layer = std::make_shared<BlockLayer>(
+      lu, "lu", A.numblocks(), std::vector<std::string>{in},
+      [in, lu, nb](std::span<const int64_t> c, std::vector<Key>& external) {
+        const int64_t i = c[0], j = c[1], k = std::min(i, j);
+        Key aij(in, {i, j});
+        external.push_back(aij);
+        std::vector<Arg> ls, us;
+        for (int64_t m = 0; m < k; ++m) {
+          ls.push_back(Arg::ref(Key(lu, {i, m})));
+          us.push_back(Arg::ref(Key(lu, {m, j})));
+        }
+        std::vector<Arg> args{Arg::ref(std::move(aij)), Arg::list(std::move(ls)),
+                              Arg::list(std::move(us))};
+        if (i == j) {
+          args.emplace_back(Value::of(std::vector<int64_t>{i, nb}));
+          return Task::call(get_op("linalg.lu-diag"), std::move(args));
+        }
+        args.push_back(Arg::ref(Key(lu, {k, k})));
+        return Task::call(get_op(i < j ? "linalg.lu-right" : "linalg.lu-below"), std::move(args));
+      });
+  const Array factors = make_array(lu, "lu", DType::Float64, A.shape(), A.chunks(),
+                                   std::move(lu_layer), std::span<const Array>(&A, 1));
+  // Forward elimination of b: y_k = L_kk^-1 P_k^T (b_k - sum_m L_km y_m).
+  const std::string y = make_name("lu-forward", std::vector<Value>{token_of(factors), token_of(B)});
+  auto y_layer = std::make_shared<BlockLayer>(
+      y, "lu-forward", B.numblocks(), std::vector<std::string>{lu, rhs},
+      [lu, rhs, y](std::span<const int64_t> c, std::vector<Key>& external) {
+        const int64_t k = c[0], col = c[1];
+        Key bk(rhs, {k, col}), fk(lu, {k, k});
+        external.push_back(bk);
+        external.push_back(fk);
+        std::vector<Arg> ls, ys;
+        for (int64_t m = 0; m < k; ++m) {
+          Key l(lu, {k, m});
+          external.push_back(l);
+          ls.push_back(Arg::ref(std::move(l)));
+          ys.push_back(Arg::ref(Key(y, {m, col})));
+        }
+        return Task::call(get_op("linalg.lu-right"),
+                          {Arg::ref(std::move(bk)), Arg::list(std::move(ls)),
+                           Arg::list(std::move(ys)), Arg::ref(std::move(fk))});
+      });
+  const Array fw[] = {factors, B};
+  const Array Y = make_array(y, "lu-forward", DType::Float64, B.shape(), B.chunks(),
+                             std::move(y_layer), fw);
+  // Back substitution: x_k = U_kk^-1 (y_k - sum_{j>k} U_kj x_j).
+  const std::string x = make_name("lu-back", std::vector<Value>{token_of(factors), token_of(Y)});
+  auto x_layer = std::make_shared<BlockLayer>(
+      x, "lu-back", B.numblocks(), std::vector<std::string>{lu, y},
+      [lu, y, x, nb](std::span<const int64_t> c, std::vector<Key>& external) {
+        const int64_t k = c[0], col = c[1];
+        Key yk(y, {k, col}), fk(lu, {k, k});
+        external.push_back(yk);
+        external.push_back(fk);
+        std::vector<Arg> us, xs;
+        for (int64_t j = k + 1; j < nb; ++j) {
+          Key u(lu, {k, j});
+          external.push_back(u);
+          us.push_back(Arg::ref(std::move(u)));
+          xs.push_back(Arg::ref(Key(x, {j, col})));
+        }
+        return Task::call(get_op("linalg.lu-back"),
+                          {Arg::ref(std::move(yk)), Arg::list(std::move(us)),
+                           Arg::list(std::move(xs)), Arg::ref(std::move(fk))});
+      });
+  const Array bw[] = {factors, Y};
+  Array X = make_array(x, "lu-back", DType::Float64, B.shape(), B.chunks(), std::move(x_layer), bw);
+  if (vec) X = X.reshape({b.shape()[0]});
+  if (X.chunks() != b.chunks()) X = X.rechunk(b.chunks());
   return linalg_dtype(result_type(a.dtype(), b.dtype())) == DType::Float32
-             ? astype(x, DType::Float32)
-             : x;
+             ? astype(X, DType::Float32)
+             : X;
 }
 
 Lstsq lstsq(const Array& a, const Array& b) {

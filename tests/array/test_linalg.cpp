@@ -47,6 +47,15 @@ TEST(Linalg, MatchesNumPy) {
   w(la::solve(S, b), "x");
   w(la::solve(S, ta::random::normal({60, 4}, 16, 5)), "x2");
   w(ta::random::normal({60, 4}, 16, 5), "b2");
+  // Blocked LU: irregular blocks, columns cut differently from rows, b cut differently again.
+  auto G = ta::random::normal({100, 100}, ta::Chunks{{10, 35, 30, 25}, {50, 50}}, 12);
+  auto g = ta::random::normal({100, 5}, {40, 2}, 13);
+  w(G, "G");
+  w(g, "g");
+  const auto xg = la::solve(G, g);
+  EXPECT_EQ(xg.chunks(), g.chunks());
+  w(xg, "xg");
+  w(la::solve(G.astype(ta::DType::Float32), g[{ta::slice(), 0}].astype(ta::DType::Float32)), "xg32");
   auto bb = ta::random::normal({200, 3}, {37, 3}, 6);
   w(bb, "bb");
   auto ls = la::lstsq(A, bb);
@@ -85,6 +94,10 @@ u, s, v = L('u'), L('s'), L('v')
 ok('svd', close(u * s @ v, A) and close(s, np.linalg.svd(A, compute_uv=False)))
 ok('cholesky', close(L('L'), np.linalg.cholesky(L('spd'))) and close(L('L2'), np.linalg.cholesky(L('spd'))))
 ok('solve', close(L('x'), np.linalg.solve(S, L('b'))) and close(L('x2'), np.linalg.solve(S, L('b2'))))
+G, g = L('G'), L('g')
+ok('solve-blocked', close(L('xg'), np.linalg.solve(G, g)))
+x32 = L('xg32')
+ok('solve-f32', x32.dtype == np.float32 and np.allclose(x32, np.linalg.solve(G.astype(np.float32), g[:, 0].astype(np.float32)), rtol=1e-3, atol=1e-4))
 x, res, _, _ = np.linalg.lstsq(A, L('bb'), rcond=None)
 ok('lstsq', close(L('lx'), x) and close(L('lr'), res))
 b = L('b')
@@ -115,6 +128,27 @@ TEST(Linalg, BadInputIsNamed) {
             "cholesky: the matrix must be square, not (4, 3)");
   EXPECT_EQ(error_of<tessera::ValueError>([&] { la::qr(ta::ones({4}, 2)); }),
             "tsqr: 1-dimensional array given, a 2-D matrix is needed (shape (4,))");
+  // Pivoting stays within diagonal blocks: a nonsingular matrix whose first diagonal block is
+  // zero fails with an error that says so; a singular one says it is singular.
+  const auto swap = ta::from_ndarray(
+      ta::NDArray::from_vector(std::vector<double>{0, 0, 1, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 1, 0, 0},
+                               {4, 4}),
+      2);
+  const auto xs = la::solve(swap, ta::ones({4}, 2));
+  std::string lu;  // the factors' layer
+  for (const auto& layer : xs.graph().layers()) {
+    const std::string& n = layer->name();
+    if (n.rfind("lu-", 0) == 0 && n.rfind("lu-forward", 0) != 0 && n.rfind("lu-back", 0) != 0) lu = n;
+  }
+  EXPECT_EQ(error_of<tessera::TaskError>([&] { xs.compute({.scheduler = "sync"}); }),
+            "task '('" + lu +
+                "', 0, 0)' (op 'linalg.lu-diag') raised tessera::array::LinAlgError: Singular "
+                "matrix: diagonal block 0 of 2 is singular after elimination (pivoting stays "
+                "within blocks; larger blocks may avoid this)");
+  EXPECT_NEAR(la::solve(swap.rechunk(4), ta::ones({4}, 2)).compute().at<double>({0}), 1.0, 0);
+  EXPECT_NE(error_of<tessera::TaskError>([&] { la::solve(ta::ones({3, 3}, 3), ta::ones({3}, 3)).compute(); })
+                .find("raised tessera::array::LinAlgError: Singular matrix"),
+            std::string::npos);
   EXPECT_EQ(error_of<tessera::ValueError>([&] { la::solve(sq, ta::ones({5}, 2)); }),
             "solve: b of shape (5,) does not fit a of shape (4, 4)");
   EXPECT_EQ(error_of<tessera::ValueError>([&] { la::svd_compressed(sq, 5); }),

@@ -558,8 +558,10 @@ SVD svd_compressed(const Array& a, int64_t k, int n_power_iter = 0, uint64_t see
 // Lower-triangular L with a = L @ L.T (blocked, right-looking); LinAlgError if a is not
 // positive definite.
 Array cholesky(const Array& a);
-// x with a @ x = b (a square). The system is solved in one task (LAPACK gesv): a must fit
-// in one worker's memory.
+// x with a @ x = b (a square), by blocked LU as dask's solve: getrf on each diagonal block
+// (partial pivoting within it), trsm and gemm between blocks, b eliminated as one more
+// block column. LinAlgError if a diagonal block is singular after elimination (which a
+// nonsingular a can cause, since pivoting does not cross blocks; larger blocks avoid it).
 Array solve(const Array& a, const Array& b);
 // Least squares of a tall-and-skinny a (through tsqr): x minimizing |a @ x - b|, and the
 // squared residual per column of b.
