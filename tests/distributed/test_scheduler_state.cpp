@@ -1,0 +1,445 @@
+// The scheduler's state machine, transition by transition, with every invariant checked
+// after each event (Options::validate), and a randomized simulation: random graphs, workers
+// that compute real values from what they fetch, die, pause and join, until every wanted
+// result is exact.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <deque>
+#include <iostream>
+#include <map>
+#include <random>
+#include <set>
+
+#include "distributed/scheduler_state.hpp"
+#include "tessera/core/error.hpp"
+
+namespace td = tessera::distributed;
+using tessera::Key;
+using td::TaskStatus;
+
+namespace {
+
+td::TaskSpec spec(const std::string& key, std::vector<std::string> deps = {}, uint64_t priority = 0) {
+  td::TaskSpec s{Key(key), {}, priority, nullptr};
+  for (const auto& d : deps) s.dependencies.emplace_back(d);
+  return s;
+}
+
+std::vector<Key> keys(std::initializer_list<const char*> names) {
+  std::vector<Key> out;
+  for (const char* n : names) out.emplace_back(n);
+  return out;
+}
+
+// The actions of one kind.
+template <class A>
+std::vector<A> only(const std::vector<td::Action>& actions) {
+  std::vector<A> out;
+  for (const auto& a : actions)
+    if (const A* x = std::get_if<A>(&a)) out.push_back(*x);
+  return out;
+}
+
+std::vector<std::string> computed(const std::vector<td::Action>& actions) {
+  std::vector<std::string> out;
+  for (const auto& c : only<td::ComputeTask>(actions)) out.push_back(c.key.str() + "@" + std::to_string(c.worker));
+  return out;
+}
+
+std::set<std::string> freed(const std::vector<td::Action>& actions) {
+  std::set<std::string> out;
+  for (const auto& f : only<td::FreeKeys>(actions))
+    for (const auto& k : f.keys) out.insert(k.str() + "@" + std::to_string(f.worker));
+  return out;
+}
+
+constexpr int64_t kMod = 1'000'000'007;
+
+td::SchedulerState::Options validating() {
+  return {.validate = true};
+}
+
+}  // namespace
+
+TEST(SchedulerState, ComputesAChainAndReleasesIntermediates) {
+  td::SchedulerState s(validating());
+  s.handle(td::AddWorker{.worker = 1, .nthreads = 1});
+  auto out = s.handle(td::UpdateGraph{
+      .client = 7, .tasks = {spec("a"), spec("b", {"a"}), spec("c", {"a", "b"})}, .wanted = keys({"c"})});
+  EXPECT_EQ(computed(out), std::vector<std::string>{"a@1"});
+  EXPECT_EQ(s.status(Key("b")), TaskStatus::Waiting);
+  EXPECT_EQ(s.status(Key("c")), TaskStatus::Waiting);
+
+  out = s.handle(td::TaskFinished{.worker = 1, .key = Key("a"), .nbytes = 8});
+  ASSERT_EQ(computed(out), std::vector<std::string>{"b@1"});
+  const auto b = only<td::ComputeTask>(out)[0];
+  ASSERT_EQ(b.who_has.size(), 1U);
+  EXPECT_EQ(b.who_has[0].first, Key("a"));
+  EXPECT_EQ(b.who_has[0].second, std::vector<td::WorkerId>{1});
+
+  out = s.handle(td::TaskFinished{.worker = 1, .key = Key("b"), .nbytes = 8});
+  EXPECT_EQ(computed(out), std::vector<std::string>{"c@1"});
+  EXPECT_TRUE(freed(out).empty());  // c still needs a and b
+
+  out = s.handle(td::TaskFinished{.worker = 1, .key = Key("c"), .nbytes = 16});
+  const auto mem = only<td::ReportMemory>(out);
+  ASSERT_EQ(mem.size(), 1U);
+  EXPECT_EQ(mem[0].client, 7U);
+  EXPECT_EQ(mem[0].key, Key("c"));
+  EXPECT_EQ(mem[0].nbytes, 16U);
+  EXPECT_EQ(freed(out), (std::set<std::string>{"a@1", "b@1"}));
+  EXPECT_EQ(s.status(Key("a")), TaskStatus::Released);  // kept: c could need a recompute
+  EXPECT_EQ(s.status(Key("c")), TaskStatus::Memory);
+
+  // The client drops its future: everything is forgotten.
+  out = s.handle(td::ReleaseKeys{.client = 7, .keys = keys({"c"})});
+  EXPECT_EQ(freed(out), (std::set<std::string>{"c@1"}));
+  EXPECT_EQ(s.size(), 0U);
+  EXPECT_EQ(s.status(Key("a")), TaskStatus::Forgotten);
+}
+
+TEST(SchedulerState, RootTasksWaitInTheQueueWhileWorkersAreSaturated) {
+  td::SchedulerState s(validating());
+  s.handle(td::AddWorker{.worker = 1, .nthreads = 1});
+  s.handle(td::AddWorker{.worker = 2, .nthreads = 1});
+  std::vector<td::TaskSpec> tasks;
+  std::vector<Key> wanted;
+  for (int i = 0; i < 10; ++i) {
+    // Priorities reversed: r9 first.
+    tasks.push_back(spec("r" + std::to_string(i), {}, static_cast<uint64_t>(9 - i)));
+    wanted.emplace_back("r" + std::to_string(i));
+  }
+  auto out = s.handle(td::UpdateGraph{.client = 1, .tasks = tasks, .wanted = wanted});
+  // ceil(1 × 1.1) = 2 tasks per worker; the rest queued.
+  EXPECT_EQ(computed(out).size(), 4U);
+  EXPECT_EQ(s.count(TaskStatus::Queued), 6U);
+  EXPECT_EQ(s.processing_count(1), 2U);
+  EXPECT_EQ(s.processing_count(2), 2U);
+  std::set<std::string> first;
+  for (const auto& c : only<td::ComputeTask>(out)) first.insert(c.key.str());
+  EXPECT_EQ(first, (std::set<std::string>{"r9", "r8", "r7", "r6"}));
+  // A finished task makes room for the next in priority order, on the same worker.
+  const auto on1 = only<td::ComputeTask>(out)[0];
+  out = s.handle(td::TaskFinished{.worker = on1.worker, .key = on1.key, .nbytes = 1});
+  ASSERT_EQ(computed(out).size(), 1U);
+  EXPECT_EQ(only<td::ComputeTask>(out)[0].key, Key("r5"));
+  EXPECT_EQ(only<td::ComputeTask>(out)[0].worker, on1.worker);
+  // A third worker takes queued work at once.
+  out = s.handle(td::AddWorker{.worker = 3, .nthreads = 1});
+  EXPECT_EQ(computed(out), (std::vector<std::string>{"r4@3", "r3@3"}));
+}
+
+TEST(SchedulerState, WaitsForWorkersAndSkipsPausedOnes) {
+  td::SchedulerState s(validating());
+  auto out = s.handle(td::UpdateGraph{.client = 1, .tasks = {spec("x")}, .wanted = keys({"x"})});
+  EXPECT_TRUE(out.empty());
+  EXPECT_EQ(s.status(Key("x")), TaskStatus::NoWorker);
+  s.handle(td::AddWorker{.worker = 4, .nthreads = 1});
+  s.handle(td::SetWorkerPaused{.worker = 4, .paused = true});
+  EXPECT_EQ(s.status(Key("x")), TaskStatus::Processing);  // already there when it paused
+  out = s.handle(td::UpdateGraph{.client = 1, .tasks = {spec("y")}, .wanted = keys({"y"})});
+  EXPECT_EQ(s.status(Key("y")), TaskStatus::NoWorker);  // the only worker is paused
+  out = s.handle(td::SetWorkerPaused{.worker = 4, .paused = false});
+  EXPECT_EQ(computed(out), std::vector<std::string>{"y@4"});
+}
+
+TEST(SchedulerState, PlacesTasksWhereTheirInputsAre) {
+  td::SchedulerState s(validating());
+  for (td::WorkerId w : {1U, 2U, 3U}) s.handle(td::AddWorker{.worker = w, .nthreads = 4});
+  auto out = s.handle(td::UpdateGraph{
+      .client = 1,
+      .tasks = {spec("big"), spec("small"), spec("sum", {"big", "small"})},
+      .wanted = keys({"sum"})});
+  std::map<std::string, td::WorkerId> where;
+  for (const auto& c : only<td::ComputeTask>(out)) where[c.key.str()] = c.worker;
+  ASSERT_EQ(where.size(), 2U);
+  EXPECT_NE(where["big"], where["small"]);  // spread over the least loaded workers
+  s.handle(td::TaskFinished{.worker = where["big"], .key = Key("big"), .nbytes = 800'000'000});
+  out = s.handle(td::TaskFinished{.worker = where["small"], .key = Key("small"), .nbytes = 8});
+  ASSERT_EQ(only<td::ComputeTask>(out).size(), 1U);
+  EXPECT_EQ(only<td::ComputeTask>(out)[0].worker, where["big"]);  // 800 MB stay put
+}
+
+TEST(SchedulerState, ErrorsReachEveryClientThatWantsADependent) {
+  td::SchedulerState s(validating());
+  s.handle(td::AddWorker{.worker = 1, .nthreads = 2});
+  s.handle(td::UpdateGraph{.client = 1,
+                           .tasks = {spec("a"), spec("b", {"a"}), spec("c", {"b"}), spec("d")},
+                           .wanted = keys({"c", "d"})});
+  auto out = s.handle(td::TaskErred{.worker = 1, .key = Key("a"), .exception = "ValueError: bad"});
+  const auto err = only<td::ReportErred>(out);
+  ASSERT_EQ(err.size(), 1U);
+  EXPECT_EQ(err[0].key, Key("c"));
+  EXPECT_EQ(err[0].blamed, Key("a"));
+  EXPECT_EQ(err[0].exception, "ValueError: bad");
+  EXPECT_EQ(s.status(Key("b")), TaskStatus::Erred);
+  EXPECT_EQ(s.status(Key("d")), TaskStatus::Processing);  // unrelated work goes on
+  // Another client asking for the erred key hears at once.
+  out = s.handle(td::UpdateGraph{.client = 2, .tasks = {}, .wanted = keys({"c"})});
+  ASSERT_EQ(only<td::ReportErred>(out).size(), 1U);
+  EXPECT_EQ(only<td::ReportErred>(out)[0].client, 2U);
+  // A late result for a task that is no longer processing there is dropped.
+  out = s.handle(td::TaskFinished{.worker = 1, .key = Key("b"), .nbytes = 1});
+  EXPECT_EQ(freed(out), (std::set<std::string>{"b@1"}));
+  EXPECT_EQ(s.status(Key("b")), TaskStatus::Erred);
+}
+
+TEST(SchedulerState, RecomputesWhatADeadWorkerHeld) {
+  td::SchedulerState s(validating());
+  s.handle(td::AddWorker{.worker = 1, .nthreads = 1});
+  s.handle(td::UpdateGraph{.client = 9,
+                           .tasks = {spec("a"), spec("b", {"a"}), spec("out", {"a", "b"})},
+                           .wanted = keys({"a", "out"})});
+  s.handle(td::TaskFinished{.worker = 1, .key = Key("a"), .nbytes = 8});
+  EXPECT_EQ(s.status(Key("b")), TaskStatus::Processing);
+  s.handle(td::AddWorker{.worker = 2, .nthreads = 1});
+  // Worker 1 dies holding a (wanted) and running b.
+  auto out = s.handle(td::RemoveWorker{.worker = 1});
+  const auto lost = only<td::ReportLost>(out);
+  ASSERT_EQ(lost.size(), 1U);
+  EXPECT_EQ(lost[0].key, Key("a"));
+  EXPECT_EQ(computed(out), std::vector<std::string>{"a@2"});
+  EXPECT_EQ(s.status(Key("b")), TaskStatus::Waiting);
+  out = s.handle(td::TaskFinished{.worker = 2, .key = Key("a"), .nbytes = 8});
+  EXPECT_EQ(only<td::ReportMemory>(out).size(), 1U);  // the client hears a is back
+  EXPECT_EQ(computed(out), std::vector<std::string>{"b@2"});
+  // A result from the dead worker arriving late is ignored.
+  out = s.handle(td::TaskFinished{.worker = 1, .key = Key("b"), .nbytes = 8});
+  EXPECT_TRUE(out.empty());
+}
+
+TEST(SchedulerState, KilledWorkerAfterThreeDeaths) {
+  td::SchedulerState s(validating());
+  s.handle(td::UpdateGraph{.client = 1, .tasks = {spec("boom"), spec("after", {"boom"})},
+                           .wanted = keys({"after"})});
+  std::vector<td::Action> out;
+  for (td::WorkerId w = 1; w <= 3; ++w) {
+    s.handle(td::AddWorker{.worker = w, .nthreads = 1});
+    EXPECT_EQ(s.processing_on(Key("boom")), std::optional<td::WorkerId>(w));
+    out = s.handle(td::RemoveWorker{.worker = w});
+  }
+  EXPECT_EQ(s.status(Key("boom")), TaskStatus::Erred);
+  const auto err = only<td::ReportErred>(out);
+  ASSERT_EQ(err.size(), 1U);
+  EXPECT_EQ(err[0].key, Key("after"));
+  EXPECT_EQ(err[0].blamed, Key("boom"));
+  EXPECT_EQ(err[0].exception,
+            "KilledWorker: attempted to run task 'boom' on 3 different workers, but all those "
+            "workers died while running it; the last was worker 3");
+}
+
+TEST(SchedulerState, MissingDataIsRecomputedAndTheReaderRescheduled) {
+  td::SchedulerState s(validating());
+  s.handle(td::AddWorker{.worker = 1, .nthreads = 1});
+  s.handle(td::AddWorker{.worker = 2, .nthreads = 1});
+  s.handle(td::UpdateGraph{.client = 1, .tasks = {spec("a"), spec("b", {"a"})},
+                           .wanted = keys({"b"})});
+  const td::WorkerId wa = *s.processing_on(Key("a"));
+  s.handle(td::TaskFinished{.worker = wa, .key = Key("a"), .nbytes = 8});
+  const td::WorkerId wb = *s.processing_on(Key("b"));
+  // The reader could not fetch a from its holder (which lost it): a runs again.
+  auto out = s.handle(td::MissingData{.worker = wb, .key = Key("b"), .missing = Key("a"), .holder = wa});
+  EXPECT_EQ(s.status(Key("a")), TaskStatus::Processing);
+  EXPECT_EQ(s.status(Key("b")), TaskStatus::Waiting);
+  EXPECT_EQ(computed(out).size(), 1U);
+}
+
+TEST(SchedulerState, CancelsWhatNoClientWantsAndSharesWhatTwoDo) {
+  td::SchedulerState s(validating());
+  s.handle(td::AddWorker{.worker = 1, .nthreads = 1});
+  s.handle(td::UpdateGraph{.client = 1, .tasks = {spec("a"), spec("b", {"a"})}, .wanted = keys({"b"})});
+  // A second client submits the same keys: no second computation.
+  auto out = s.handle(td::UpdateGraph{.client = 2, .tasks = {spec("a"), spec("b", {"a"})},
+                                      .wanted = keys({"b"})});
+  EXPECT_TRUE(computed(out).empty());
+  EXPECT_EQ(s.size(), 2U);
+  out = s.handle(td::ReleaseKeys{.client = 1, .keys = keys({"b"})});
+  EXPECT_EQ(s.status(Key("a")), TaskStatus::Processing);  // client 2 still wants b
+  out = s.handle(td::RemoveClient{.client = 2});
+  EXPECT_EQ(freed(out), (std::set<std::string>{"a@1"}));  // running a is cancelled
+  EXPECT_EQ(s.size(), 0U);
+  EXPECT_EQ(s.processing_count(1), 0U);
+}
+
+TEST(SchedulerState, RefusesBadGraphsAndChangesNothing) {
+  td::SchedulerState s(validating());
+  auto err = [&](std::vector<td::TaskSpec> tasks, std::vector<Key> wanted) {
+    const auto out = s.handle(td::UpdateGraph{.client = 3, .tasks = tasks, .wanted = wanted});
+    const auto e = only<td::ReportGraphError>(out);
+    EXPECT_EQ(s.size(), 0U);
+    return e.empty() ? std::string("no error") : e[0].message;
+  };
+  EXPECT_EQ(err({spec("a", {"nowhere"})}, keys({"a"})),
+            "update_graph: task 'a' depends on 'nowhere', which is neither in the graph nor held "
+            "by the scheduler");
+  EXPECT_EQ(err({spec("a", {"b"}), spec("b", {"a"})}, keys({"a"})).rfind(
+                "update_graph: the graph has a cycle through '", 0),
+            0U);
+  EXPECT_EQ(err({spec("a")}, keys({"zz"})), "update_graph: wanted key 'zz' is not in the graph");
+  EXPECT_EQ(err({td::TaskSpec{}}, {}), "update_graph: a task has an empty key");
+}
+
+TEST(SchedulerState, DropsWorkNobodyWants) {
+  td::SchedulerState s(validating());
+  s.validate();
+  s.handle(td::UpdateGraph{.client = 1, .tasks = {spec("lonely")}, .wanted = {}});
+  EXPECT_EQ(s.size(), 0U);  // nobody wants it: forgotten at once
+  s.validate();
+}
+
+// Random graphs on simulated workers that really compute: each task's value is the sum of
+// its dependencies' values plus its own number, fetched from the workers the scheduler names.
+// Workers die, join and pause at random; every wanted result must come out exact.
+TEST(SchedulerState, RandomSimulationGivesExactResults) {
+  int deaths = 0, missing_reports = 0, lost_reports = 0, pauses = 0;
+  for (uint64_t seed = 1; seed <= 40; ++seed) {
+    std::mt19937_64 rng(seed);
+    td::SchedulerState s({.worker_saturation = 1.1, .allowed_failures = 1000, .validate = true});
+    const int n = 60 + static_cast<int>(rng() % 60);
+    std::vector<td::TaskSpec> tasks;
+    std::vector<std::vector<int>> deps(n);
+    std::vector<int64_t> want_value(n);
+    for (int i = 0; i < n; ++i) {
+      const int nd = i == 0 ? 0 : static_cast<int>(rng() % 4);
+      for (int d = 0; d < nd; ++d) {
+        const int j = static_cast<int>(rng() % i);
+        if (std::find(deps[i].begin(), deps[i].end(), j) == deps[i].end()) deps[i].push_back(j);
+      }
+      std::vector<std::string> dk;
+      want_value[i] = i;
+      for (int j : deps[i]) {
+        dk.push_back("t-" + std::to_string(j));
+        want_value[i] = (want_value[i] + want_value[j]) % kMod;
+      }
+      tasks.push_back(spec("t-" + std::to_string(i), dk, static_cast<uint64_t>(i)));
+    }
+    std::vector<Key> wanted;
+    for (int i = n - 1; i >= 0; i -= 1 + static_cast<int>(rng() % 5)) wanted.emplace_back("t-" + std::to_string(i));
+
+    // Simulated workers: their stores and their queues of assigned tasks.
+    struct Sim {
+      std::map<std::string, int64_t> store;
+      std::deque<td::ComputeTask> todo;
+    };
+    std::map<td::WorkerId, Sim> sims;
+    std::map<std::string, int64_t> reported;
+    std::deque<td::Action> pending;
+    td::WorkerId next_worker = 1;
+    auto apply = [&](const std::vector<td::Action>& actions) {
+      for (const auto& a : actions) pending.push_back(a);
+    };
+    auto deliver = [&] {
+      while (!pending.empty()) {
+        td::Action a = std::move(pending.front());
+        pending.pop_front();
+        if (auto* c = std::get_if<td::ComputeTask>(&a)) {
+          if (sims.count(c->worker)) sims[c->worker].todo.push_back(*c);
+        } else if (auto* f = std::get_if<td::FreeKeys>(&a)) {
+          if (!sims.count(f->worker)) continue;
+          auto& sim = sims[f->worker];
+          for (const Key& k : f->keys) {
+            sim.store.erase(k.str());
+            sim.todo.erase(std::remove_if(sim.todo.begin(), sim.todo.end(),
+                                          [&](const td::ComputeTask& t) { return t.key == k; }),
+                           sim.todo.end());
+          }
+        } else if (auto* m = std::get_if<td::ReportMemory>(&a)) {
+          reported[m->key.str()] = static_cast<int64_t>(m->nbytes);
+        } else if (auto* l = std::get_if<td::ReportLost>(&a)) {
+          reported.erase(l->key.str());
+          ++lost_reports;
+        } else if (std::get_if<td::ReportErred>(&a) || std::get_if<td::ReportGraphError>(&a)) {
+          FAIL() << "seed " << seed << ": unexpected error";
+        }
+      }
+    };
+    for (int w = 0; w < 3; ++w) {
+      sims[next_worker];
+      apply(s.handle(td::AddWorker{.worker = next_worker++, .nthreads = 1 + w % 2}));
+    }
+    apply(s.handle(td::UpdateGraph{.client = 1, .tasks = tasks, .wanted = wanted}));
+    deliver();
+    int steps = 0;
+    while (reported.size() < wanted.size() && steps++ < 20000) {
+      const uint64_t r = rng() % 100;
+      if (r < 3 && sims.size() > 1) {  // a worker dies
+        auto it = std::next(sims.begin(), static_cast<long>(rng() % sims.size()));
+        const td::WorkerId w = it->first;
+        sims.erase(it);
+        ++deaths;
+        apply(s.handle(td::RemoveWorker{.worker = w}));
+      } else if (r < 4 && sims.size() < 5) {  // one joins
+        sims[next_worker];
+        apply(s.handle(td::AddWorker{.worker = next_worker++, .nthreads = 1}));
+      } else if (r < 5) {  // a worker silently loses a result (a disk gone bad)
+        auto it = std::next(sims.begin(), static_cast<long>(rng() % sims.size()));
+        auto& store = it->second.store;
+        if (!store.empty()) store.erase(std::next(store.begin(), static_cast<long>(rng() % store.size())));
+      } else if (r < 8) {
+        auto it = std::next(sims.begin(), static_cast<long>(rng() % sims.size()));
+        pauses += 1;
+        apply(s.handle(td::SetWorkerPaused{.worker = it->first, .paused = rng() % 2 == 0}));
+      } else {  // a worker runs its next task
+        auto it = std::next(sims.begin(), static_cast<long>(rng() % sims.size()));
+        auto& sim = it->second;
+        if (sim.todo.empty()) continue;
+        const td::ComputeTask c = sim.todo.front();
+        sim.todo.pop_front();
+        const int i = std::stoi(c.key.str().substr(2));
+        int64_t v = i;
+        bool missing = false;
+        for (const auto& [dep, holders] : c.who_has) {
+          // Fetch from the first holder that is alive and has it.
+          bool got = false;
+          for (td::WorkerId h : holders) {
+            auto hs = sims.find(h);
+            if (hs == sims.end()) continue;
+            auto val = hs->second.store.find(dep.str());
+            if (val == hs->second.store.end()) continue;
+            v = (v + val->second) % kMod;
+            got = true;
+            break;
+          }
+          if (!got) {
+            ASSERT_FALSE(holders.empty()) << "seed " << seed << ": " << dep << " held nowhere";
+            ++missing_reports;
+            apply(s.handle(td::MissingData{.worker = it->first, .key = c.key, .missing = dep,
+                                           .holder = holders[0]}));
+            missing = true;
+            break;
+          }
+        }
+        if (missing) {
+          deliver();
+          continue;
+        }
+        ASSERT_EQ(v, want_value[i]) << "seed " << seed << " task " << i;
+        sim.store[c.key.str()] = v;
+        apply(s.handle(td::TaskFinished{.worker = it->first, .key = c.key,
+                                        .nbytes = static_cast<uint64_t>(v)}));
+      }
+      deliver();
+      // Without any running worker nothing moves: unpause one.
+      if (s.count(TaskStatus::NoWorker) > 0 && !sims.empty()) {
+        apply(s.handle(td::SetWorkerPaused{.worker = sims.begin()->first, .paused = false}));
+        deliver();
+      }
+    }
+    ASSERT_EQ(reported.size(), wanted.size()) << "seed " << seed << " stalled after " << steps;
+    for (const Key& k : wanted) {
+      const int i = std::stoi(k.str().substr(2));
+      EXPECT_EQ(reported[k.str()], want_value[i]) << "seed " << seed << " " << k;
+    }
+    // Dropping every future leaves nothing behind.
+    apply(s.handle(td::RemoveClient{.client = 1}));
+    EXPECT_EQ(s.size(), 0U) << "seed " << seed;
+  }
+  // The runs did go through the paths they are meant to test.
+  EXPECT_GT(deaths, 20);
+  EXPECT_GT(missing_reports, 0);
+  EXPECT_GT(lost_reports, 0);
+  EXPECT_GT(pauses, 20);
+  std::cout << "simulation: " << deaths << " deaths, " << missing_reports << " missing-data, "
+            << lost_reports << " lost results, " << pauses << " pause changes\n";
+}

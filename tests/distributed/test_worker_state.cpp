@@ -1,0 +1,262 @@
+// The worker's state machine on its own, then wired to the scheduler's in one process:
+// simulated workers run their WorkerState, compute real values, answer each other's
+// GatherDep requests from their stores, and die at random; every wanted result must be
+// exact, with both state machines validated after every event.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <deque>
+#include <map>
+#include <random>
+
+#include "distributed/scheduler_state.hpp"
+#include "distributed/worker_state.hpp"
+
+namespace td = tessera::distributed;
+using tessera::Key;
+using td::WorkerTaskStatus;
+
+namespace {
+
+template <class A>
+std::vector<A> only(const std::vector<td::WorkerInstruction>& in) {
+  std::vector<A> out;
+  for (const auto& a : in)
+    if (const A* x = std::get_if<A>(&a)) out.push_back(*x);
+  return out;
+}
+
+td::ComputeTask compute(const std::string& key, std::vector<std::pair<std::string, std::vector<td::WorkerId>>> deps = {},
+                        uint64_t priority = 0) {
+  td::ComputeTask c{0, Key(key), nullptr, priority, {}};
+  for (auto& [k, h] : deps) c.who_has.emplace_back(Key(k), h);
+  return c;
+}
+
+}  // namespace
+
+TEST(WorkerState, RunsWhatItHasAndFetchesWhatItLacks) {
+  td::WorkerState w({.self = 1, .nthreads = 1, .validate = true});
+  auto out = w.handle(compute("a"));
+  ASSERT_EQ(only<td::Execute>(out).size(), 1U);
+  out = w.handle(td::ExecuteSuccess{Key("a"), 8, 0.1});
+  ASSERT_EQ(only<td::SendTaskFinished>(out).size(), 1U);
+  EXPECT_EQ(only<td::SendTaskFinished>(out)[0].nbytes, 8U);
+  // b needs a (here) and c (on worker 2).
+  out = w.handle(compute("b", {{"a", {1}}, {"c", {2}}}));
+  EXPECT_TRUE(only<td::Execute>(out).empty());
+  const auto g = only<td::GatherDep>(out);
+  ASSERT_EQ(g.size(), 1U);
+  EXPECT_EQ(g[0].peer, 2U);
+  EXPECT_EQ(g[0].keys, std::vector<Key>{Key("c")});
+  EXPECT_EQ(w.status(Key("c")), WorkerTaskStatus::Flight);
+  EXPECT_EQ(w.status(Key("b")), WorkerTaskStatus::Waiting);
+  out = w.handle(td::GatherDepDone{2, {{Key("c"), 16}}, {}});
+  ASSERT_EQ(only<td::Execute>(out).size(), 1U);
+  EXPECT_EQ(only<td::Execute>(out)[0].key, Key("b"));
+  out = w.handle(td::ExecuteSuccess{Key("b"), 8, 0.1});
+  // The fetched copy of c is dropped (nobody here needs it); a stays (the scheduler's).
+  ASSERT_EQ(only<td::ReleaseData>(out).size(), 1U);
+  EXPECT_EQ(only<td::ReleaseData>(out)[0].key, Key("c"));
+  EXPECT_EQ(w.status(Key("a")), WorkerTaskStatus::Memory);
+}
+
+TEST(WorkerState, RunsAtMostNthreadsInPriorityOrder) {
+  td::WorkerState w({.self = 1, .nthreads = 2, .validate = true});
+  std::vector<td::WorkerInstruction> out;
+  for (int i = 0; i < 5; ++i) w.handle(compute("t" + std::to_string(i), {}, static_cast<uint64_t>(10 - i)), out);
+  auto ex = only<td::Execute>(out);
+  ASSERT_EQ(ex.size(), 2U);
+  EXPECT_EQ(ex[0].key, Key("t0"));  // the first two arrived before the others were known
+  EXPECT_EQ(ex[1].key, Key("t1"));
+  EXPECT_EQ(w.executing_count(), 2U);
+  out = w.handle(td::ExecuteSuccess{Key("t0"), 1, 0});
+  ex = only<td::Execute>(out);
+  ASSERT_EQ(ex.size(), 1U);
+  EXPECT_EQ(ex[0].key, Key("t4"));  // the highest priority of those waiting
+}
+
+TEST(WorkerState, HandsBackTasksWhoseInputsAreNowhere) {
+  td::WorkerState w({.self = 1, .nthreads = 1, .validate = true});
+  w.handle(compute("b", {{"a", {2, 3}}}));
+  auto out = w.handle(td::GatherDepDone{2, {}, {Key("a")}});  // 2 does not have it: try 3
+  ASSERT_EQ(only<td::GatherDep>(out).size(), 1U);
+  EXPECT_EQ(only<td::GatherDep>(out)[0].peer, 3U);
+  out = w.handle(td::GatherDepFailed{3, {Key("a")}});  // 3 is unreachable
+  const auto m = only<td::SendMissingData>(out);
+  ASSERT_EQ(m.size(), 1U);
+  EXPECT_EQ(m[0].key, Key("b"));
+  EXPECT_EQ(m[0].missing, Key("a"));
+  EXPECT_EQ(m[0].holder, 3U);
+  EXPECT_EQ(w.size(), 0U);
+  // Told it holds something it does not: the same.
+  out = w.handle(compute("d", {{"x", {1}}}));
+  ASSERT_EQ(only<td::SendMissingData>(out).size(), 1U);
+  EXPECT_EQ(only<td::SendMissingData>(out)[0].holder, 1U);
+}
+
+TEST(WorkerState, FreedTasksAreCancelled) {
+  td::WorkerState w({.self = 1, .nthreads = 1, .validate = true});
+  w.handle(compute("run"));
+  w.handle(compute("queued"));
+  auto out = w.handle(td::FreeKeys{1, {Key("queued"), Key("run")}});
+  EXPECT_EQ(w.status(Key("queued")), WorkerTaskStatus::Gone);
+  EXPECT_EQ(w.status(Key("run")), WorkerTaskStatus::Executing);  // cannot be stopped
+  out = w.handle(td::ExecuteSuccess{Key("run"), 8, 0});
+  EXPECT_TRUE(only<td::SendTaskFinished>(out).empty());  // its result is dropped
+  EXPECT_EQ(w.size(), 0U);
+  out = w.handle(compute("boom"));
+  out = w.handle(td::ExecuteFailure{Key("boom"), "ValueError: no"});
+  ASSERT_EQ(only<td::SendTaskErred>(out).size(), 1U);
+  EXPECT_EQ(only<td::SendTaskErred>(out)[0].exception, "ValueError: no");
+}
+
+// Scheduler and workers in one process.
+TEST(WorkerState, WithTheSchedulerGivesExactResultsThroughDeaths) {
+  constexpr int64_t kMod = 1'000'000'007;
+  int deaths = 0, gathers = 0;
+  for (uint64_t seed = 1; seed <= 25; ++seed) {
+    std::mt19937_64 rng(seed * 7919);
+    td::SchedulerState sched({.worker_saturation = 1.1, .allowed_failures = 1000, .validate = true});
+    const int n = 50 + static_cast<int>(rng() % 80);
+    std::vector<td::TaskSpec> specs;
+    std::vector<int64_t> want(n);
+    for (int i = 0; i < n; ++i) {
+      td::TaskSpec s{Key("t-" + std::to_string(i)), {}, static_cast<uint64_t>(i), nullptr};
+      want[i] = i;
+      const int nd = i == 0 ? 0 : static_cast<int>(rng() % 4);
+      std::vector<int> ds;
+      for (int d = 0; d < nd; ++d) {
+        const int j = static_cast<int>(rng() % i);
+        if (std::find(ds.begin(), ds.end(), j) != ds.end()) continue;
+        ds.push_back(j);
+        s.dependencies.emplace_back("t-" + std::to_string(j));
+        want[i] = (want[i] + want[j]) % kMod;
+      }
+      specs.push_back(std::move(s));
+    }
+    std::vector<Key> wanted;
+    for (int i = n - 1; i >= 0; i -= 1 + static_cast<int>(rng() % 6)) wanted.emplace_back("t-" + std::to_string(i));
+
+    struct Sim {
+      std::unique_ptr<td::WorkerState> state;
+      std::map<std::string, int64_t> store;
+      std::deque<Key> running;                    // Execute instructions, in order
+      std::deque<td::GatherDep> asked;            // its requests to peers
+    };
+    std::map<td::WorkerId, Sim> sims;
+    std::map<std::string, int64_t> reported;
+    td::WorkerId next = 1;
+    std::deque<std::pair<td::WorkerId, td::WorkerEvent>> to_workers;
+
+    auto from_scheduler = [&](const std::vector<td::Action>& actions) {
+      for (const auto& a : actions) {
+        if (auto* c = std::get_if<td::ComputeTask>(&a)) {
+          to_workers.emplace_back(c->worker, *c);
+        } else if (auto* f = std::get_if<td::FreeKeys>(&a)) {
+          to_workers.emplace_back(f->worker, *f);
+        } else if (auto* m = std::get_if<td::ReportMemory>(&a)) {
+          reported[m->key.str()] = static_cast<int64_t>(m->nbytes);
+        } else if (auto* l = std::get_if<td::ReportLost>(&a)) {
+          reported.erase(l->key.str());
+        } else {
+          ADD_FAILURE() << "seed " << seed << ": unexpected report";
+        }
+      }
+    };
+    auto from_worker = [&](td::WorkerId w, const std::vector<td::WorkerInstruction>& in) {
+      Sim& sim = sims.at(w);
+      for (const auto& i : in) {
+        if (auto* e = std::get_if<td::Execute>(&i)) {
+          sim.running.push_back(e->key);
+        } else if (auto* g = std::get_if<td::GatherDep>(&i)) {
+          sim.asked.push_back(*g);
+          ++gathers;
+        } else if (auto* r = std::get_if<td::ReleaseData>(&i)) {
+          sim.store.erase(r->key.str());
+        } else if (auto* f = std::get_if<td::SendTaskFinished>(&i)) {
+          from_scheduler(sched.handle(td::TaskFinished{w, f->key, f->nbytes, f->duration}));
+        } else if (auto* m = std::get_if<td::SendMissingData>(&i)) {
+          from_scheduler(sched.handle(td::MissingData{w, m->key, m->missing, m->holder}));
+        } else {
+          ADD_FAILURE() << "seed " << seed << ": a task failed";
+        }
+      }
+    };
+    auto deliver = [&] {
+      while (!to_workers.empty()) {
+        auto [w, ev] = std::move(to_workers.front());
+        to_workers.pop_front();
+        if (!sims.count(w)) continue;
+        from_worker(w, sims.at(w).state->handle(ev));
+      }
+    };
+    auto add_worker = [&] {
+      const td::WorkerId id = next++;
+      const int threads = 1 + static_cast<int>(rng() % 2);
+      sims[id].state = std::make_unique<td::WorkerState>(
+          td::WorkerState::Options{.self = id, .nthreads = threads, .max_keys_per_gather = 2, .validate = true});
+      from_scheduler(sched.handle(td::AddWorker{id, threads}));
+    };
+    for (int i = 0; i < 3; ++i) add_worker();
+    from_scheduler(sched.handle(td::UpdateGraph{1, specs, wanted}));
+    deliver();
+    for (int step = 0; reported.size() < wanted.size() && step < 50000; ++step) {
+      const uint64_t r = rng() % 100;
+      auto pick = [&] { return std::next(sims.begin(), static_cast<long>(rng() % sims.size())); };
+      if (r < 2 && sims.size() > 1) {
+        const td::WorkerId dead = pick()->first;
+        sims.erase(dead);
+        ++deaths;
+        from_scheduler(sched.handle(td::RemoveWorker{dead}));
+      } else if (r < 4 && sims.size() < 5) {
+        add_worker();
+      } else if (r < 50) {  // a worker finishes the oldest task it runs
+        auto it = pick();
+        Sim& sim = it->second;
+        if (sim.running.empty()) continue;
+        const Key k = sim.running.front();
+        sim.running.pop_front();
+        const int i = std::stoi(k.str().substr(2));
+        int64_t v = i;
+        for (const auto& d : specs[static_cast<size_t>(i)].dependencies) {
+          auto found = sim.store.find(d.str());
+          ASSERT_NE(found, sim.store.end()) << "seed " << seed << ": " << k << " ran without " << d;
+          v = (v + found->second) % kMod;
+        }
+        ASSERT_EQ(v, want[static_cast<size_t>(i)]) << "seed " << seed;
+        sim.store[k.str()] = v;
+        from_worker(it->first, sim.state->handle(td::ExecuteSuccess{k, static_cast<uint64_t>(v), 0.001}));
+      } else {  // a peer answers the oldest request of a worker
+        auto it = pick();
+        Sim& sim = it->second;
+        if (sim.asked.empty()) continue;
+        const td::GatherDep g = sim.asked.front();
+        sim.asked.pop_front();
+        auto peer = sims.find(g.peer);
+        if (peer == sims.end()) {
+          from_worker(it->first, sim.state->handle(td::GatherDepFailed{g.peer, g.keys}));
+        } else {
+          td::GatherDepDone done{g.peer, {}, {}};
+          for (const Key& k : g.keys) {
+            auto v = peer->second.store.find(k.str());
+            if (v == peer->second.store.end()) {
+              done.missing.push_back(k);
+            } else {
+              sim.store[k.str()] = v->second;
+              done.received.emplace_back(k, static_cast<uint64_t>(v->second));
+            }
+          }
+          from_worker(it->first, sim.state->handle(done));
+        }
+      }
+      deliver();
+    }
+    ASSERT_EQ(reported.size(), wanted.size()) << "seed " << seed << " stalled";
+    for (const Key& k : wanted) {
+      EXPECT_EQ(reported[k.str()], want[static_cast<size_t>(std::stoi(k.str().substr(2)))]) << "seed " << seed;
+    }
+  }
+  EXPECT_GT(deaths, 10);
+  EXPECT_GT(gathers, 100);
+}
