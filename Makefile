@@ -6,7 +6,7 @@ PREFIX ?= /usr/local
 JOBS ?= $(shell nproc)
 export CCACHE_BASEDIR := $(CURDIR)
 
-.PHONY: all deps build demo test test-sanitize test-asan test-tsan bench install format clean
+.PHONY: all deps build demo test test-sanitize test-asan test-tsan fuzz bench install format clean
 
 all: build
 
@@ -34,6 +34,15 @@ test-tsan: deps
 	@ctest --preset tsan
 
 test-sanitize: test-asan test-tsan
+
+# libFuzzer on every decoder of bytes from other processes, FUZZ_SECONDS each (default 60).
+fuzz: deps
+	@cmake --preset fuzz >/dev/null
+	@cmake --build --preset fuzz -j $(JOBS)
+	@for t in fuzz_message fuzz_graph; do \
+	  mkdir -p build/fuzz/corpus/$$t; \
+	  build/fuzz/tests/fuzz/$$t -max_total_time=$${FUZZ_SECONDS:-60} -print_final_stats=1 build/fuzz/corpus/$$t || exit 1; \
+	done
 
 bench: build
 	@benchmarks/run all

@@ -1,0 +1,174 @@
+#include "comm/message.hpp"
+
+#include <fmt/format.h>
+
+#include <cstring>
+
+namespace tessera::comm {
+
+namespace {
+
+constexpr char kMagic[4] = {'T', 'S', 'R', 'A'};
+constexpr size_t kMaxOp = 64;
+
+bool valid_op(std::string_view op) {
+  if (op.empty() || op.size() > kMaxOp) return false;
+  for (char c : op) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_')) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::vector<std::byte> encode_head(const Envelope& env) {
+  if (!valid_op(env.op)) throw ProtocolError(fmt::format("invalid op name '{}'", env.op));
+  std::vector<std::byte> out(4 + 2 + 1 + env.op.size() + env.body.header.size());
+  std::byte* p = out.data();
+  std::memcpy(p, kMagic, 4);
+  p[4] = static_cast<std::byte>(kProtocolVersion & 0xff);
+  p[5] = static_cast<std::byte>(kProtocolVersion >> 8);
+  p[6] = static_cast<std::byte>(env.op.size());
+  std::memcpy(p + 7, env.op.data(), env.op.size());
+  if (!env.body.header.empty())
+    std::memcpy(p + 7 + env.op.size(), env.body.header.data(), env.body.header.size());
+  return out;
+}
+
+Envelope decode_parts(std::span<const std::span<const std::byte>> parts,
+                      std::shared_ptr<const void> owner, const Limits& limits) {
+  if (parts.empty()) throw ProtocolError("empty message");
+  const auto head = parts[0];
+  if (head.size() < 7 || std::memcmp(head.data(), kMagic, 4) != 0)
+    throw ProtocolError("not a tessera message (bad magic)");
+  const auto version = static_cast<uint16_t>(static_cast<unsigned>(head[4]) |
+                                             (static_cast<unsigned>(head[5]) << 8));
+  if (version != kProtocolVersion) {
+    throw ProtocolError(fmt::format("protocol version {} is not supported (this process speaks {})",
+                                    version, kProtocolVersion));
+  }
+  const auto op_len = static_cast<size_t>(head[6]);
+  if (7 + op_len > head.size()) throw ProtocolError("truncated message head");
+  std::string op(reinterpret_cast<const char*>(head.data() + 7), op_len);
+  if (!valid_op(op)) throw ProtocolError("invalid op name in message head");
+  const size_t header_bytes = head.size() - 7 - op_len;
+  if (header_bytes > limits.max_header_bytes) {
+    throw ProtocolError(fmt::format("'{}' message header of {} bytes exceeds the limit of {}", op,
+                                    header_bytes, limits.max_header_bytes));
+  }
+  if (parts.size() - 1 > limits.max_frames) {
+    throw ProtocolError(fmt::format("'{}' message has {} frames, more than the limit of {}", op,
+                                    parts.size() - 1, limits.max_frames));
+  }
+  Envelope env{std::move(op), {}};
+  env.body.header.assign(head.begin() + 7 + static_cast<std::ptrdiff_t>(op_len), head.end());
+  env.body.frames.reserve(parts.size() - 1);
+  for (size_t i = 1; i < parts.size(); ++i) {
+    if (parts[i].size() > limits.max_frame_bytes) {
+      throw ProtocolError(fmt::format("'{}' message frame of {} bytes exceeds the limit of {}",
+                                      env.op, parts[i].size(), limits.max_frame_bytes));
+    }
+    env.body.frames.push_back(Frame{parts[i], owner});
+  }
+  return env;
+}
+
+void write_key(Encoder& e, const Key& k) {
+  e.begin_array(2);
+  e.write_string(k.name());
+  const auto idx = k.index();
+  e.begin_array(idx.size());
+  for (int64_t i : idx) e.write_int(i);
+}
+
+Key read_key(Decoder& d) {
+  if (d.read_array() != 2) throw ProtocolError("a key is [name, [index...]]");
+  const std::string name = d.read_string();
+  if (name.empty()) throw ProtocolError("a key has an empty name");
+  const size_t n = d.read_array();
+  if (n > 32) throw ProtocolError(fmt::format("key '{}' has an index of {} entries", name, n));
+  std::vector<int64_t> idx(n);
+  for (size_t i = 0; i < n; ++i) idx[i] = d.read_int();
+  return n == 0 ? Key(name) : Key(name, idx);
+}
+
+void write_keys(Encoder& e, std::span<const Key> keys) {
+  e.begin_array(keys.size());
+  for (const Key& k : keys) write_key(e, k);
+}
+
+std::vector<Key> read_keys(Decoder& d, size_t max_count) {
+  const size_t n = d.read_array();
+  if (n > max_count) throw ProtocolError(fmt::format("{} keys, more than the limit of {}", n, max_count));
+  std::vector<Key> out;
+  out.reserve(n);
+  for (size_t i = 0; i < n; ++i) out.push_back(read_key(d));
+  return out;
+}
+
+namespace detail {
+
+void wrong_op(std::string_view want, std::string_view got) {
+  throw ProtocolError(fmt::format("expected a '{}' message, got '{}'", want, got));
+}
+
+void bad_fields(std::string_view op, std::string_view what) {
+  throw ProtocolError(fmt::format("malformed '{}' message: {}", op, what));
+}
+
+void check_end(Decoder& d, std::string_view op) {
+  if (!d.at_end()) bad_fields(op, "unexpected fields after the last one");
+}
+
+}  // namespace detail
+
+void Handshake::encode(Encoder& e) const {
+  e.write_uint(version);
+  e.write_string(role);
+  e.write_string(name);
+  e.write_int(nthreads);
+}
+
+Handshake Handshake::decode(Decoder& d) {
+  Handshake h;
+  const uint64_t v = d.read_uint();
+  if (v > 0xffff) throw ProtocolError("handshake version out of range");
+  h.version = static_cast<uint16_t>(v);
+  h.role = d.read_string();
+  h.name = d.read_string();
+  const int64_t n = d.read_int();
+  if (n < 0 || n > 1 << 16) throw ProtocolError(fmt::format("handshake nthreads {} out of range", n));
+  h.nthreads = static_cast<int>(n);
+  return h;
+}
+
+void HandshakeReply::encode(Encoder& e) const {
+  e.write_bool(accepted);
+  e.write_uint(id);
+  e.write_string(error);
+}
+
+HandshakeReply HandshakeReply::decode(Decoder& d) {
+  HandshakeReply r;
+  r.accepted = d.read_bool();
+  const uint64_t id = d.read_uint();
+  if (id > UINT32_MAX) throw ProtocolError("handshake id out of range");
+  r.id = static_cast<uint32_t>(id);
+  r.error = d.read_string();
+  return r;
+}
+
+std::string check_handshake(const Handshake& h) {
+  if (h.version != kProtocolVersion) {
+    return fmt::format("protocol version {} is not supported (the scheduler speaks {})", h.version,
+                       kProtocolVersion);
+  }
+  if (h.role != "client" && h.role != "worker")
+    return fmt::format("unknown role '{}' (expected client or worker)", h.role);
+  if (h.role == "worker" && h.nthreads < 1)
+    return fmt::format("a worker needs at least one thread, not {}", h.nthreads);
+  if (h.name.size() > 256) return "name longer than 256 bytes";
+  return {};
+}
+
+}  // namespace tessera::comm

@@ -1,0 +1,82 @@
+// The transport: ZeroMQ sockets carrying Envelopes (comm/message.hpp). A Server (the
+// scheduler's ROUTER socket) talks to many peers, each known by a PeerId; a Connection
+// (a client's or worker's DEALER socket) talks to one server. Frames are handed to ZeroMQ
+// without a copy (the frame's owner is kept alive until ZeroMQ is done with it).
+//
+// The network is hostile by default (DESIGN.md decision 7): a Server binds to loopback
+// unless given another address; a part larger than Limits::max_frame_bytes makes ZeroMQ
+// drop that connection; a message that does not decode is dropped and its sender blocked
+// (its later messages are ignored), and receive() goes on serving everyone else. Every
+// wait takes a timeout.
+//
+//   comm::Server server;                                  // tcp://127.0.0.1:<free port>
+//   comm::Connection conn(server.address());
+//   conn.send(comm::pack(comm::Handshake{.role = "client"}));
+//   auto in = server.receive(std::chrono::seconds(1));    // {peer, envelope}
+//   server.send(in->peer, comm::pack(comm::HandshakeReply{.accepted = true, .id = 1}));
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "comm/message.hpp"
+
+namespace tessera::comm {
+
+// How a Server knows a peer (ZeroMQ's routing id).
+using PeerId = std::string;
+
+struct Received {
+  PeerId peer;
+  Envelope message;
+};
+
+class Server {
+ public:
+  // Binds `address`; port 0 picks a free one. IOError naming the address if it cannot.
+  explicit Server(const std::string& address = "tcp://127.0.0.1:0", Limits limits = {});
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // The address bound, with its actual port ("tcp://127.0.0.1:45123").
+  const std::string& address() const;
+  // Sends to a peer; false if the peer is not connected (any more).
+  bool send(const PeerId& to, const Envelope& message);
+  // The next well-formed message from a peer not blocked, waiting at most `timeout`.
+  std::optional<Received> receive(std::chrono::milliseconds timeout);
+  // Messages dropped as malformed or from blocked peers, and why the last one was.
+  size_t dropped() const;
+  const std::string& last_error() const;
+  // Ignores a peer from now on.
+  void block(const PeerId& peer);
+  bool blocked(const PeerId& peer) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+class Connection {
+ public:
+  // Connects to `address` (ZeroMQ connects in the background and reconnects on its own).
+  explicit Connection(const std::string& address, Limits limits = {});
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  // Queues a message; false if it could not be queued within `timeout` (no server yet and
+  // the queue is full).
+  bool send(const Envelope& message,
+            std::chrono::milliseconds timeout = std::chrono::milliseconds(5000));
+  // The next message from the server within `timeout`; ProtocolError if it is malformed.
+  std::optional<Envelope> receive(std::chrono::milliseconds timeout);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tessera::comm

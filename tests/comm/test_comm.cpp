@@ -1,0 +1,260 @@
+// Messages and the transport: typed round trips, every malformed-input path with its
+// message, random mutations that must never crash or escape as anything but a protocol
+// error, and real sockets on loopback (garbage bytes, malformed and oversized messages
+// dropped while other peers are still served).
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <random>
+
+#include "comm/message.hpp"
+#include "comm/transport.hpp"
+#include <zmq.hpp>
+#include "test_support.hpp"
+
+namespace comm = tessera::comm;
+using namespace std::chrono_literals;
+using tessera::Key;
+using tessera::testing::error_of;
+
+namespace {
+
+// A message with a key, a number and one large frame.
+struct Blob {
+  static constexpr std::string_view kOp = "blob";
+  Key key;
+  uint64_t n = 0;
+  std::shared_ptr<const std::vector<std::byte>> data;
+  void encode(tessera::Encoder& e) const {
+    comm::write_key(e, key);
+    e.write_uint(n);
+    e.write_frame(*data, data);
+  }
+  static Blob decode(tessera::Decoder& d) {
+    Blob b;
+    b.key = comm::read_key(d);
+    b.n = d.read_uint();
+    const tessera::Frame f = d.read_frame();
+    b.data = std::make_shared<const std::vector<std::byte>>(f.bytes.begin(), f.bytes.end());
+    return b;
+  }
+};
+
+std::shared_ptr<const std::vector<std::byte>> bytes_of(size_t n, uint8_t seed) {
+  auto v = std::make_shared<std::vector<std::byte>>(n);
+  for (size_t i = 0; i < n; ++i) (*v)[i] = static_cast<std::byte>((i * 31 + seed) & 0xff);
+  return v;
+}
+
+// The wire parts of an envelope, as the transport would send them.
+std::vector<std::vector<std::byte>> wire(const comm::Envelope& env) {
+  std::vector<std::vector<std::byte>> parts{comm::encode_head(env)};
+  for (const auto& f : env.body.frames) parts.emplace_back(f.bytes.begin(), f.bytes.end());
+  return parts;
+}
+
+comm::Envelope reread(const std::vector<std::vector<std::byte>>& parts, const comm::Limits& limits = {}) {
+  std::vector<std::span<const std::byte>> spans(parts.begin(), parts.end());
+  return comm::decode_parts(spans, nullptr, limits);
+}
+
+}  // namespace
+
+TEST(Messages, RoundTripTyped) {
+  const comm::Handshake h{.role = "worker", .name = "w-1", .nthreads = 4};
+  const auto back = comm::unpack<comm::Handshake>(reread(wire(comm::pack(h))));
+  EXPECT_EQ(back.version, comm::kProtocolVersion);
+  EXPECT_EQ(back.role, "worker");
+  EXPECT_EQ(back.name, "w-1");
+  EXPECT_EQ(back.nthreads, 4);
+  EXPECT_EQ(comm::check_handshake(back), "");
+
+  const Blob b{Key("x", {3, -1}), 99, bytes_of(1 << 20, 7)};
+  const comm::Envelope env = comm::pack(b);
+  ASSERT_EQ(env.body.frames.size(), 1U);
+  EXPECT_EQ(env.body.frames[0].bytes.data(), b.data->data());  // not copied by the encoder
+  const Blob out = comm::unpack<Blob>(reread(wire(env)));
+  EXPECT_EQ(out.key, Key("x", {3, -1}));
+  EXPECT_EQ(out.n, 99U);
+  EXPECT_EQ(*out.data, *b.data);
+}
+
+TEST(Messages, MalformedInputIsNamed) {
+  const auto good = wire(comm::pack(comm::Handshake{.role = "client"}));
+  auto with_head = [&](auto&& change) {
+    auto parts = good;
+    change(parts[0]);
+    return error_of<comm::ProtocolError>([&] { reread(parts); });
+  };
+  EXPECT_EQ(with_head([](auto& h) { h[0] = std::byte{'X'}; }), "not a tessera message (bad magic)");
+  EXPECT_EQ(with_head([](auto& h) { h.resize(5); }), "not a tessera message (bad magic)");
+  EXPECT_EQ(with_head([](auto& h) { h[4] = std::byte{9}; }),
+            "protocol version 9 is not supported (this process speaks 1)");
+  EXPECT_EQ(with_head([](auto& h) { h[6] = std::byte{200}; }), "truncated message head");
+  EXPECT_EQ(with_head([](auto& h) { h[7] = std::byte{'!'}; }), "invalid op name in message head");
+  EXPECT_EQ(error_of<comm::ProtocolError>([&] { reread({}); }), "empty message");
+  EXPECT_EQ(error_of<comm::ProtocolError>([&] { reread(good, {.max_header_bytes = 4}); }).rfind(
+                "'handshake' message header of ", 0),
+            0U);
+  auto framed = wire(comm::pack(Blob{Key("k"), 1, bytes_of(100, 1)}));
+  EXPECT_EQ(error_of<comm::ProtocolError>([&] { reread(framed, {.max_frame_bytes = 64}); }),
+            "'blob' message frame of 100 bytes exceeds the limit of 64");
+  EXPECT_EQ(error_of<comm::ProtocolError>([&] { reread(framed, {.max_frames = 0}); }),
+            "'blob' message has 1 frames, more than the limit of 0");
+  // Read as the wrong type, or with fields missing or extra.
+  EXPECT_EQ(error_of<comm::ProtocolError>([&] { comm::unpack<Blob>(reread(good)); }),
+            "expected a 'blob' message, got 'handshake'");
+  comm::Envelope lying = comm::pack(comm::Handshake{.role = "client"});
+  lying.op = "blob";
+  EXPECT_EQ(error_of<comm::ProtocolError>([&] { comm::unpack<Blob>(lying); }).rfind(
+                "malformed 'blob' message: ", 0),
+            0U);
+  comm::Envelope extra = comm::pack(comm::HandshakeReply{.accepted = true, .id = 3});
+  extra.op = "handshake-reply";
+  {
+    tessera::Encoder e;
+    comm::HandshakeReply{.accepted = true, .id = 3}.encode(e);
+    e.write_uint(5);
+    extra.body.header = e.finish_header();
+  }
+  EXPECT_EQ(error_of<comm::ProtocolError>([&] { comm::unpack<comm::HandshakeReply>(extra); }),
+            "malformed 'handshake-reply' message: unexpected fields after the last one");
+  EXPECT_EQ(error_of<comm::ProtocolError>([&] {
+              comm::encode_head(comm::Envelope{"Bad Op", {}});
+            }),
+            "invalid op name 'Bad Op'");
+  // A handshake that decodes but is refused.
+  EXPECT_EQ(comm::check_handshake({.version = 2, .role = "client"}),
+            "protocol version 2 is not supported (the scheduler speaks 1)");
+  EXPECT_EQ(comm::check_handshake({.role = "spy"}), "unknown role 'spy' (expected client or worker)");
+  EXPECT_EQ(comm::check_handshake({.role = "worker", .nthreads = 0}),
+            "a worker needs at least one thread, not 0");
+}
+
+// What a fuzzer does, in every build: random changes to valid messages either decode or
+// raise ProtocolError (sanitizer builds also check that nothing reads out of bounds).
+TEST(Messages, RandomMutationsNeverEscape) {
+  std::mt19937_64 rng(42);
+  const std::vector<std::vector<std::vector<std::byte>>> seeds = {
+      wire(comm::pack(comm::Handshake{.role = "worker", .name = "n", .nthreads = 2})),
+      wire(comm::pack(comm::HandshakeReply{.accepted = false, .id = 1, .error = "no"})),
+      wire(comm::pack(Blob{Key("k", {1, 2}), 5, bytes_of(40, 3)})),
+  };
+  size_t decoded = 0, refused = 0;
+  for (int iter = 0; iter < 30000; ++iter) {
+    auto parts = seeds[rng() % seeds.size()];
+    const int edits = 1 + static_cast<int>(rng() % 4);
+    for (int e = 0; e < edits; ++e) {
+      auto& p = parts[rng() % parts.size()];
+      switch (rng() % 4) {
+        case 0:
+          if (!p.empty()) p[rng() % p.size()] = static_cast<std::byte>(rng());
+          break;
+        case 1:
+          p.resize(rng() % (p.size() + 1));
+          break;
+        case 2:
+          p.insert(p.begin() + static_cast<long>(rng() % (p.size() + 1)), static_cast<std::byte>(rng()));
+          break;
+        default:
+          if (parts.size() > 1 && rng() % 2) {
+            parts.pop_back();
+          } else {
+            parts.push_back(std::vector<std::byte>(rng() % 16));
+          }
+      }
+    }
+    try {
+      const comm::Envelope env = reread(parts, {.max_header_bytes = 1 << 12, .max_frame_bytes = 1 << 12});
+      if (env.op == "handshake") (void)comm::unpack<comm::Handshake>(env);
+      if (env.op == "handshake-reply") (void)comm::unpack<comm::HandshakeReply>(env);
+      if (env.op == "blob") (void)comm::unpack<Blob>(env);
+      ++decoded;
+    } catch (const comm::ProtocolError&) {
+      ++refused;
+    }
+  }
+  EXPECT_GT(decoded, 100U);
+  EXPECT_GT(refused, 10000U);
+}
+
+TEST(Transport, LoopbackRoundTrip) {
+  comm::Server server;
+  EXPECT_EQ(server.address().rfind("tcp://127.0.0.1:", 0), 0U) << server.address();
+  comm::Connection conn(server.address());
+  ASSERT_TRUE(conn.send(comm::pack(comm::Handshake{.role = "client", .name = "c"})));
+  auto in = server.receive(5s);
+  ASSERT_TRUE(in.has_value());
+  const auto h = comm::unpack<comm::Handshake>(in->message);
+  EXPECT_EQ(h.name, "c");
+  ASSERT_TRUE(server.send(in->peer, comm::pack(comm::HandshakeReply{.accepted = true, .id = 17})));
+  auto reply = conn.receive(5s);
+  ASSERT_TRUE(reply.has_value());
+  EXPECT_EQ(comm::unpack<comm::HandshakeReply>(*reply).id, 17U);
+  // A frame of 8 MB both ways.
+  const Blob big{Key("big"), 1, bytes_of(8 << 20, 9)};
+  ASSERT_TRUE(conn.send(comm::pack(big)));
+  auto got = server.receive(5s);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(*comm::unpack<Blob>(got->message).data, *big.data);
+  ASSERT_TRUE(server.send(got->peer, comm::pack(big)));
+  auto back = conn.receive(5s);
+  ASSERT_TRUE(back.has_value());
+  EXPECT_EQ(*comm::unpack<Blob>(*back).data, *big.data);
+  // Waits end when they say.
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_FALSE(server.receive(50ms).has_value());
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, 45ms);
+  EXPECT_FALSE(server.send("no-such-peer", comm::pack(comm::HandshakeReply{})));
+}
+
+TEST(Transport, HostilePeersAreDroppedOthersServed) {
+  comm::Server server("tcp://127.0.0.1:0", {.max_frame_bytes = 1 << 16});
+  const std::string addr = server.address();
+  const int port = std::stoi(addr.substr(addr.rfind(':') + 1));
+  // Raw garbage on the port (not even ZeroMQ's greeting): that connection is dropped.
+  {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(static_cast<uint16_t>(port));
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+    const char junk[] = "\xff\x00\x00\x00\x00\x00\x00\x00\x7f GET / HTTP/1.1\r\n\r\n garbage";
+    (void)::write(fd, junk, sizeof junk);
+    ::close(fd);
+  }
+  // A ZeroMQ peer speaking something else: its message is dropped and it is blocked, so
+  // even its well-formed message afterwards is ignored.
+  zmq::context_t ctx(1);
+  zmq::socket_t rogue(ctx, zmq::socket_type::dealer);
+  rogue.set(zmq::sockopt::linger, 0);
+  rogue.connect(addr);
+  rogue.send(zmq::str_buffer("hello, I am not tessera"), zmq::send_flags::none);
+  const auto valid = comm::encode_head(comm::pack(comm::Handshake{.role = "client", .name = "rogue"}));
+  // A truncated tessera head from a second rogue.
+  zmq::socket_t rogue2(ctx, zmq::socket_type::dealer);
+  rogue2.set(zmq::sockopt::linger, 0);
+  rogue2.connect(addr);
+  rogue2.send(zmq::buffer(valid.data(), 6), zmq::send_flags::none);
+  // An oversized frame (the limit is 64 KiB): ZeroMQ drops that connection.
+  comm::Connection huge(addr);
+  ASSERT_TRUE(huge.send(comm::pack(Blob{Key("h"), 1, bytes_of(1 << 20, 1)})));
+  EXPECT_FALSE(server.receive(500ms).has_value());
+  EXPECT_EQ(server.dropped(), 2U);
+  rogue.send(zmq::buffer(valid.data(), valid.size()), zmq::send_flags::none);
+  // A good client is still served.
+  comm::Connection good(addr);
+  ASSERT_TRUE(good.send(comm::pack(comm::Handshake{.role = "client", .name = "good"})));
+  const auto in = server.receive(5s);
+  ASSERT_TRUE(in.has_value());
+  EXPECT_EQ(comm::unpack<comm::Handshake>(in->message).name, "good");
+  EXPECT_FALSE(server.receive(200ms).has_value());
+  EXPECT_EQ(server.dropped(), 3U);  // the rogue's valid message, ignored
+  EXPECT_FALSE(server.last_error().empty());
+}
