@@ -385,10 +385,11 @@ struct WorkerState::Impl {
 
   void validate() const {
     size_t exec = 0;
-    for (const auto& [k, t] : tasks) {
+    for (const auto& entry : tasks) {
+      const Task& t = entry.second;
       auto broken = [&](std::string_view what) {
         throw SchedulerError(fmt::format("worker {} state: task '{}' ({}): {}", options.self,
-                                         k.str(), status_name(t.status), what));
+                                         t.key.str(), status_name(t.status), what));
       };
       exec += t.status == WorkerTaskStatus::Executing;
       uint32_t not_in_memory = 0;
