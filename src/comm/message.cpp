@@ -127,6 +127,7 @@ void Handshake::encode(Encoder& e) const {
   e.write_string(role);
   e.write_string(name);
   e.write_int(nthreads);
+  e.write_string(address);
 }
 
 Handshake Handshake::decode(Decoder& d) {
@@ -139,6 +140,7 @@ Handshake Handshake::decode(Decoder& d) {
   const int64_t n = d.read_int();
   if (n < 0 || n > 1 << 16) throw ProtocolError(fmt::format("handshake nthreads {} out of range", n));
   h.nthreads = static_cast<int>(n);
+  h.address = d.read_string();
   return h;
 }
 
@@ -167,6 +169,8 @@ std::string check_handshake(const Handshake& h) {
     return fmt::format("unknown role '{}' (expected client or worker)", h.role);
   if (h.role == "worker" && h.nthreads < 1)
     return fmt::format("a worker needs at least one thread, not {}", h.nthreads);
+  if (h.role == "worker" && h.address.rfind("tcp://", 0) != 0)
+    return fmt::format("a worker's data address must be tcp://host:port, not '{}'", h.address);
   if (h.name.size() > 256) return "name longer than 256 bytes";
   return {};
 }

@@ -108,7 +108,8 @@ struct Handshake {
   uint16_t version = kProtocolVersion;
   std::string role{};  // "client" or "worker"
   std::string name{};
-  int nthreads = 0;  // workers
+  int nthreads = 0;          // workers
+  std::string address{};     // workers: where their data server listens
   void encode(Encoder& e) const;
   static Handshake decode(Decoder& d);
 };

@@ -66,12 +66,13 @@ comm::Envelope reread(const std::vector<std::vector<std::byte>>& parts, const co
 }  // namespace
 
 TEST(Messages, RoundTripTyped) {
-  const comm::Handshake h{.role = "worker", .name = "w-1", .nthreads = 4};
+  const comm::Handshake h{.role = "worker", .name = "w-1", .nthreads = 4, .address = "tcp://127.0.0.1:9"};
   const auto back = comm::unpack<comm::Handshake>(reread(wire(comm::pack(h))));
   EXPECT_EQ(back.version, comm::kProtocolVersion);
   EXPECT_EQ(back.role, "worker");
   EXPECT_EQ(back.name, "w-1");
   EXPECT_EQ(back.nthreads, 4);
+  EXPECT_EQ(back.address, "tcp://127.0.0.1:9");
   EXPECT_EQ(comm::check_handshake(back), "");
 
   const Blob b{Key("x", {3, -1}), 99, bytes_of(1 << 20, 7)};
@@ -134,6 +135,8 @@ TEST(Messages, MalformedInputIsNamed) {
   EXPECT_EQ(comm::check_handshake({.role = "spy"}), "unknown role 'spy' (expected client or worker)");
   EXPECT_EQ(comm::check_handshake({.role = "worker", .nthreads = 0}),
             "a worker needs at least one thread, not 0");
+  EXPECT_EQ(comm::check_handshake({.role = "worker", .nthreads = 1, .address = "here"}),
+            "a worker's data address must be tcp://host:port, not 'here'");
 }
 
 // What a fuzzer does, in every build: random changes to valid messages either decode or
@@ -141,7 +144,7 @@ TEST(Messages, MalformedInputIsNamed) {
 TEST(Messages, RandomMutationsNeverEscape) {
   std::mt19937_64 rng(42);
   const std::vector<std::vector<std::vector<std::byte>>> seeds = {
-      wire(comm::pack(comm::Handshake{.role = "worker", .name = "n", .nthreads = 2})),
+      wire(comm::pack(comm::Handshake{.role = "worker", .name = "n", .nthreads = 2, .address = "tcp://a:1"})),
       wire(comm::pack(comm::HandshakeReply{.accepted = false, .id = 1, .error = "no"})),
       wire(comm::pack(Blob{Key("k", {1, 2}), 5, bytes_of(40, 3)})),
   };

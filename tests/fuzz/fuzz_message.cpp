@@ -1,12 +1,14 @@
-// libFuzzer target: the transport's message decoder and the typed messages every
-// connection starts with. The input is split into parts at each "\xff\xfe" pair (the
+// libFuzzer target: the transport's message decoder and every typed message of the
+// distributed protocol. The input is split into parts at each "\xff\xfe" pair (the
 // transport's multipart boundaries), then decoded as a peer's message would be.
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <span>
 #include <vector>
 
 #include "comm/message.hpp"
+#include "distributed/protocol.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   namespace comm = tessera::comm;
@@ -24,8 +26,24 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {
     const comm::Envelope env =
         comm::decode_parts(parts, nullptr, {.max_header_bytes = 1 << 16, .max_frame_bytes = 1 << 16});
-    if (env.op == comm::Handshake::kOp) (void)comm::unpack<comm::Handshake>(env);
-    if (env.op == comm::HandshakeReply::kOp) (void)comm::unpack<comm::HandshakeReply>(env);
+    namespace pr = tessera::distributed::protocol;
+    const std::string& op = env.op;
+    if (op == comm::Handshake::kOp) (void)comm::unpack<comm::Handshake>(env);
+    if (op == comm::HandshakeReply::kOp) (void)comm::unpack<comm::HandshakeReply>(env);
+    if (op == pr::UpdateGraph::kOp) (void)comm::unpack<pr::UpdateGraph>(env);
+    if (op == pr::ReleaseKeys::kOp) (void)comm::unpack<pr::ReleaseKeys>(env);
+    if (op == pr::KeyInMemory::kOp) (void)comm::unpack<pr::KeyInMemory>(env);
+    if (op == pr::KeyErred::kOp) (void)comm::unpack<pr::KeyErred>(env);
+    if (op == pr::KeyLost::kOp) (void)comm::unpack<pr::KeyLost>(env);
+    if (op == pr::GraphRefused::kOp) (void)comm::unpack<pr::GraphRefused>(env);
+    if (op == pr::ComputeTask::kOp) (void)comm::unpack<pr::ComputeTask>(env);
+    if (op == pr::FreeKeys::kOp) (void)comm::unpack<pr::FreeKeys>(env);
+    if (op == pr::TaskFinished::kOp) (void)comm::unpack<pr::TaskFinished>(env);
+    if (op == pr::TaskErred::kOp) (void)comm::unpack<pr::TaskErred>(env);
+    if (op == pr::MissingData::kOp) (void)comm::unpack<pr::MissingData>(env);
+    if (op == pr::Heartbeat::kOp) (void)comm::unpack<pr::Heartbeat>(env);
+    if (op == pr::GetData::kOp) (void)comm::unpack<pr::GetData>(env);
+    if (op == pr::Data::kOp) (void)comm::unpack<pr::Data>(env);
   } catch (const comm::ProtocolError&) {
   }
   return 0;

@@ -1,0 +1,226 @@
+#include "distributed/protocol.hpp"
+
+#include <fmt/format.h>
+
+namespace tessera::distributed::protocol {
+
+using comm::ProtocolError;
+using comm::read_key;
+using comm::read_keys;
+using comm::write_key;
+using comm::write_keys;
+
+namespace {
+
+void write_payload(Encoder& e, const Payload& p) {
+  e.write_frame(p.bytes, p.owner);
+}
+Payload read_payload(Decoder& d) {
+  Frame f = d.read_frame();
+  return Payload{std::move(f.owner), f.bytes};
+}
+
+void write_strings(Encoder& e, const std::vector<std::string>& v) {
+  e.begin_array(v.size());
+  for (const auto& s : v) e.write_string(s);
+}
+std::vector<std::string> read_strings(Decoder& d, size_t max) {
+  const size_t n = d.read_array();
+  if (n > max) throw ProtocolError(fmt::format("{} entries, more than the limit of {}", n, max));
+  std::vector<std::string> out;
+  out.reserve(n);
+  for (size_t i = 0; i < n; ++i) out.push_back(d.read_string());
+  return out;
+}
+
+uint64_t read_count(Decoder& d, size_t max, const char* what) {
+  const size_t n = d.read_array();
+  if (n > max) throw ProtocolError(fmt::format("{} {}, more than the limit of {}", n, what, max));
+  return n;
+}
+
+}  // namespace
+
+void UpdateGraph::encode(Encoder& e) const {
+  e.begin_array(tasks.size());
+  for (const GraphTask& t : tasks) {
+    e.begin_array(4);
+    write_key(e, t.key);
+    write_keys(e, t.dependencies);
+    e.write_uint(t.priority);
+    write_payload(e, t.payload);
+  }
+  write_keys(e, wanted);
+}
+
+UpdateGraph UpdateGraph::decode(Decoder& d) {
+  UpdateGraph g;
+  const uint64_t n = read_count(d, kMaxKeys, "tasks");
+  g.tasks.reserve(n);
+  for (uint64_t i = 0; i < n; ++i) {
+    if (d.read_array() != 4) throw ProtocolError("a task is [key, dependencies, priority, payload]");
+    GraphTask t;
+    t.key = read_key(d);
+    t.dependencies = read_keys(d, kMaxKeys);
+    t.priority = d.read_uint();
+    t.payload = read_payload(d);
+    g.tasks.push_back(std::move(t));
+  }
+  g.wanted = read_keys(d, kMaxKeys);
+  return g;
+}
+
+void ReleaseKeys::encode(Encoder& e) const {
+  write_keys(e, keys);
+}
+ReleaseKeys ReleaseKeys::decode(Decoder& d) {
+  return {read_keys(d, kMaxKeys)};
+}
+
+void KeyInMemory::encode(Encoder& e) const {
+  write_key(e, key);
+  e.write_uint(nbytes);
+  write_strings(e, holders);
+}
+KeyInMemory KeyInMemory::decode(Decoder& d) {
+  KeyInMemory m;
+  m.key = read_key(d);
+  m.nbytes = d.read_uint();
+  m.holders = read_strings(d, kMaxHolders);
+  return m;
+}
+
+void KeyErred::encode(Encoder& e) const {
+  write_key(e, key);
+  e.write_string(exception);
+  write_key(e, blamed);
+}
+KeyErred KeyErred::decode(Decoder& d) {
+  KeyErred m;
+  m.key = read_key(d);
+  m.exception = d.read_string();
+  m.blamed = read_key(d);
+  return m;
+}
+
+void KeyLost::encode(Encoder& e) const {
+  write_key(e, key);
+}
+KeyLost KeyLost::decode(Decoder& d) {
+  return {read_key(d)};
+}
+
+void GraphRefused::encode(Encoder& e) const {
+  e.write_string(message);
+}
+GraphRefused GraphRefused::decode(Decoder& d) {
+  return {d.read_string()};
+}
+
+void ComputeTask::encode(Encoder& e) const {
+  write_key(e, key);
+  e.write_uint(priority);
+  write_payload(e, payload);
+  e.begin_array(who_has.size());
+  for (const auto& [k, holders] : who_has) {
+    e.begin_array(2);
+    write_key(e, k);
+    write_strings(e, holders);
+  }
+}
+ComputeTask ComputeTask::decode(Decoder& d) {
+  ComputeTask c;
+  c.key = read_key(d);
+  c.priority = d.read_uint();
+  c.payload = read_payload(d);
+  const uint64_t n = read_count(d, kMaxKeys, "dependencies");
+  c.who_has.reserve(n);
+  for (uint64_t i = 0; i < n; ++i) {
+    if (d.read_array() != 2) throw ProtocolError("who_has entries are [key, holders]");
+    Key k = read_key(d);
+    c.who_has.emplace_back(std::move(k), read_strings(d, kMaxHolders));
+  }
+  return c;
+}
+
+void FreeKeys::encode(Encoder& e) const {
+  write_keys(e, keys);
+}
+FreeKeys FreeKeys::decode(Decoder& d) {
+  return {read_keys(d, kMaxKeys)};
+}
+
+void TaskFinished::encode(Encoder& e) const {
+  write_key(e, key);
+  e.write_uint(nbytes);
+  e.write_double(duration);
+}
+TaskFinished TaskFinished::decode(Decoder& d) {
+  TaskFinished t;
+  t.key = read_key(d);
+  t.nbytes = d.read_uint();
+  t.duration = d.read_double();
+  return t;
+}
+
+void TaskErred::encode(Encoder& e) const {
+  write_key(e, key);
+  e.write_string(exception);
+}
+TaskErred TaskErred::decode(Decoder& d) {
+  TaskErred t;
+  t.key = read_key(d);
+  t.exception = d.read_string();
+  return t;
+}
+
+void MissingData::encode(Encoder& e) const {
+  write_key(e, key);
+  write_key(e, missing);
+  e.write_string(holder);
+}
+MissingData MissingData::decode(Decoder& d) {
+  MissingData m;
+  m.key = read_key(d);
+  m.missing = read_key(d);
+  m.holder = d.read_string();
+  return m;
+}
+
+void Heartbeat::encode(Encoder& e) const {
+  e.write_uint(managed_bytes);
+}
+Heartbeat Heartbeat::decode(Decoder& d) {
+  return {d.read_uint()};
+}
+
+void GetData::encode(Encoder& e) const {
+  write_keys(e, keys);
+}
+GetData GetData::decode(Decoder& d) {
+  return {read_keys(d, kMaxKeys)};
+}
+
+void Data::encode(Encoder& e) const {
+  e.begin_array(values.size());
+  for (const auto& [k, v] : values) {
+    e.begin_array(2);
+    write_key(e, k);
+    e.write_value(v);
+  }
+  write_keys(e, missing);
+}
+Data Data::decode(Decoder& d) {
+  Data out;
+  const uint64_t n = read_count(d, kMaxKeys, "values");
+  out.values.reserve(n);
+  for (uint64_t i = 0; i < n; ++i) {
+    if (d.read_array() != 2) throw ProtocolError("data entries are [key, value]");
+    Key k = read_key(d);
+    out.values.emplace_back(std::move(k), d.read_value());
+  }
+  out.missing = read_keys(d, kMaxKeys);
+  return out;
+}
+
+}  // namespace tessera::distributed::protocol

@@ -1,0 +1,145 @@
+// The distributed runtime's messages: the wire form of the scheduler's and the worker's
+// events and actions (scheduler_state.hpp, worker_state.hpp), typed and bounded through
+// comm::pack / comm::unpack. Workers are named by the address of their data server, so
+// that a worker or client can fetch a result straight from the worker holding it.
+//
+// The scheduler never decodes a task: a client sends, per task, its key, its dependencies,
+// its priority (the graph's static order) and its payload (the task encoded for workers),
+// so a scheduler runs any graph without linking the ops it calls.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "comm/message.hpp"
+#include "tessera/core/value.hpp"
+
+namespace tessera::distributed::protocol {
+
+// Bounds on counts inside one message (besides comm::Limits on bytes).
+inline constexpr size_t kMaxKeys = size_t{1} << 24;
+inline constexpr size_t kMaxHolders = 4096;
+
+// An opaque byte payload carried as a frame (not copied through the encoder).
+struct Payload {
+  std::shared_ptr<const void> owner;
+  std::span<const std::byte> bytes;
+};
+
+// ---- client -> scheduler ----
+struct GraphTask {
+  Key key;
+  std::vector<Key> dependencies;
+  uint64_t priority = 0;
+  Payload payload{};
+};
+struct UpdateGraph {
+  static constexpr std::string_view kOp = "update-graph";
+  std::vector<GraphTask> tasks;
+  std::vector<Key> wanted;
+  void encode(Encoder& e) const;
+  static UpdateGraph decode(Decoder& d);
+};
+struct ReleaseKeys {
+  static constexpr std::string_view kOp = "release-keys";
+  std::vector<Key> keys;
+  void encode(Encoder& e) const;
+  static ReleaseKeys decode(Decoder& d);
+};
+
+// ---- scheduler -> client ----
+struct KeyInMemory {
+  static constexpr std::string_view kOp = "key-in-memory";
+  Key key;
+  uint64_t nbytes = 0;
+  std::vector<std::string> holders;  // data addresses of the workers holding it
+  void encode(Encoder& e) const;
+  static KeyInMemory decode(Decoder& d);
+};
+struct KeyErred {
+  static constexpr std::string_view kOp = "key-erred";
+  Key key;
+  std::string exception;
+  Key blamed;
+  void encode(Encoder& e) const;
+  static KeyErred decode(Decoder& d);
+};
+struct KeyLost {
+  static constexpr std::string_view kOp = "key-lost";
+  Key key;
+  void encode(Encoder& e) const;
+  static KeyLost decode(Decoder& d);
+};
+struct GraphRefused {
+  static constexpr std::string_view kOp = "graph-refused";
+  std::string message;
+  void encode(Encoder& e) const;
+  static GraphRefused decode(Decoder& d);
+};
+
+// ---- scheduler -> worker ----
+struct ComputeTask {
+  static constexpr std::string_view kOp = "compute-task";
+  Key key;
+  uint64_t priority = 0;
+  Payload payload{};
+  std::vector<std::pair<Key, std::vector<std::string>>> who_has;  // dependency, holders
+  void encode(Encoder& e) const;
+  static ComputeTask decode(Decoder& d);
+};
+struct FreeKeys {
+  static constexpr std::string_view kOp = "free-keys";
+  std::vector<Key> keys;
+  void encode(Encoder& e) const;
+  static FreeKeys decode(Decoder& d);
+};
+
+// ---- worker -> scheduler ----
+struct TaskFinished {
+  static constexpr std::string_view kOp = "task-finished";
+  Key key;
+  uint64_t nbytes = 0;
+  double duration = 0;
+  void encode(Encoder& e) const;
+  static TaskFinished decode(Decoder& d);
+};
+struct TaskErred {
+  static constexpr std::string_view kOp = "task-erred";
+  Key key;
+  std::string exception;
+  void encode(Encoder& e) const;
+  static TaskErred decode(Decoder& d);
+};
+struct MissingData {
+  static constexpr std::string_view kOp = "missing-data";
+  Key key;
+  Key missing;
+  std::string holder;
+  void encode(Encoder& e) const;
+  static MissingData decode(Decoder& d);
+};
+struct Heartbeat {
+  static constexpr std::string_view kOp = "heartbeat";
+  uint64_t managed_bytes = 0;
+  void encode(Encoder& e) const;
+  static Heartbeat decode(Decoder& d);
+};
+
+// ---- anyone -> a worker's data server, and its answer ----
+struct GetData {
+  static constexpr std::string_view kOp = "get-data";
+  std::vector<Key> keys;
+  void encode(Encoder& e) const;
+  static GetData decode(Decoder& d);
+};
+struct Data {
+  static constexpr std::string_view kOp = "data";
+  std::vector<std::pair<Key, Value>> values;
+  std::vector<Key> missing;
+  void encode(Encoder& e) const;
+  static Data decode(Decoder& d);
+};
+
+}  // namespace tessera::distributed::protocol
