@@ -1,0 +1,284 @@
+#include "distributed/scheduler_server.hpp"
+
+#include <fmt/format.h>
+
+#include <atomic>
+#include <thread>
+#include <unordered_map>
+
+#include "comm/transport.hpp"
+#include "distributed/protocol.hpp"
+
+namespace tessera::distributed {
+
+namespace pr = protocol;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+constexpr WorkerId kUnknownWorker = UINT32_MAX;
+}
+
+struct SchedulerServer::Impl {
+  struct Peer {
+    bool worker = false;
+    uint32_t id = 0;
+    std::string address;  // a worker's data server
+    Clock::time_point last_seen;
+  };
+
+  Options options;
+  comm::Server server;
+  SchedulerState state;
+  std::unordered_map<comm::PeerId, Peer> peers;
+  std::unordered_map<WorkerId, comm::PeerId> worker_peers;
+  std::unordered_map<ClientId, comm::PeerId> client_peers;
+  std::unordered_map<std::string, WorkerId> worker_by_address;
+  uint32_t next_id = 0;
+  std::vector<WorkerId> unreachable;  // workers a send failed to, removed after dispatch
+  std::atomic<size_t> workers{0}, clients{0}, dropped{0};
+  std::atomic<bool> stopping{false};
+  std::thread thread;
+
+  explicit Impl(Options o)
+      : options(std::move(o)), server(options.address, options.limits), state(options.state) {}
+
+  void serve() {
+    Clock::time_point last_check = Clock::now();
+    while (!stopping.load()) {
+      if (auto in = server.receive(std::chrono::milliseconds(20))) on_message(*in);
+      if (Clock::now() - last_check > std::chrono::milliseconds(50)) {
+        check_timeouts();
+        last_check = Clock::now();
+      }
+    }
+  }
+
+  // ---- peers ----
+  void refuse(const comm::PeerId& peer, const std::string& why) {
+    server.send(peer, comm::pack(comm::HandshakeReply{false, 0, why}));
+    server.block(peer);
+    ++dropped;
+  }
+
+  void on_handshake(const comm::Received& in) {
+    comm::Handshake h;
+    try {
+      h = comm::unpack<comm::Handshake>(in.message);
+    } catch (const comm::ProtocolError& e) {
+      return refuse(in.peer, e.what());
+    }
+    if (std::string why = comm::check_handshake(h); !why.empty()) return refuse(in.peer, why);
+    Peer p{h.role == "worker", ++next_id, h.address, Clock::now()};
+    std::vector<Action> actions;
+    if (p.worker) {
+      if (auto old = worker_by_address.find(h.address); old != worker_by_address.end())
+        remove_worker(old->second);  // restarted at the same address: the old one is gone
+      worker_peers[p.id] = in.peer;
+      worker_by_address[h.address] = p.id;
+      ++workers;
+      state.handle(AddWorker{p.id, h.nthreads}, actions);
+    } else {
+      client_peers[p.id] = in.peer;
+      ++clients;
+    }
+    peers[in.peer] = p;
+    server.send(in.peer, comm::pack(comm::HandshakeReply{true, p.id, ""}));
+    dispatch(actions);
+  }
+
+  void remove_worker(WorkerId id) {
+    auto it = worker_peers.find(id);
+    if (it == worker_peers.end()) return;
+    const comm::PeerId peer = it->second;
+    worker_by_address.erase(peers[peer].address);
+    peers.erase(peer);
+    worker_peers.erase(it);
+    server.block(peer);  // anything it still sends is stale
+    --workers;
+    std::vector<Action> actions;
+    state.handle(RemoveWorker{id}, actions);
+    dispatch(actions);
+  }
+
+  void remove_client(ClientId id) {
+    auto it = client_peers.find(id);
+    if (it == client_peers.end()) return;
+    peers.erase(it->second);
+    server.block(it->second);
+    client_peers.erase(it);
+    --clients;
+    std::vector<Action> actions;
+    state.handle(RemoveClient{id}, actions);
+    dispatch(actions);
+  }
+
+  void check_timeouts() {
+    const auto now = Clock::now();
+    std::vector<std::pair<bool, uint32_t>> silent;
+    for (const auto& [peer, p] : peers) {
+      const auto limit = p.worker ? options.worker_timeout : options.client_timeout;
+      if (now - p.last_seen > limit) silent.emplace_back(p.worker, p.id);
+    }
+    for (const auto& [worker, id] : silent) {
+      if (worker) {
+        remove_worker(id);
+      } else {
+        remove_client(id);
+      }
+    }
+  }
+
+  // ---- messages in ----
+  void on_message(const comm::Received& in) {
+    auto it = peers.find(in.peer);
+    if (it == peers.end()) {
+      if (in.message.op != comm::Handshake::kOp) {
+        server.block(in.peer);  // a peer must introduce itself first
+        ++dropped;
+        return;
+      }
+      return on_handshake(in);
+    }
+    it->second.last_seen = Clock::now();
+    const Peer p = it->second;
+    std::vector<Action> actions;
+    try {
+      const std::string& op = in.message.op;
+      if (p.worker) {
+        if (op == pr::TaskFinished::kOp) {
+          auto m = comm::unpack<pr::TaskFinished>(in.message, options.limits);
+          state.handle(TaskFinished{p.id, std::move(m.key), m.nbytes, m.duration}, actions);
+        } else if (op == pr::TaskErred::kOp) {
+          auto m = comm::unpack<pr::TaskErred>(in.message, options.limits);
+          state.handle(TaskErred{p.id, std::move(m.key), std::move(m.exception)}, actions);
+        } else if (op == pr::MissingData::kOp) {
+          auto m = comm::unpack<pr::MissingData>(in.message, options.limits);
+          auto h = worker_by_address.find(m.holder);
+          state.handle(MissingData{p.id, std::move(m.key), std::move(m.missing),
+                                   h == worker_by_address.end() ? kUnknownWorker : h->second},
+                       actions);
+        } else if (op == pr::Heartbeat::kOp) {
+          (void)comm::unpack<pr::Heartbeat>(in.message, options.limits);
+        } else {
+          throw comm::ProtocolError(fmt::format("a worker may not send '{}'", op));
+        }
+      } else {
+        if (op == pr::UpdateGraph::kOp) {
+          auto m = comm::unpack<pr::UpdateGraph>(in.message, options.limits);
+          UpdateGraph u{p.id, {}, std::move(m.wanted)};
+          u.tasks.reserve(m.tasks.size());
+          for (auto& t : m.tasks) {
+            auto payload = std::make_shared<const std::string>(
+                reinterpret_cast<const char*>(t.payload.bytes.data()), t.payload.bytes.size());
+            u.tasks.push_back(TaskSpec{std::move(t.key), std::move(t.dependencies), t.priority,
+                                       std::move(payload)});
+          }
+          state.handle(u, actions);
+        } else if (op == pr::ReleaseKeys::kOp) {
+          auto m = comm::unpack<pr::ReleaseKeys>(in.message, options.limits);
+          state.handle(ReleaseKeys{p.id, std::move(m.keys)}, actions);
+        } else if (op == pr::Heartbeat::kOp) {
+          (void)comm::unpack<pr::Heartbeat>(in.message, options.limits);
+        } else {
+          throw comm::ProtocolError(fmt::format("a client may not send '{}'", op));
+        }
+      }
+    } catch (const comm::ProtocolError&) {
+      // A peer that breaks the protocol is cut off, and what it held or wanted goes with it.
+      ++dropped;
+      if (p.worker) {
+        remove_worker(p.id);
+      } else {
+        remove_client(p.id);
+      }
+      return;
+    }
+    dispatch(actions);
+  }
+
+  // ---- actions out ----
+  std::vector<std::string> addresses(const std::vector<WorkerId>& ids) const {
+    std::vector<std::string> out;
+    for (WorkerId w : ids) {
+      auto it = worker_peers.find(w);
+      if (it == worker_peers.end()) continue;
+      out.push_back(peers.at(it->second).address);
+    }
+    return out;
+  }
+
+  void to_worker(WorkerId w, const comm::Envelope& env) {
+    auto it = worker_peers.find(w);
+    if (it == worker_peers.end() || !server.send(it->second, env)) unreachable.push_back(w);
+  }
+
+  void to_client(ClientId c, const comm::Envelope& env) {
+    auto it = client_peers.find(c);
+    if (it != client_peers.end()) server.send(it->second, env);
+  }
+
+  void dispatch(std::vector<Action>& actions) {
+    for (Action& a : actions) {
+      if (auto* c = std::get_if<ComputeTask>(&a)) {
+        pr::ComputeTask m{c->key, c->priority, {}, {}};
+        if (c->payload) {
+          m.payload = pr::Payload{c->payload, std::as_bytes(std::span(c->payload->data(), c->payload->size()))};
+        }
+        m.who_has.reserve(c->who_has.size());
+        for (auto& [k, holders] : c->who_has) m.who_has.emplace_back(k, addresses(holders));
+        to_worker(c->worker, comm::pack(m));
+      } else if (auto* f = std::get_if<FreeKeys>(&a)) {
+        to_worker(f->worker, comm::pack(pr::FreeKeys{std::move(f->keys)}));
+      } else if (auto* m = std::get_if<ReportMemory>(&a)) {
+        to_client(m->client, comm::pack(pr::KeyInMemory{m->key, m->nbytes, addresses(state.who_has(m->key))}));
+      } else if (auto* e = std::get_if<ReportErred>(&a)) {
+        to_client(e->client, comm::pack(pr::KeyErred{e->key, e->exception, e->blamed}));
+      } else if (auto* l = std::get_if<ReportLost>(&a)) {
+        to_client(l->client, comm::pack(pr::KeyLost{l->key}));
+      } else if (auto* g = std::get_if<ReportGraphError>(&a)) {
+        to_client(g->client, comm::pack(pr::GraphRefused{g->message}));
+      }
+    }
+    actions.clear();
+    while (!unreachable.empty()) {
+      const WorkerId w = unreachable.back();
+      unreachable.pop_back();
+      remove_worker(w);
+    }
+  }
+};
+
+SchedulerServer::SchedulerServer(Options options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+
+SchedulerServer::~SchedulerServer() {
+  stop();
+}
+
+const std::string& SchedulerServer::address() const {
+  return impl_->server.address();
+}
+
+void SchedulerServer::start() {
+  if (impl_->thread.joinable()) return;
+  impl_->stopping = false;
+  impl_->thread = std::thread([this] { impl_->serve(); });
+}
+
+void SchedulerServer::stop() {
+  impl_->stopping = true;
+  if (impl_->thread.joinable()) impl_->thread.join();
+}
+
+size_t SchedulerServer::worker_count() const {
+  return impl_->workers.load();
+}
+
+size_t SchedulerServer::client_count() const {
+  return impl_->clients.load();
+}
+
+size_t SchedulerServer::dropped_messages() const {
+  return impl_->dropped.load();
+}
+
+}  // namespace tessera::distributed

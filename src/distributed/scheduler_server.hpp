@@ -1,0 +1,56 @@
+// The scheduler process's network shell: a comm::Server around a SchedulerState. It turns
+// messages into the state machine's events and its actions into messages, keeps the
+// table of peers (which routing id is which worker or client, and each worker's data
+// address), and is the only part that knows about time: a worker or client not heard from
+// within its timeout is removed (a worker's heartbeats, a client's messages or pings).
+//
+//   SchedulerServer s({.address = "tcp://127.0.0.1:0"});
+//   s.start();                      // serves on its own thread
+//   connect workers and clients to s.address() …
+//   s.stop();
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "comm/message.hpp"
+#include "distributed/scheduler_state.hpp"
+
+namespace tessera::distributed {
+
+class SchedulerServer {
+ public:
+  struct Options {
+    std::string address = "tcp://127.0.0.1:8786";
+    // A worker silent this long is removed (its tasks rescheduled, its results recomputed).
+    std::chrono::milliseconds worker_timeout{10000};
+    // A client silent this long is removed (its futures released).
+    std::chrono::milliseconds client_timeout{60000};
+    comm::Limits limits{};
+    SchedulerState::Options state{};
+  };
+
+  // Binds the address (IOError naming it if it cannot).
+  explicit SchedulerServer(Options options);
+  ~SchedulerServer();  // stops
+  SchedulerServer(const SchedulerServer&) = delete;
+  SchedulerServer& operator=(const SchedulerServer&) = delete;
+
+  // The address bound ("tcp://127.0.0.1:8786").
+  const std::string& address() const;
+  // Serves on a thread of its own until stop().
+  void start();
+  void stop();
+
+  // Counts, read from any thread (for tests and /metrics).
+  size_t worker_count() const;
+  size_t client_count() const;
+  size_t dropped_messages() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tessera::distributed

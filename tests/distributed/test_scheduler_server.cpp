@@ -1,0 +1,133 @@
+// The scheduler's network shell on loopback, with workers and clients played by plain
+// connections speaking the protocol: handshakes, a graph computed across two workers,
+// a silent worker removed and its results recomputed elsewhere, and peers that break the
+// protocol cut off while the others are served.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <thread>
+
+#include "comm/transport.hpp"
+#include "distributed/protocol.hpp"
+#include "distributed/scheduler_server.hpp"
+
+namespace comm = tessera::comm;
+namespace pr = tessera::distributed::protocol;
+namespace td = tessera::distributed;
+using namespace std::chrono_literals;
+using tessera::Key;
+
+namespace {
+
+// Waits for the next message of type M, skipping others of `skip` ops; fails on timeout.
+template <class M>
+M expect(comm::Connection& c, std::chrono::milliseconds timeout = 5000ms) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto in = c.receive(100ms);
+    if (!in) continue;
+    if (in->op == M::kOp) return comm::unpack<M>(*in);
+    ADD_FAILURE() << "expected '" << M::kOp << "', got '" << in->op << "'";
+  }
+  ADD_FAILURE() << "no '" << M::kOp << "' within " << timeout.count() << " ms";
+  return M{};
+}
+
+struct FakeWorker {
+  std::string data_address;
+  comm::Connection conn;
+  uint32_t id = 0;
+  FakeWorker(const std::string& scheduler, std::string addr) : data_address(std::move(addr)), conn(scheduler) {
+    conn.send(comm::pack(comm::Handshake{.role = "worker", .name = data_address, .nthreads = 1,
+                                         .address = data_address}));
+    const auto reply = expect<comm::HandshakeReply>(conn);
+    EXPECT_TRUE(reply.accepted) << reply.error;
+    id = reply.id;
+  }
+  void finish(const Key& k, uint64_t nbytes = 8) { conn.send(comm::pack(pr::TaskFinished{k, nbytes, 0.001})); }
+};
+
+pr::Payload payload_of(const std::string& s) {
+  auto owner = std::make_shared<std::string>(s);
+  return {owner, std::as_bytes(std::span(owner->data(), owner->size()))};
+}
+
+}  // namespace
+
+TEST(SchedulerServer, RunsAGraphAcrossWorkersAndRecoversFromASilentOne) {
+  td::SchedulerServer server({.address = "tcp://127.0.0.1:0", .worker_timeout = 600ms});
+  server.start();
+  FakeWorker w1(server.address(), "tcp://127.0.0.1:50001");
+  comm::Connection client(server.address());
+  client.send(comm::pack(comm::Handshake{.role = "client", .name = "c"}));
+  ASSERT_TRUE(expect<comm::HandshakeReply>(client).accepted);
+  EXPECT_EQ(server.worker_count(), 1U);
+  EXPECT_EQ(server.client_count(), 1U);
+
+  client.send(comm::pack(pr::UpdateGraph{
+      {{Key("a"), {}, 0, payload_of("task a")}, {Key("b"), {Key("a")}, 1, payload_of("task b")}},
+      {Key("b")}}));
+  auto ca = expect<pr::ComputeTask>(w1.conn);
+  EXPECT_EQ(ca.key, Key("a"));
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(ca.payload.bytes.data()), ca.payload.bytes.size()),
+            "task a");  // the payload reaches the worker as the client sent it
+  w1.finish(Key("a"));
+  auto cb = expect<pr::ComputeTask>(w1.conn);
+  EXPECT_EQ(cb.key, Key("b"));
+  ASSERT_EQ(cb.who_has.size(), 1U);
+  EXPECT_EQ(cb.who_has[0].second, std::vector<std::string>{"tcp://127.0.0.1:50001"});
+  w1.finish(Key("b"), 16);
+  auto mem = expect<pr::KeyInMemory>(client);
+  EXPECT_EQ(mem.key, Key("b"));
+  EXPECT_EQ(mem.nbytes, 16U);
+  EXPECT_EQ(mem.holders, std::vector<std::string>{"tcp://127.0.0.1:50001"});
+  EXPECT_EQ(expect<pr::FreeKeys>(w1.conn).keys, std::vector<Key>{Key("a")});
+
+  // A second worker joins; the first goes silent and is removed after its timeout: the
+  // client hears b is lost, and the second worker recomputes a then b.
+  FakeWorker w2(server.address(), "tcp://127.0.0.1:50002");
+  for (int i = 0; i < 10; ++i) {  // keep the client alive meanwhile
+    client.send(comm::pack(pr::Heartbeat{0}));
+    w2.conn.send(comm::pack(pr::Heartbeat{0}));
+    std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_EQ(server.worker_count(), 1U);
+  EXPECT_EQ(expect<pr::KeyLost>(client).key, Key("b"));
+  EXPECT_EQ(expect<pr::ComputeTask>(w2.conn).key, Key("a"));
+  w2.finish(Key("a"));
+  EXPECT_EQ(expect<pr::ComputeTask>(w2.conn).key, Key("b"));
+  w2.finish(Key("b"));
+  EXPECT_EQ(expect<pr::KeyInMemory>(client).holders, std::vector<std::string>{"tcp://127.0.0.1:50002"});
+  server.stop();
+}
+
+TEST(SchedulerServer, RefusesAndCutsOffPeersThatBreakTheProtocol) {
+  td::SchedulerServer server({.address = "tcp://127.0.0.1:0"});
+  server.start();
+  // Wrong version: refused with the reason.
+  comm::Connection old(server.address());
+  old.send(comm::pack(comm::Handshake{.version = 0, .role = "client"}));
+  const auto r = expect<comm::HandshakeReply>(old);
+  EXPECT_FALSE(r.accepted);
+  EXPECT_EQ(r.error, "protocol version 0 is not supported (the scheduler speaks 1)");
+  // A message before the handshake: ignored, and the peer with it.
+  comm::Connection rude(server.address());
+  rude.send(comm::pack(pr::Heartbeat{0}));
+  rude.send(comm::pack(comm::Handshake{.role = "client"}));
+  EXPECT_FALSE(rude.receive(300ms).has_value());
+  // A worker sending a client's message is cut off, and its results with it.
+  FakeWorker w(server.address(), "tcp://127.0.0.1:50003");
+  w.conn.send(comm::pack(pr::ReleaseKeys{{Key("x")}}));
+  std::this_thread::sleep_for(200ms);
+  EXPECT_EQ(server.worker_count(), 0U);
+  // A client whose graph depends on nothing known hears why.
+  comm::Connection client(server.address());
+  client.send(comm::pack(comm::Handshake{.role = "client"}));
+  ASSERT_TRUE(expect<comm::HandshakeReply>(client).accepted);
+  client.send(comm::pack(pr::UpdateGraph{{{Key("b"), {Key("nowhere")}, 0, payload_of("b")}}, {Key("b")}}));
+  EXPECT_EQ(expect<pr::GraphRefused>(client).message,
+            "update_graph: task 'b' depends on 'nowhere', which is neither in the graph nor held by "
+            "the scheduler");
+  EXPECT_GE(server.dropped_messages(), 3U);
+  server.stop();
+}
