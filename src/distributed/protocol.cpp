@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include "tessera/core/order.hpp"
+#include "tessera/core/serialize.hpp"
+
 namespace tessera::distributed::protocol {
 
 using comm::ProtocolError;
@@ -68,6 +71,23 @@ UpdateGraph UpdateGraph::decode(Decoder& d) {
   }
   g.wanted = read_keys(d, kMaxKeys);
   return g;
+}
+
+UpdateGraph to_update_graph(const Graph& graph, std::span<const Key> wanted) {
+  const std::vector<uint32_t> priority = order(graph, wanted);
+  const auto& entries = graph.entries();
+  UpdateGraph out;
+  out.wanted.assign(wanted.begin(), wanted.end());
+  out.tasks.reserve(entries.size());
+  for (size_t i = 0; i < entries.size(); ++i) {
+    Graph one;
+    one.add(entries[i].key, entries[i].task);
+    auto bytes = std::make_shared<const std::vector<std::byte>>(to_bytes(encode_graph(one)));
+    GraphTask t{entries[i].key, entries[i].task->dependencies(), priority[i],
+                Payload{bytes, std::span<const std::byte>(*bytes)}};
+    out.tasks.push_back(std::move(t));
+  }
+  return out;
 }
 
 void ReleaseKeys::encode(Encoder& e) const {

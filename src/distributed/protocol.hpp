@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "comm/message.hpp"
+#include "tessera/core/graph.hpp"
 #include "tessera/core/value.hpp"
 
 namespace tessera::distributed::protocol {
@@ -48,6 +49,11 @@ struct ReleaseKeys {
   void encode(Encoder& e) const;
   static ReleaseKeys decode(Decoder& d);
 };
+
+// A graph as a client sends it: each task encoded on its own as a payload (a one-task graph
+// for workers), with its dependencies and its priority from tessera::order. SerializationError
+// naming the task if one cannot cross processes (a closure, a value without a codec).
+UpdateGraph to_update_graph(const Graph& graph, std::span<const Key> wanted);
 
 // ---- scheduler -> client ----
 struct KeyInMemory {

@@ -96,7 +96,10 @@ struct WorkerState::Impl {
       if (t.status != WorkerTaskStatus::Ready) continue;
       t.status = WorkerTaskStatus::Executing;
       ++executing;
-      out->push_back(Execute{t.key, t.payload});
+      Execute ex{t.key, t.payload, {}};
+      ex.inputs.reserve(t.deps.size());
+      for (const Task* d : t.deps) ex.inputs.push_back(d->key);
+      out->push_back(std::move(ex));
     }
   }
 

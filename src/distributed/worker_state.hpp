@@ -56,10 +56,11 @@ using WorkerEvent = std::variant<ComputeTask, FreeKeys, ExecuteSuccess, ExecuteF
                                  GatherDepDone, GatherDepFailed, UpdateWhoHas>;
 
 // ---- instructions ----
-// Run the task (its payload, with its dependencies from local data).
+// Run the task (its payload), with its inputs (all in local data by now).
 struct Execute {
   Key key;
   std::shared_ptr<const std::string> payload;
+  std::vector<Key> inputs;
 };
 // Ask `peer` for these keys' data.
 struct GatherDep {

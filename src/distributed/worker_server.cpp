@@ -1,0 +1,277 @@
+#include "distributed/worker_server.hpp"
+
+#include <fmt/format.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+#include "comm/transport.hpp"
+#include "distributed/protocol.hpp"
+#include "distributed/worker_state.hpp"
+#include "tessera/core/scheduler.hpp"
+#include "tessera/core/serialize.hpp"
+
+namespace tessera::distributed {
+
+namespace pr = protocol;
+using Clock = std::chrono::steady_clock;
+
+struct WorkerServer::Impl {
+  // A task to run and what it needs.
+  struct Job {
+    Key key;
+    std::shared_ptr<const std::string> payload;
+    std::vector<std::pair<Key, Value>> inputs;
+  };
+  struct Done {
+    Key key;
+    bool ok = false;
+    Value value{};
+    std::string error{};
+    double duration = 0;
+  };
+
+  Options options;
+  comm::Server data;
+  std::unique_ptr<comm::Connection> scheduler;
+  std::unique_ptr<WorkerState> state;
+  std::unordered_map<Key, Value, KeyHash> store;
+  std::atomic<size_t> stored_count{0}, executed_count{0};
+  // Peers by local id (the state machine's WorkerIds) and address.
+  std::vector<std::string> peer_address{""};
+  std::unordered_map<std::string, WorkerId> peer_id;
+  std::unordered_map<WorkerId, std::unique_ptr<comm::Connection>> peer_conn;
+  // Executor threads and their queues.
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<Job> jobs;
+  std::deque<Done> done;
+  std::vector<std::thread> executors;
+  std::thread loop;
+  std::atomic<bool> stopping{false};
+
+  explicit Impl(Options o) : options(std::move(o)), data(options.listen, options.limits) {
+    if (options.nthreads < 1)
+      throw ValueError(fmt::format("a worker needs at least one thread, not {}", options.nthreads));
+  }
+
+  WorkerId id_of(const std::string& address) {
+    auto it = peer_id.find(address);
+    if (it != peer_id.end()) return it->second;
+    const auto id = static_cast<WorkerId>(peer_address.size());
+    peer_address.push_back(address);
+    peer_id.emplace(address, id);
+    return id;
+  }
+
+  void handshake() {
+    scheduler = std::make_unique<comm::Connection>(options.scheduler, options.limits);
+    scheduler->send(comm::pack(comm::Handshake{comm::kProtocolVersion, "worker",
+                                               options.name.empty() ? data.address() : options.name,
+                                               options.nthreads, data.address()}),
+                    options.connect_timeout);
+    auto reply = scheduler->receive(options.connect_timeout);
+    if (!reply) {
+      throw SchedulerError(fmt::format("the scheduler at {} did not answer within {} ms",
+                                       options.scheduler, options.connect_timeout.count()));
+    }
+    const auto r = comm::unpack<comm::HandshakeReply>(*reply, options.limits);
+    if (!r.accepted) {
+      throw SchedulerError(fmt::format("the scheduler at {} refused this worker: {}",
+                                       options.scheduler, r.error));
+    }
+    state = std::make_unique<WorkerState>(WorkerState::Options{.self = id_of(data.address()),
+                                                               .nthreads = options.nthreads});
+  }
+
+  // ---- executor threads ----
+  void execute_loop() {
+    while (true) {
+      Job job;
+      {
+        std::unique_lock lock(mu);
+        cv.wait(lock, [&] { return stopping.load() || !jobs.empty(); });
+        if (stopping.load()) return;
+        job = std::move(jobs.front());
+        jobs.pop_front();
+      }
+      Done d{job.key};
+      const auto t0 = Clock::now();
+      try {
+        // The payload is a one-task graph; its inputs join it as literals.
+        const auto bytes = std::as_bytes(std::span(job.payload->data(), job.payload->size()));
+        Graph g = decode_graph(from_bytes(bytes));
+        for (auto& [k, v] : job.inputs) g.add(k, Task::literal(std::move(v)));
+        std::vector<Value> out = get(g, std::span<const Key>(&job.key, 1), {.scheduler = "sync"});
+        d.value = std::move(out.at(0));
+        d.ok = true;
+      } catch (const TaskError& e) {
+        d.error = e.what();
+      } catch (const OpError& e) {
+        d.error = fmt::format(
+            "task '{}' cannot run on this worker: {} (start the worker with --preload of a library "
+            "that registers the op, or use a worker program built with it)",
+            job.key.str(), e.what());
+      } catch (const std::exception& e) {
+        d.error = fmt::format("task '{}' could not run on this worker: {}", job.key.str(), e.what());
+      }
+      d.duration = std::chrono::duration<double>(Clock::now() - t0).count();
+      ++executed_count;
+      std::lock_guard lock(mu);
+      done.push_back(std::move(d));
+    }
+  }
+
+  // ---- the loop: messages in, instructions out ----
+  void apply(std::vector<WorkerInstruction>& ins) {
+    for (auto& i : ins) {
+      if (auto* e = std::get_if<Execute>(&i)) {
+        Job job{e->key, e->payload, {}};
+        if (!job.payload) job.payload = std::make_shared<const std::string>();
+        // The state machine executes a task only once its inputs are all in the store.
+        for (const Key& k : e->inputs) {
+          auto it = store.find(k);
+          if (it != store.end()) job.inputs.emplace_back(k, it->second);
+        }
+        std::lock_guard lock(mu);
+        jobs.push_back(std::move(job));
+        cv.notify_one();
+      } else if (auto* g = std::get_if<GatherDep>(&i)) {
+        auto& conn = peer_conn[g->peer];
+        if (!conn) conn = std::make_unique<comm::Connection>(peer_address.at(g->peer), options.limits);
+        conn->send(comm::pack(pr::GetData{g->keys}));
+      } else if (auto* r = std::get_if<ReleaseData>(&i)) {
+        store.erase(r->key);
+      } else if (auto* f = std::get_if<SendTaskFinished>(&i)) {
+        scheduler->send(comm::pack(pr::TaskFinished{f->key, f->nbytes, f->duration}));
+      } else if (auto* x = std::get_if<SendTaskErred>(&i)) {
+        scheduler->send(comm::pack(pr::TaskErred{x->key, x->exception}));
+      } else if (auto* m = std::get_if<SendMissingData>(&i)) {
+        scheduler->send(comm::pack(pr::MissingData{m->key, m->missing, peer_address.at(m->holder)}));
+      }
+    }
+    ins.clear();
+    stored_count = store.size();
+  }
+
+  void serve() {
+    std::vector<WorkerInstruction> ins;
+    auto last_beat = Clock::now();
+    while (!stopping.load()) {
+      bool busy = false;
+      if (auto m = scheduler->receive(std::chrono::milliseconds(2))) {
+        busy = true;
+        if (m->op == pr::ComputeTask::kOp) {
+          auto c = comm::unpack<pr::ComputeTask>(*m, options.limits);
+          ComputeTask ev{0, c.key, std::make_shared<const std::string>(
+                                       reinterpret_cast<const char*>(c.payload.bytes.data()),
+                                       c.payload.bytes.size()),
+                         c.priority, {}};
+          for (auto& [k, holders] : c.who_has) {
+            std::vector<WorkerId> ids;
+            for (const auto& h : holders) ids.push_back(id_of(h));
+            ev.who_has.emplace_back(k, std::move(ids));
+          }
+          state->handle(ev, ins);
+        } else if (m->op == pr::FreeKeys::kOp) {
+          auto f = comm::unpack<pr::FreeKeys>(*m, options.limits);
+          state->handle(FreeKeys{0, std::move(f.keys)}, ins);
+        }
+        apply(ins);
+      }
+      while (auto r = data.receive(std::chrono::milliseconds(0))) {
+        busy = true;
+        if (r->message.op != pr::GetData::kOp) {
+          data.block(r->peer);
+          continue;
+        }
+        const auto req = comm::unpack<pr::GetData>(r->message, options.limits);
+        pr::Data reply;
+        for (const Key& k : req.keys) {
+          auto it = store.find(k);
+          if (it == store.end()) {
+            reply.missing.push_back(k);
+          } else {
+            reply.values.emplace_back(k, it->second);
+          }
+        }
+        data.send(r->peer, comm::pack(reply));
+      }
+      for (auto& [peer, conn] : peer_conn) {
+        while (auto m = conn->receive(std::chrono::milliseconds(0))) {
+          busy = true;
+          auto d = comm::unpack<pr::Data>(*m, options.limits);
+          GatherDepDone ev{peer, {}, std::move(d.missing)};
+          for (auto& [k, v] : d.values) {
+            ev.received.emplace_back(k, v.nbytes());
+            store.emplace(k, std::move(v));
+          }
+          state->handle(ev, ins);
+          apply(ins);
+        }
+      }
+      std::deque<Done> finished;
+      {
+        std::lock_guard lock(mu);
+        finished.swap(done);
+      }
+      for (Done& d : finished) {
+        busy = true;
+        if (d.ok) {
+          const uint64_t nbytes = d.value.nbytes();
+          store[d.key] = std::move(d.value);
+          state->handle(ExecuteSuccess{d.key, nbytes, d.duration}, ins);
+        } else {
+          state->handle(ExecuteFailure{d.key, d.error}, ins);
+        }
+        apply(ins);
+      }
+      if (Clock::now() - last_beat > options.heartbeat_interval) {
+        scheduler->send(comm::pack(pr::Heartbeat{0}));
+        last_beat = Clock::now();
+      }
+      (void)busy;
+    }
+  }
+};
+
+WorkerServer::WorkerServer(Options options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+
+WorkerServer::~WorkerServer() {
+  stop();
+}
+
+const std::string& WorkerServer::data_address() const {
+  return impl_->data.address();
+}
+
+void WorkerServer::start() {
+  if (impl_->loop.joinable()) return;
+  impl_->handshake();
+  impl_->stopping = false;
+  for (int i = 0; i < impl_->options.nthreads; ++i)
+    impl_->executors.emplace_back([this] { impl_->execute_loop(); });
+  impl_->loop = std::thread([this] { impl_->serve(); });
+}
+
+void WorkerServer::stop() {
+  impl_->stopping = true;
+  impl_->cv.notify_all();
+  if (impl_->loop.joinable()) impl_->loop.join();
+  for (auto& t : impl_->executors) t.join();
+  impl_->executors.clear();
+}
+
+size_t WorkerServer::executed() const {
+  return impl_->executed_count.load();
+}
+
+size_t WorkerServer::stored() const {
+  return impl_->stored_count.load();
+}
+
+}  // namespace tessera::distributed

@@ -1,0 +1,55 @@
+// A worker process's network shell: a WorkerState fed by the scheduler's messages, a data
+// server answering peers' and clients' get-data requests from the worker's store, one
+// connection per peer it fetches from, and `nthreads` executor threads that run tasks
+// (decoded from their payloads with the ops this process registered).
+//
+//   WorkerServer w({.scheduler = "tcp://127.0.0.1:8786", .nthreads = 2});
+//   w.start();     // handshakes, then serves on its own thread
+//   …
+//   w.stop();
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "comm/message.hpp"
+
+namespace tessera::distributed {
+
+class WorkerServer {
+ public:
+  struct Options {
+    std::string scheduler;                       // the scheduler's address
+    std::string listen = "tcp://127.0.0.1:0";    // the data server (port 0: any free one)
+    std::string name{};
+    int nthreads = 1;
+    std::chrono::milliseconds heartbeat_interval{500};
+    // Give up (stop serving) when the scheduler has not answered the handshake this long.
+    std::chrono::milliseconds connect_timeout{10000};
+    comm::Limits limits{};
+  };
+
+  // Binds the data server (IOError naming the address if it cannot).
+  explicit WorkerServer(Options options);
+  ~WorkerServer();  // stops
+  WorkerServer(const WorkerServer&) = delete;
+  WorkerServer& operator=(const WorkerServer&) = delete;
+
+  // Where peers fetch this worker's results.
+  const std::string& data_address() const;
+  // Handshakes with the scheduler and serves on threads of its own until stop(). SchedulerError
+  // with the scheduler's reason if it refuses, or naming the address if it does not answer
+  // within connect_timeout.
+  void start();
+  void stop();
+  // Results held, and tasks run so far.
+  size_t stored() const;
+  size_t executed() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tessera::distributed

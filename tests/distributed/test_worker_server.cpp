@@ -1,0 +1,183 @@
+// End to end on loopback: a SchedulerServer and two WorkerServers (threads of this process,
+// talking TCP), and a client speaking the protocol: a graph of registered ops runs across
+// both workers, inputs fetched worker to worker, results fetched from the worker holding
+// them and checked; a task that throws and an op a worker does not know are reported with
+// their keys.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <thread>
+
+#include "comm/transport.hpp"
+#include "distributed/protocol.hpp"
+#include "distributed/scheduler_server.hpp"
+#include "distributed/worker_server.hpp"
+#include "tessera/core.hpp"
+
+namespace comm = tessera::comm;
+namespace pr = tessera::distributed::protocol;
+namespace td = tessera::distributed;
+using namespace std::chrono_literals;
+using tessera::Arg;
+using tessera::Graph;
+using tessera::Key;
+using tessera::Task;
+using tessera::Value;
+
+namespace {
+
+int64_t dtest_inc(int64_t x) {
+  return x + 1;
+}
+TESSERA_REGISTER(dtest_inc);
+int64_t dtest_add(int64_t x, int64_t y) {
+  return x + y;
+}
+TESSERA_REGISTER(dtest_add);
+int64_t dtest_fail(int64_t x) {
+  throw tessera::ValueError("no good: " + std::to_string(x));
+}
+TESSERA_REGISTER(dtest_fail);
+
+struct Client {
+  comm::Connection conn;
+  explicit Client(const std::string& address) : conn(address) {
+    conn.send(comm::pack(comm::Handshake{.role = "client", .name = "test"}));
+    auto r = conn.receive(5s);
+    EXPECT_TRUE(r && comm::unpack<comm::HandshakeReply>(*r).accepted);
+  }
+  // Waits for the next report about a key (memory or erred).
+  comm::Envelope next_report(std::chrono::milliseconds timeout = 10s) {
+    auto r = conn.receive(timeout);
+    if (!r) {
+      ADD_FAILURE() << "no report within " << timeout.count() << " ms";
+      return {};
+    }
+    return std::move(*r);
+  }
+};
+
+Value fetch(const std::string& holder, const Key& key) {
+  comm::Connection c(holder);
+  c.send(comm::pack(pr::GetData{{key}}));
+  auto r = c.receive(5s);
+  if (!r) throw tessera::IOError("no answer from " + holder);
+  auto d = comm::unpack<pr::Data>(*r);
+  if (d.values.empty()) throw tessera::KeyError(key.str() + " is missing at " + holder);
+  return d.values[0].second;
+}
+
+}  // namespace
+
+TEST(WorkerServer, RunsAGraphAcrossTwoWorkersEndToEnd) {
+  td::SchedulerServer scheduler({.address = "tcp://127.0.0.1:0"});
+  scheduler.start();
+  td::WorkerServer w1({.scheduler = scheduler.address(), .nthreads = 1});
+  td::WorkerServer w2({.scheduler = scheduler.address(), .nthreads = 2});
+  w1.start();
+  w2.start();
+  // sum over i < 20 of (i + 1), as a tree of adds.
+  Graph g;
+  std::vector<Key> level;
+  for (int64_t i = 0; i < 20; ++i) {
+    Key k("inc", {i});
+    g.add(k, Task::call(tessera::get_op("dtest_inc"), {Arg(Value::of(i))}));
+    level.push_back(k);
+  }
+  int depth = 0;
+  while (level.size() > 1) {
+    std::vector<Key> next;
+    ++depth;
+    for (size_t i = 0; i < level.size(); i += 2) {
+      if (i + 1 == level.size()) {
+        next.push_back(level[i]);
+        continue;
+      }
+      Key k("add-" + std::to_string(depth), {static_cast<int64_t>(i / 2)});
+      g.add(k, Task::call(tessera::get_op("dtest_add"), {Arg::ref(level[i]), Arg::ref(level[i + 1])}));
+      next.push_back(k);
+    }
+    level = std::move(next);
+  }
+  const Key root = level[0];
+  Client client(scheduler.address());
+  const std::vector<Key> wanted{root};
+  client.conn.send(comm::pack(pr::to_update_graph(g, wanted)));
+  const comm::Envelope report = client.next_report();
+  ASSERT_EQ(report.op, pr::KeyInMemory::kOp) << (report.op == pr::KeyErred::kOp
+                                                     ? comm::unpack<pr::KeyErred>(report).exception
+                                                     : report.op);
+  const auto mem = comm::unpack<pr::KeyInMemory>(report);
+  EXPECT_EQ(mem.key, root);
+  ASSERT_EQ(mem.holders.size(), 1U);
+  EXPECT_EQ(fetch(mem.holders[0], root).get<int64_t>(), 210);  // 1 + 2 + … + 20
+  // Both workers took part (39 tasks in all), and intermediates were released.
+  EXPECT_GT(w1.executed(), 0U);
+  EXPECT_GT(w2.executed(), 0U);
+  EXPECT_EQ(w1.executed() + w2.executed(), 39U);
+  std::this_thread::sleep_for(100ms);
+  EXPECT_LE(w1.stored() + w2.stored(), 3U);
+
+  // A task that throws: the client hears the error with the task's key.
+  Graph bad;
+  bad.add(Key("boom"), Task::call(tessera::get_op("dtest_fail"), {Arg(Value::of(int64_t{7}))}));
+  bad.add(Key("after"), Task::call(tessera::get_op("dtest_inc"), {Arg::ref(Key("boom"))}));
+  client.conn.send(comm::pack(pr::to_update_graph(bad, std::vector<Key>{Key("after")})));
+  const comm::Envelope e = client.next_report();
+  ASSERT_EQ(e.op, pr::KeyErred::kOp);
+  const auto err = comm::unpack<pr::KeyErred>(e);
+  EXPECT_EQ(err.key, Key("after"));
+  EXPECT_EQ(err.blamed, Key("boom"));
+  EXPECT_NE(err.exception.find("no good: 7"), std::string::npos) << err.exception;
+  EXPECT_NE(err.exception.find("boom"), std::string::npos) << err.exception;
+
+  w1.stop();
+  w2.stop();
+  scheduler.stop();
+}
+
+TEST(WorkerServer, AnOpTheWorkerDoesNotKnowFailsItsTaskNamingTheOp) {
+  td::SchedulerServer scheduler({.address = "tcp://127.0.0.1:0"});
+  scheduler.start();
+  td::WorkerServer w({.scheduler = scheduler.address(), .nthreads = 1});
+  w.start();
+  // A payload calling an op no process registered (as a client built with other ops sends).
+  pr::UpdateGraph u;
+  {
+    Graph one;
+    one.add(Key("x"), Task::call(tessera::get_op("dtest_inc"), {Arg(Value::of(int64_t{1}))}));
+    std::vector<std::byte> bytes = tessera::to_bytes(tessera::encode_graph(one));
+    const std::string from = "dtest_inc", to = "dtest_zzz";
+    auto it = std::search(bytes.begin(), bytes.end(), reinterpret_cast<const std::byte*>(from.data()),
+                          reinterpret_cast<const std::byte*>(from.data() + from.size()));
+    ASSERT_NE(it, bytes.end());
+    std::memcpy(&*it, to.data(), to.size());
+    auto owner = std::make_shared<const std::vector<std::byte>>(std::move(bytes));
+    u.tasks.push_back({Key("x"), {}, 0, pr::Payload{owner, std::span<const std::byte>(*owner)}});
+    u.wanted = {Key("x")};
+  }
+  Client client(scheduler.address());
+  client.conn.send(comm::pack(u));
+  const comm::Envelope e = client.next_report();
+  ASSERT_EQ(e.op, pr::KeyErred::kOp);
+  const auto err = comm::unpack<pr::KeyErred>(e);
+  EXPECT_NE(err.exception.find("task 'x' cannot run on this worker"), std::string::npos) << err.exception;
+  EXPECT_NE(err.exception.find("dtest_zzz"), std::string::npos) << err.exception;
+  EXPECT_NE(err.exception.find("--preload"), std::string::npos) << err.exception;
+  w.stop();
+  scheduler.stop();
+}
+
+TEST(WorkerServer, RefusedOrUnansweredHandshakesAreErrors) {
+  // Nobody listening: the worker gives up after its connect timeout, naming the address.
+  td::WorkerServer lonely({.scheduler = "tcp://127.0.0.1:1", .connect_timeout = 300ms});
+  try {
+    lonely.start();
+    FAIL() << "start() returned";
+  } catch (const tessera::SchedulerError& e) {
+    EXPECT_STREQ(e.what(), "the scheduler at tcp://127.0.0.1:1 did not answer within 300 ms");
+  }
+  EXPECT_THROW(td::WorkerServer({.scheduler = "tcp://127.0.0.1:1", .nthreads = 0}), tessera::ValueError);
+}
