@@ -159,6 +159,7 @@ struct SchedulerServer::Impl {
                        actions);
         } else if (op == pr::Heartbeat::kOp) {
           (void)comm::unpack<pr::Heartbeat>(in.message, options.limits);
+          server.send(in.peer, comm::pack(pr::Heartbeat{0}));  // so it knows we are here
         } else {
           throw comm::ProtocolError(fmt::format("a worker may not send '{}'", op));
         }

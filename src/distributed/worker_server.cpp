@@ -53,6 +53,8 @@ struct WorkerServer::Impl {
   std::vector<std::thread> executors;
   std::thread loop;
   std::atomic<bool> stopping{false};
+  std::atomic<bool> serving{false};
+  std::string reason;  // why serving stopped (set by the loop thread before serving = false)
 
   explicit Impl(Options o) : options(std::move(o)), data(options.listen, options.limits) {
     if (options.nthreads < 1)
@@ -160,11 +162,17 @@ struct WorkerServer::Impl {
 
   void serve() {
     std::vector<WorkerInstruction> ins;
-    auto last_beat = Clock::now();
+    auto last_beat = Clock::now(), last_heard = Clock::now();
     while (!stopping.load()) {
+      if (Clock::now() - last_heard > options.death_timeout) {
+        reason = fmt::format("the scheduler at {} was silent for {} ms", options.scheduler,
+                             options.death_timeout.count());
+        break;
+      }
       bool busy = false;
       if (auto m = scheduler->receive(std::chrono::milliseconds(2))) {
         busy = true;
+        last_heard = Clock::now();
         if (m->op == pr::ComputeTask::kOp) {
           auto c = comm::unpack<pr::ComputeTask>(*m, options.limits);
           ComputeTask ev{0, c.key, std::make_shared<const std::string>(
@@ -236,6 +244,10 @@ struct WorkerServer::Impl {
       }
       (void)busy;
     }
+    if (reason.empty()) reason = "stopped";
+    serving = false;
+    stopping = true;  // the executors leave too
+    cv.notify_all();
   }
 };
 
@@ -255,7 +267,16 @@ void WorkerServer::start() {
   impl_->stopping = false;
   for (int i = 0; i < impl_->options.nthreads; ++i)
     impl_->executors.emplace_back([this] { impl_->execute_loop(); });
+  impl_->serving = true;
   impl_->loop = std::thread([this] { impl_->serve(); });
+}
+
+bool WorkerServer::running() const {
+  return impl_->serving.load();
+}
+
+std::string WorkerServer::stop_reason() const {
+  return impl_->serving.load() ? std::string() : impl_->reason;
 }
 
 void WorkerServer::stop() {

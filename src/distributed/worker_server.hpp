@@ -25,8 +25,10 @@ class WorkerServer {
     std::string name{};
     int nthreads = 1;
     std::chrono::milliseconds heartbeat_interval{500};
-    // Give up (stop serving) when the scheduler has not answered the handshake this long.
+    // Give up when the scheduler has not answered the handshake this long.
     std::chrono::milliseconds connect_timeout{10000};
+    // Stop serving when the scheduler has been silent this long (it answers heartbeats).
+    std::chrono::milliseconds death_timeout{60000};
     comm::Limits limits{};
   };
 
@@ -43,6 +45,10 @@ class WorkerServer {
   // within connect_timeout.
   void start();
   void stop();
+  // False once stopped, or after the scheduler went silent past death_timeout; then
+  // stop_reason() says why.
+  bool running() const;
+  std::string stop_reason() const;
   // Results held, and tasks run so far.
   size_t stored() const;
   size_t executed() const;

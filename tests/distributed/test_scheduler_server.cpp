@@ -19,7 +19,8 @@ using tessera::Key;
 
 namespace {
 
-// Waits for the next message of type M, skipping others of `skip` ops; fails on timeout.
+// Waits for the next message of type M (skipping the scheduler's heartbeat replies); fails
+// on another message or on timeout.
 template <class M>
 M expect(comm::Connection& c, std::chrono::milliseconds timeout = 5000ms) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -27,6 +28,7 @@ M expect(comm::Connection& c, std::chrono::milliseconds timeout = 5000ms) {
     auto in = c.receive(100ms);
     if (!in) continue;
     if (in->op == M::kOp) return comm::unpack<M>(*in);
+    if (in->op == pr::Heartbeat::kOp) continue;
     ADD_FAILURE() << "expected '" << M::kOp << "', got '" << in->op << "'";
   }
   ADD_FAILURE() << "no '" << M::kOp << "' within " << timeout.count() << " ms";

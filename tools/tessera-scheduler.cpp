@@ -1,0 +1,80 @@
+// tessera-scheduler: the distributed scheduler as a program.
+//
+//   tessera-scheduler [--address tcp://127.0.0.1:8786] [--scheduler-file FILE]
+//                     [--worker-timeout SECONDS] [--client-timeout SECONDS]
+//
+// Every option also reads TESSERA_SCHEDULER_<OPTION> from the environment. It serves until
+// SIGINT or SIGTERM.
+#include <CLI/CLI.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "distributed/scheduler_server.hpp"
+#include "tessera/core/error.hpp"
+
+namespace {
+
+// Writes the address where workers and clients find it; atomically (temporary + rename).
+void write_scheduler_file(const std::string& path, const std::string& address) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp);
+    f << "{\"address\": \"" << address << "\"}\n";
+    if (!f) throw tessera::IOError("cannot write the scheduler file '" + path + "'");
+  }
+  std::filesystem::rename(tmp, path);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"tessera-scheduler: the distributed scheduler (workers and clients connect to it)"};
+  std::string address = "tcp://127.0.0.1:8786", scheduler_file;
+  double worker_timeout = 10, client_timeout = 60;
+  app.add_option("--address", address, "where to listen: tcp://host:port (port 0: any free one)")
+      ->envname("TESSERA_SCHEDULER_ADDRESS")
+      ->capture_default_str();
+  app.add_option("--scheduler-file", scheduler_file,
+                 "write {\"address\": ...} here for workers and clients (--scheduler-file)")
+      ->envname("TESSERA_SCHEDULER_FILE");
+  app.add_option("--worker-timeout", worker_timeout, "seconds of silence after which a worker is removed")
+      ->envname("TESSERA_SCHEDULER_WORKER_TIMEOUT")
+      ->check(CLI::Range(0.001, 1e6))
+      ->capture_default_str();
+  app.add_option("--client-timeout", client_timeout, "seconds of silence after which a client is removed")
+      ->envname("TESSERA_SCHEDULER_CLIENT_TIMEOUT")
+      ->check(CLI::Range(0.001, 1e6))
+      ->capture_default_str();
+  app.set_version_flag("--version", std::string("tessera-scheduler ") + TESSERA_VERSION);
+  CLI11_PARSE(app, argc, argv);
+
+  auto log = spdlog::stderr_color_mt("scheduler");
+  // Block the stop signals before any thread starts, then wait for one.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  try {
+    tessera::distributed::SchedulerServer server(
+        {.address = address,
+         .worker_timeout = std::chrono::milliseconds(static_cast<long>(worker_timeout * 1000)),
+         .client_timeout = std::chrono::milliseconds(static_cast<long>(client_timeout * 1000))});
+    server.start();
+    if (!scheduler_file.empty()) write_scheduler_file(scheduler_file, server.address());
+    log->info("listening on {}", server.address());
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    log->info("signal {}: stopping", sig);
+    server.stop();
+  } catch (const std::exception& e) {
+    log->error("{}", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,113 @@
+// tessera-worker: a worker process.
+//
+//   tessera-worker tcp://127.0.0.1:8786 [--nthreads N] [--name NAME] [--listen ADDRESS]
+//                  [--preload lib.so ...] [--death-timeout SECONDS]
+//   tessera-worker --scheduler-file FILE ...
+//
+// --preload loads a shared library whose static initializers register ops
+// (TESSERA_REGISTER), so that graphs calling them run here. Every option also reads
+// TESSERA_WORKER_<OPTION> from the environment. It serves until SIGINT or SIGTERM, or until
+// the scheduler has been silent for --death-timeout seconds (then it exits with 3).
+#include <CLI/CLI.hpp>
+#include <dlfcn.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <csignal>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "distributed/worker_server.hpp"
+#include "tessera/core/error.hpp"
+
+namespace {
+
+// The address in a scheduler file ({"address": "tcp://..."}).
+std::string read_scheduler_file(const std::string& path) {
+  std::ifstream f(path);
+  if (!f) throw tessera::IOError("cannot read the scheduler file '" + path + "'");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  const std::string text = ss.str();
+  const auto at = text.find("tcp://");
+  const auto end = text.find('"', at);
+  if (at == std::string::npos || end == std::string::npos)
+    throw tessera::IOError("the scheduler file '" + path + "' holds no tcp:// address");
+  return text.substr(at, end - at);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"tessera-worker: runs tasks for a tessera scheduler"};
+  std::string scheduler, scheduler_file, name, listen = "tcp://127.0.0.1:0";
+  int nthreads = static_cast<int>(std::max(1U, std::thread::hardware_concurrency()));
+  std::vector<std::string> preload;
+  double death_timeout = 60, connect_timeout = 10;
+  app.add_option("scheduler", scheduler, "the scheduler's address (tcp://host:port)")->envname("TESSERA_WORKER_SCHEDULER");
+  app.add_option("--scheduler-file", scheduler_file, "read the scheduler's address from this file")
+      ->envname("TESSERA_WORKER_SCHEDULER_FILE");
+  app.add_option("--nthreads", nthreads, "threads running tasks")
+      ->envname("TESSERA_WORKER_NTHREADS")
+      ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
+  app.add_option("--name", name, "how the scheduler calls this worker")->envname("TESSERA_WORKER_NAME");
+  app.add_option("--listen", listen, "where peers fetch results from (port 0: any free one)")
+      ->envname("TESSERA_WORKER_LISTEN")
+      ->capture_default_str();
+  app.add_option("--preload", preload, "a shared library to load first (it registers ops); repeatable")
+      ->allow_extra_args(false)
+      ->envname("TESSERA_WORKER_PRELOAD");
+  app.add_option("--death-timeout", death_timeout, "seconds without the scheduler before exiting")
+      ->envname("TESSERA_WORKER_DEATH_TIMEOUT")
+      ->check(CLI::Range(0.001, 1e6))
+      ->capture_default_str();
+  app.add_option("--connect-timeout", connect_timeout, "seconds to wait for the scheduler at start")
+      ->envname("TESSERA_WORKER_CONNECT_TIMEOUT")
+      ->check(CLI::Range(0.001, 1e6))
+      ->capture_default_str();
+  app.set_version_flag("--version", std::string("tessera-worker ") + TESSERA_VERSION);
+  CLI11_PARSE(app, argc, argv);
+
+  auto log = spdlog::stderr_color_mt("worker");
+  try {
+    if (scheduler.empty() && scheduler_file.empty())
+      throw tessera::ValueError("give the scheduler's address or --scheduler-file");
+    if (scheduler.empty()) scheduler = read_scheduler_file(scheduler_file);
+    for (const auto& lib : preload) {
+      if (!dlopen(lib.c_str(), RTLD_NOW | RTLD_GLOBAL))
+        throw tessera::IOError("--preload " + lib + ": " + dlerror());
+      log->info("loaded {}", lib);
+    }
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+    tessera::distributed::WorkerServer worker(
+        {.scheduler = scheduler,
+         .listen = listen,
+         .name = name,
+         .nthreads = nthreads,
+         .connect_timeout = std::chrono::milliseconds(static_cast<long>(connect_timeout * 1000)),
+         .death_timeout = std::chrono::milliseconds(static_cast<long>(death_timeout * 1000))});
+    worker.start();
+    log->info("serving {} with {} threads; data at {}", scheduler, nthreads, worker.data_address());
+    while (worker.running()) {
+      timespec poll{0, 100'000'000};
+      int sig = sigtimedwait(&stop_signals, nullptr, &poll);
+      if (sig > 0) {
+        log->info("signal {}: stopping", sig);
+        worker.stop();
+        return 0;
+      }
+    }
+    log->error("{}", worker.stop_reason());
+    return 3;
+  } catch (const std::exception& e) {
+    log->error("{}", e.what());
+    return 1;
+  }
+}
