@@ -141,6 +141,25 @@ Value svd_small(const NDArray& block) {
 }
 TESSERA_REGISTER_AS("linalg.svd-small", svd_small);
 
+// a - sum_m x_m y_m (y_m transposed when asked), as a fresh matrix.
+Mat minus_products(const NDArray& a, const std::vector<Value>& xs, const std::vector<Value>& ys,
+                   bool transpose_y = false) {
+  Mat s = writable(a);
+  const int64_t m = s.shape()[0], n = s.shape()[1];
+  for (size_t j = 0; j < xs.size(); ++j) {
+    const Mat x = f64(as_ndarray(xs[j])).contiguous(), y = f64(as_ndarray(ys[j])).contiguous();
+    const int64_t k = x.shape()[1];
+    if (m && n && k) {
+      cblas_dgemm(CblasRowMajor, CblasNoTrans, transpose_y ? CblasTrans : CblasNoTrans,
+                  static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), -1.0,
+                  x.data<double>(), static_cast<int>(k), y.data<double>(),
+                  static_cast<int>(y.shape()[1]), 1.0, s.mutable_data<double>(),
+                  static_cast<int>(n));
+    }
+  }
+  return s;
+}
+
 NDArray chol_diag(const NDArray& akk, const std::vector<Value>& lkj) {
   Mat a = writable(akk);
   const int64_t n = a.shape()[0];
@@ -165,17 +184,8 @@ TESSERA_REGISTER_AS("linalg.cholesky-diag", chol_diag);
 // L_ik = (A_ik - sum_j L_ij L_kj^T) L_kk^-T
 NDArray chol_off(const NDArray& aik, const std::vector<Value>& lij, const std::vector<Value>& lkj,
                  const NDArray& lkk) {
-  Mat a = writable(aik);
+  Mat a = minus_products(aik, lij, lkj, /*transpose_y=*/true);
   const int64_t m = a.shape()[0], n = a.shape()[1];
-  for (size_t j = 0; j < lij.size(); ++j) {
-    const Mat x = f64(as_ndarray(lij[j])).contiguous(), y = f64(as_ndarray(lkj[j])).contiguous();
-    if (m && n && x.shape()[1]) {
-      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m), static_cast<int>(n),
-                  static_cast<int>(x.shape()[1]), -1.0, x.data<double>(),
-                  static_cast<int>(x.shape()[1]), y.data<double>(), static_cast<int>(y.shape()[1]),
-                  1.0, a.mutable_data<double>(), static_cast<int>(n));
-    }
-  }
   const Mat l = f64(lkk).contiguous();
   if (m && n) {
     cblas_dtrsm(CblasRowMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit,
@@ -210,23 +220,6 @@ TESSERA_REGISTER_AS("linalg.triangular-solve", triangular_solve);
 // S = A_kk - sum_m L_km U_mk is factored P_k L_kk U_kk (getrf); U_kj = L_kk^-1 P_k^T
 // (A_kj - sum_m L_km U_mj); L_ik = (A_ik - sum_m L_im U_mk) U_kk^-1. The right-hand side
 // is eliminated as one more block column, then back-substituted.
-
-// a - sum_m x_m y_m, as a fresh matrix.
-Mat minus_products(const NDArray& a, const std::vector<Value>& xs, const std::vector<Value>& ys) {
-  Mat s = writable(a);
-  const int64_t m = s.shape()[0], n = s.shape()[1];
-  for (size_t j = 0; j < xs.size(); ++j) {
-    const Mat x = f64(as_ndarray(xs[j])).contiguous(), y = f64(as_ndarray(ys[j])).contiguous();
-    const int64_t k = x.shape()[1];
-    if (m && n && k) {
-      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(m),
-                  static_cast<int>(n), static_cast<int>(k), -1.0, x.data<double>(),
-                  static_cast<int>(k), y.data<double>(), static_cast<int>(n), 1.0,
-                  s.mutable_data<double>(), static_cast<int>(n));
-    }
-  }
-  return s;
-}
 
 // [packed L\U, pivots (int64, 1-based as getrf gives them)] of a diagonal block.
 Value lu_diag(std::span<const Value> args) {

@@ -169,9 +169,7 @@ struct WorkerServer::Impl {
                              options.death_timeout.count());
         break;
       }
-      bool busy = false;
       if (auto m = scheduler->receive(std::chrono::milliseconds(2))) {
-        busy = true;
         last_heard = Clock::now();
         if (m->op == pr::ComputeTask::kOp) {
           auto c = comm::unpack<pr::ComputeTask>(*m, options.limits);
@@ -192,7 +190,6 @@ struct WorkerServer::Impl {
         apply(ins);
       }
       while (auto r = data.receive(std::chrono::milliseconds(0))) {
-        busy = true;
         if (r->message.op != pr::GetData::kOp) {
           data.block(r->peer);
           continue;
@@ -211,8 +208,7 @@ struct WorkerServer::Impl {
       }
       for (auto& [peer, conn] : peer_conn) {
         while (auto m = conn->receive(std::chrono::milliseconds(0))) {
-          busy = true;
-          auto d = comm::unpack<pr::Data>(*m, options.limits);
+            auto d = comm::unpack<pr::Data>(*m, options.limits);
           GatherDepDone ev{peer, {}, std::move(d.missing)};
           for (auto& [k, v] : d.values) {
             ev.received.emplace_back(k, v.nbytes());
@@ -228,7 +224,6 @@ struct WorkerServer::Impl {
         finished.swap(done);
       }
       for (Done& d : finished) {
-        busy = true;
         if (d.ok) {
           const uint64_t nbytes = d.value.nbytes();
           store[d.key] = std::move(d.value);
@@ -242,7 +237,6 @@ struct WorkerServer::Impl {
         scheduler->send(comm::pack(pr::Heartbeat{0}));
         last_beat = Clock::now();
       }
-      (void)busy;
     }
     if (reason.empty()) reason = "stopped";
     serving = false;
