@@ -9,17 +9,15 @@
 // TESSERA_WORKER_<OPTION> from the environment. It serves until SIGINT or SIGTERM, or until
 // the scheduler has been silent for --death-timeout seconds (then it exits with 3).
 #include <CLI/CLI.hpp>
-#include <dlfcn.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <chrono>
-#include <csignal>
 #include <fstream>
 #include <sstream>
 #include <thread>
 
-#include "distributed/worker_server.hpp"
+#include "distributed/worker_main.hpp"
 #include "tessera/core/error.hpp"
 
 namespace {
@@ -71,43 +69,20 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("tessera-worker ") + TESSERA_VERSION);
   CLI11_PARSE(app, argc, argv);
 
-  auto log = spdlog::stderr_color_mt("worker");
   try {
     if (scheduler.empty() && scheduler_file.empty())
       throw tessera::ValueError("give the scheduler's address or --scheduler-file");
     if (scheduler.empty()) scheduler = read_scheduler_file(scheduler_file);
-    for (const auto& lib : preload) {
-      if (!dlopen(lib.c_str(), RTLD_NOW | RTLD_GLOBAL))
-        throw tessera::IOError("--preload " + lib + ": " + dlerror());
-      log->info("loaded {}", lib);
-    }
-    sigset_t stop_signals;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGINT);
-    sigaddset(&stop_signals, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-    tessera::distributed::WorkerServer worker(
-        {.scheduler = scheduler,
-         .listen = listen,
-         .name = name,
-         .nthreads = nthreads,
-         .connect_timeout = std::chrono::milliseconds(static_cast<long>(connect_timeout * 1000)),
-         .death_timeout = std::chrono::milliseconds(static_cast<long>(death_timeout * 1000))});
-    worker.start();
-    log->info("serving {} with {} threads; data at {}", scheduler, nthreads, worker.data_address());
-    while (worker.running()) {
-      timespec poll{0, 100'000'000};
-      int sig = sigtimedwait(&stop_signals, nullptr, &poll);
-      if (sig > 0) {
-        log->info("signal {}: stopping", sig);
-        worker.stop();
-        return 0;
-      }
-    }
-    log->error("{}", worker.stop_reason());
-    return 3;
   } catch (const std::exception& e) {
-    log->error("{}", e.what());
+    spdlog::stderr_color_mt("worker")->error("{}", e.what());
     return 1;
   }
+  return tessera::distributed::run_worker(
+      {.scheduler = scheduler,
+       .listen = listen,
+       .name = name,
+       .nthreads = nthreads,
+       .connect_timeout = std::chrono::milliseconds(static_cast<long>(connect_timeout * 1000)),
+       .death_timeout = std::chrono::milliseconds(static_cast<long>(death_timeout * 1000))},
+      preload);
 }

@@ -1,7 +1,7 @@
 // File: tessera/tessera.hpp
 //
-// Everything a tessera program starts with: the core, the local schedulers, diagnostics
-// and delayed.
+// Everything a tessera program starts with: the core, the local schedulers, diagnostics,
+// delayed, and clients of the distributed runtime.
 //
 //   #include <tessera/tessera.hpp>
 //   int64_t inc(int64_t x) { return x + 1; }
@@ -16,4 +16,5 @@
 #include "tessera/core.hpp"
 #include "tessera/delayed.hpp"
 #include "tessera/diagnostics.hpp"
+#include "tessera/distributed.hpp"
 #include "tessera/local.hpp"

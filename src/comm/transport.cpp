@@ -2,6 +2,11 @@
 
 #include <fmt/format.h>
 
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <unordered_set>
 #include <vector>
 #include <zmq.hpp>
@@ -116,6 +121,10 @@ std::optional<Received> Server::receive(std::chrono::milliseconds timeout) {
   }
 }
 
+void* Server::handle() const {
+  return static_cast<void*>(impl_->socket);
+}
+
 size_t Server::dropped() const {
   return impl_->dropped;
 }
@@ -165,6 +174,52 @@ std::optional<Envelope> Connection::receive(std::chrono::milliseconds timeout) {
   if (!zmq::recv_multipart(impl_->socket, std::back_inserter(msgs), zmq::recv_flags::dontwait))
     return std::nullopt;
   return parse(std::move(msgs), 0, impl_->limits);
+}
+
+void* Connection::handle() const {
+  return static_cast<void*>(impl_->socket);
+}
+
+Waker::Waker() : fd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
+  if (fd_ < 0) throw IOError(fmt::format("eventfd failed: {}", std::strerror(errno)));
+}
+
+Waker::~Waker() {
+  close(fd_);
+}
+
+void Waker::wake() const {
+  const uint64_t one = 1;
+  // A full counter (EAGAIN) is already a pending wake-up.
+  [[maybe_unused]] ssize_t n = write(fd_, &one, sizeof one);
+}
+
+void Waker::clear() const {
+  uint64_t value = 0;
+  [[maybe_unused]] ssize_t n = read(fd_, &value, sizeof value);
+}
+
+int poll(std::span<PollItem> items, std::chrono::microseconds timeout) {
+  std::vector<zmq_pollitem_t> zitems(items.size());
+  for (size_t i = 0; i < items.size(); ++i) {
+    zitems[i] = zmq_pollitem_t{items[i].socket, items[i].fd, ZMQ_POLLIN, 0};
+  }
+  // zmq_poll takes milliseconds; below one, spin with zero-timeout polls until it passes.
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  int n = 0;
+  while (true) {
+    const auto left = std::chrono::duration_cast<std::chrono::microseconds>(
+        deadline - std::chrono::steady_clock::now());
+    const long ms = left.count() <= 0 ? 0 : std::max<long>(1, left.count() / 1000);
+    n = zmq_poll(zitems.data(), static_cast<int>(zitems.size()), ms);
+    if (n < 0) {
+      if (zmq_errno() == EINTR) continue;
+      throw IOError(fmt::format("poll failed: {}", zmq_strerror(zmq_errno())));
+    }
+    if (n > 0 || left.count() <= 0 || std::chrono::steady_clock::now() >= deadline) break;
+  }
+  for (size_t i = 0; i < items.size(); ++i) items[i].ready = (zitems[i].revents & ZMQ_POLLIN) != 0;
+  return n;
 }
 
 }  // namespace tessera::comm

@@ -19,6 +19,7 @@
 #include <chrono>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 
 #include "comm/message.hpp"
@@ -47,6 +48,8 @@ class Server {
   bool send(const PeerId& to, const Envelope& message);
   // The next well-formed message from a peer not blocked, waiting at most `timeout`.
   std::optional<Received> receive(std::chrono::milliseconds timeout);
+  // The ZeroMQ socket, for poll() only.
+  void* handle() const;
   // Messages dropped as malformed or from blocked peers, and why the last one was.
   size_t dropped() const;
   const std::string& last_error() const;
@@ -73,10 +76,40 @@ class Connection {
             std::chrono::milliseconds timeout = std::chrono::milliseconds(5000));
   // The next message from the server within `timeout`; ProtocolError if it is malformed.
   std::optional<Envelope> receive(std::chrono::milliseconds timeout);
+  // The ZeroMQ socket, for poll() only.
+  void* handle() const;
 
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// Wakes a thread blocked in poll() from another thread (an eventfd): wake() is safe from
+// any thread, clear() is called by the polling thread once it has looked at its queues.
+class Waker {
+ public:
+  Waker();
+  ~Waker();
+  Waker(const Waker&) = delete;
+  Waker& operator=(const Waker&) = delete;
+  void wake() const;
+  void clear() const;
+  int fd() const { return fd_; }
+
+ private:
+  int fd_ = -1;
+};
+
+// One thing poll() watches: a server, a connection or a waker; `ready` is set when it has
+// something to read.
+struct PollItem {
+  void* socket = nullptr;  // Server::handle() or Connection::handle()
+  int fd = -1;             // Waker::fd()
+  bool ready = false;
+};
+
+// Waits until one of `items` is readable or `timeout` passes (microsecond resolution);
+// marks the ready ones and returns how many are.
+int poll(std::span<PollItem> items, std::chrono::microseconds timeout);
 
 }  // namespace tessera::comm

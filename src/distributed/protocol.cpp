@@ -73,13 +73,15 @@ UpdateGraph UpdateGraph::decode(Decoder& d) {
   return g;
 }
 
-UpdateGraph to_update_graph(const Graph& graph, std::span<const Key> wanted) {
+UpdateGraph to_update_graph(const Graph& graph, std::span<const Key> wanted,
+                            const std::function<bool(const Key&)>& held) {
   const std::vector<uint32_t> priority = order(graph, wanted);
   const auto& entries = graph.entries();
   UpdateGraph out;
   out.wanted.assign(wanted.begin(), wanted.end());
   out.tasks.reserve(entries.size());
   for (size_t i = 0; i < entries.size(); ++i) {
+    if (held && held(entries[i].key)) continue;
     Graph one;
     one.add(entries[i].key, entries[i].task);
     auto bytes = std::make_shared<const std::vector<std::byte>>(to_bytes(encode_graph(one)));
@@ -132,9 +134,28 @@ KeyLost KeyLost::decode(Decoder& d) {
 
 void GraphRefused::encode(Encoder& e) const {
   e.write_string(message);
+  write_keys(e, keys);
 }
 GraphRefused GraphRefused::decode(Decoder& d) {
-  return {d.read_string()};
+  GraphRefused m;
+  m.message = d.read_string();
+  m.keys = read_keys(d, kMaxKeys);
+  return m;
+}
+
+void FireAndForget::encode(Encoder& e) const {
+  write_keys(e, keys);
+}
+FireAndForget FireAndForget::decode(Decoder& d) {
+  return {read_keys(d, kMaxKeys)};
+}
+
+void CloseClient::encode(Encoder& e) const {
+  e.write_uint(0);
+}
+CloseClient CloseClient::decode(Decoder& d) {
+  (void)d.read_uint();
+  return {};
 }
 
 void ComputeTask::encode(Encoder& e) const {

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -50,10 +51,28 @@ struct ReleaseKeys {
   static ReleaseKeys decode(Decoder& d);
 };
 
+// The scheduler keeps computing these keys after the client lets them go
+// (fire_and_forget).
+struct FireAndForget {
+  static constexpr std::string_view kOp = "fire-and-forget";
+  std::vector<Key> keys;
+  void encode(Encoder& e) const;
+  static FireAndForget decode(Decoder& d);
+};
+// The client is leaving: what it holds is released now, not after its timeout.
+struct CloseClient {
+  static constexpr std::string_view kOp = "close-client";
+  void encode(Encoder& e) const;
+  static CloseClient decode(Decoder& d);
+};
+
 // A graph as a client sends it: each task encoded on its own as a payload (a one-task graph
-// for workers), with its dependencies and its priority from tessera::order. SerializationError
-// naming the task if one cannot cross processes (a closure, a value without a codec).
-UpdateGraph to_update_graph(const Graph& graph, std::span<const Key> wanted);
+// for workers), with its dependencies and its priority from tessera::order. Tasks for which
+// `held` is true are left out: the scheduler already has those keys (the graph holds a
+// placeholder for them, for ordering). SerializationError naming the task if one cannot
+// cross processes (a closure, a value without a codec).
+UpdateGraph to_update_graph(const Graph& graph, std::span<const Key> wanted,
+                            const std::function<bool(const Key&)>& held = {});
 
 // ---- scheduler -> client ----
 struct KeyInMemory {
@@ -81,6 +100,7 @@ struct KeyLost {
 struct GraphRefused {
   static constexpr std::string_view kOp = "graph-refused";
   std::string message;
+  std::vector<Key> keys;  // the refused update's wanted keys
   void encode(Encoder& e) const;
   static GraphRefused decode(Decoder& d);
 };

@@ -16,6 +16,8 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 constexpr WorkerId kUnknownWorker = UINT32_MAX;
+// Holds fire-and-forget keys until they finish (no peer has this id).
+constexpr ClientId kFireAndForget = UINT32_MAX - 1;
 }
 
 struct SchedulerServer::Impl {
@@ -35,7 +37,7 @@ struct SchedulerServer::Impl {
   std::unordered_map<std::string, WorkerId> worker_by_address;
   uint32_t next_id = 0;
   std::vector<WorkerId> unreachable;  // workers a send failed to, removed after dispatch
-  std::atomic<size_t> workers{0}, clients{0}, dropped{0};
+  std::atomic<size_t> workers{0}, clients{0}, dropped{0}, tasks{0};
   std::atomic<bool> stopping{false};
   std::thread thread;
 
@@ -178,8 +180,16 @@ struct SchedulerServer::Impl {
         } else if (op == pr::ReleaseKeys::kOp) {
           auto m = comm::unpack<pr::ReleaseKeys>(in.message, options.limits);
           state.handle(ReleaseKeys{p.id, std::move(m.keys)}, actions);
+        } else if (op == pr::FireAndForget::kOp) {
+          auto m = comm::unpack<pr::FireAndForget>(in.message, options.limits);
+          state.handle(UpdateGraph{kFireAndForget, {}, std::move(m.keys)}, actions);
         } else if (op == pr::Heartbeat::kOp) {
           (void)comm::unpack<pr::Heartbeat>(in.message, options.limits);
+          server.send(in.peer, comm::pack(pr::Heartbeat{0}));
+        } else if (op == pr::CloseClient::kOp) {
+          (void)comm::unpack<pr::CloseClient>(in.message, options.limits);
+          remove_client(p.id);
+          return;
         } else {
           throw comm::ProtocolError(fmt::format("a client may not send '{}'", op));
         }
@@ -219,6 +229,7 @@ struct SchedulerServer::Impl {
   }
 
   void dispatch(std::vector<Action>& actions) {
+    std::vector<Key> forget;  // fire-and-forget keys that are done
     for (Action& a : actions) {
       if (auto* c = std::get_if<ComputeTask>(&a)) {
         pr::ComputeTask m{c->key, c->priority, {}, {}};
@@ -231,16 +242,29 @@ struct SchedulerServer::Impl {
       } else if (auto* f = std::get_if<FreeKeys>(&a)) {
         to_worker(f->worker, comm::pack(pr::FreeKeys{std::move(f->keys)}));
       } else if (auto* m = std::get_if<ReportMemory>(&a)) {
+        if (m->client == kFireAndForget) {
+          forget.push_back(m->key);
+          continue;
+        }
         to_client(m->client, comm::pack(pr::KeyInMemory{m->key, m->nbytes, addresses(state.who_has(m->key))}));
       } else if (auto* e = std::get_if<ReportErred>(&a)) {
+        if (e->client == kFireAndForget) {
+          forget.push_back(e->key);
+          continue;
+        }
         to_client(e->client, comm::pack(pr::KeyErred{e->key, e->exception, e->blamed}));
       } else if (auto* l = std::get_if<ReportLost>(&a)) {
         to_client(l->client, comm::pack(pr::KeyLost{l->key}));
       } else if (auto* g = std::get_if<ReportGraphError>(&a)) {
-        to_client(g->client, comm::pack(pr::GraphRefused{g->message}));
+        to_client(g->client, comm::pack(pr::GraphRefused{g->message, g->keys}));
       }
     }
     actions.clear();
+    tasks = state.size();
+    if (!forget.empty()) {
+      state.handle(ReleaseKeys{kFireAndForget, std::move(forget)}, actions);
+      dispatch(actions);
+    }
     while (!unreachable.empty()) {
       const WorkerId w = unreachable.back();
       unreachable.pop_back();
@@ -276,6 +300,10 @@ size_t SchedulerServer::worker_count() const {
 
 size_t SchedulerServer::client_count() const {
   return impl_->clients.load();
+}
+
+size_t SchedulerServer::task_count() const {
+  return impl_->tasks.load();
 }
 
 size_t SchedulerServer::dropped_messages() const {

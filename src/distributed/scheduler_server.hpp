@@ -47,6 +47,8 @@ class SchedulerServer {
   size_t worker_count() const;
   size_t client_count() const;
   size_t dropped_messages() const;
+  // Tasks the scheduler knows (held, waiting or running): 0 once every future is released.
+  size_t task_count() const;
 
  private:
   struct Impl;

@@ -685,7 +685,7 @@ struct SchedulerState::Impl {
     std::vector<uint32_t> order;  // positions of the new tasks
     for (uint32_t i = 0; i < n; ++i) {
       const Key& k = specs[i].key;
-      if (k.empty()) return graph_error(e.client, "update_graph: a task has an empty key");
+      if (k.empty()) return graph_error(e, "update_graph: a task has an empty key");
       if (find(k) != kNone || fresh.find(k, spec_key) != kNone) continue;
       fresh.insert(k, i);
       order.push_back(i);
@@ -706,7 +706,7 @@ struct SchedulerState::Impl {
         }
         const TaskId id = find(d);
         if (id == kNone) {
-          return graph_error(e.client,
+          return graph_error(e,
                              fmt::format("update_graph: task '{}' depends on '{}', which is neither "
                                          "in the graph nor held by the scheduler",
                                          specs[i].key.str(), d.str()));
@@ -746,7 +746,7 @@ struct SchedulerState::Impl {
       if (seen != order.size()) {
         for (uint32_t o = 0; o < order.size(); ++o) {
           if (left[o] != 0) {
-            return graph_error(e.client, fmt::format("update_graph: the graph has a cycle through '{}'",
+            return graph_error(e, fmt::format("update_graph: the graph has a cycle through '{}'",
                                                      specs[order[o]].key.str()));
           }
         }
@@ -754,7 +754,7 @@ struct SchedulerState::Impl {
     }
     for (const Key& w : e.wanted) {
       if (fresh.find(w, spec_key) == kNone && find(w) == kNone) {
-        return graph_error(e.client,
+        return graph_error(e,
                            fmt::format("update_graph: wanted key '{}' is not in the graph", w.str()));
       }
     }
@@ -799,8 +799,8 @@ struct SchedulerState::Impl {
     }
   }
 
-  void graph_error(ClientId c, std::string message) {
-    out->push_back(ReportGraphError{c, std::move(message)});
+  void graph_error(const UpdateGraph& e, std::string message) {
+    out->push_back(ReportGraphError{e.client, std::move(message), e.wanted});
   }
 
   void on(const AddWorker& e) {

@@ -133,6 +133,7 @@ struct ReportLost {
 struct ReportGraphError {
   ClientId client = 0;
   std::string message;
+  std::vector<Key> keys;  // the update's wanted keys (whose futures fail)
 };
 using Action =
     std::variant<ComputeTask, FreeKeys, ReportMemory, ReportErred, ReportLost, ReportGraphError>;

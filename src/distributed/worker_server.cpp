@@ -51,6 +51,7 @@ struct WorkerServer::Impl {
   std::deque<Job> jobs;
   std::deque<Done> done;
   std::vector<std::thread> executors;
+  comm::Waker finished;  // an executor finished a task (or stop() was called)
   std::thread loop;
   std::atomic<bool> stopping{false};
   std::atomic<bool> serving{false};
@@ -123,8 +124,11 @@ struct WorkerServer::Impl {
       }
       d.duration = std::chrono::duration<double>(Clock::now() - t0).count();
       ++executed_count;
-      std::lock_guard lock(mu);
-      done.push_back(std::move(d));
+      {
+        std::lock_guard lock(mu);
+        done.push_back(std::move(d));
+      }
+      finished.wake();
     }
   }
 
@@ -160,55 +164,97 @@ struct WorkerServer::Impl {
     stored_count = store.size();
   }
 
+  // Messages from the scheduler.
+  void on_scheduler(const comm::Envelope& m, std::vector<WorkerInstruction>& ins) {
+    if (m.op == pr::ComputeTask::kOp) {
+      auto c = comm::unpack<pr::ComputeTask>(m, options.limits);
+      ComputeTask ev{0, c.key,
+                     std::make_shared<const std::string>(
+                         reinterpret_cast<const char*>(c.payload.bytes.data()), c.payload.bytes.size()),
+                     c.priority, {}};
+      for (auto& [k, holders] : c.who_has) {
+        std::vector<WorkerId> ids;
+        for (const auto& h : holders) ids.push_back(id_of(h));
+        ev.who_has.emplace_back(k, std::move(ids));
+      }
+      state->handle(ev, ins);
+    } else if (m.op == pr::FreeKeys::kOp) {
+      auto f = comm::unpack<pr::FreeKeys>(m, options.limits);
+      state->handle(FreeKeys{0, std::move(f.keys)}, ins);
+    }
+    apply(ins);
+  }
+
+  // get-data requests to this worker's data server.
+  void serve_data() {
+    while (auto r = data.receive(std::chrono::milliseconds(0))) {
+      if (r->message.op != pr::GetData::kOp) {
+        data.block(r->peer);
+        continue;
+      }
+      pr::GetData req;
+      try {
+        req = comm::unpack<pr::GetData>(r->message, options.limits);
+      } catch (const comm::ProtocolError&) {
+        data.block(r->peer);
+        continue;
+      }
+      pr::Data reply;
+      for (const Key& k : req.keys) {
+        auto it = store.find(k);
+        if (it == store.end()) {
+          reply.missing.push_back(k);
+        } else {
+          reply.values.emplace_back(k, it->second);
+        }
+      }
+      data.send(r->peer, comm::pack(reply));
+    }
+  }
+
   void serve() {
     std::vector<WorkerInstruction> ins;
     auto last_beat = Clock::now(), last_heard = Clock::now();
+    std::vector<comm::PollItem> items;
+    std::vector<WorkerId> item_peer;
     while (!stopping.load()) {
-      if (Clock::now() - last_heard > options.death_timeout) {
+      const auto now = Clock::now();
+      if (now - last_heard > options.death_timeout) {
         reason = fmt::format("the scheduler at {} was silent for {} ms", options.scheduler,
                              options.death_timeout.count());
         break;
       }
-      if (auto m = scheduler->receive(std::chrono::milliseconds(2))) {
-        last_heard = Clock::now();
-        if (m->op == pr::ComputeTask::kOp) {
-          auto c = comm::unpack<pr::ComputeTask>(*m, options.limits);
-          ComputeTask ev{0, c.key, std::make_shared<const std::string>(
-                                       reinterpret_cast<const char*>(c.payload.bytes.data()),
-                                       c.payload.bytes.size()),
-                         c.priority, {}};
-          for (auto& [k, holders] : c.who_has) {
-            std::vector<WorkerId> ids;
-            for (const auto& h : holders) ids.push_back(id_of(h));
-            ev.who_has.emplace_back(k, std::move(ids));
-          }
-          state->handle(ev, ins);
-        } else if (m->op == pr::FreeKeys::kOp) {
-          auto f = comm::unpack<pr::FreeKeys>(*m, options.limits);
-          state->handle(FreeKeys{0, std::move(f.keys)}, ins);
-        }
-        apply(ins);
+      if (now - last_beat > options.heartbeat_interval) {
+        scheduler->send(comm::pack(pr::Heartbeat{0}));
+        last_beat = now;
       }
-      while (auto r = data.receive(std::chrono::milliseconds(0))) {
-        if (r->message.op != pr::GetData::kOp) {
-          data.block(r->peer);
-          continue;
-        }
-        const auto req = comm::unpack<pr::GetData>(r->message, options.limits);
-        pr::Data reply;
-        for (const Key& k : req.keys) {
-          auto it = store.find(k);
-          if (it == store.end()) {
-            reply.missing.push_back(k);
-          } else {
-            reply.values.emplace_back(k, it->second);
-          }
-        }
-        data.send(r->peer, comm::pack(reply));
-      }
+      // Sleep until a message, a finished task or the next heartbeat; stop() wakes us too.
+      items.clear();
+      item_peer.clear();
+      items.push_back({scheduler->handle(), -1, false});
+      items.push_back({data.handle(), -1, false});
+      items.push_back({nullptr, finished.fd(), false});
       for (auto& [peer, conn] : peer_conn) {
+        items.push_back({conn->handle(), -1, false});
+        item_peer.push_back(peer);
+      }
+      const auto wait = std::min<Clock::duration>(std::chrono::milliseconds(100),
+                                                  options.heartbeat_interval - (now - last_beat));
+      comm::poll(items, std::chrono::duration_cast<std::chrono::microseconds>(
+                            std::max<Clock::duration>(wait, Clock::duration::zero())));
+      if (items[0].ready) {
+        while (auto m = scheduler->receive(std::chrono::milliseconds(0))) {
+          last_heard = Clock::now();
+          on_scheduler(*m, ins);
+        }
+      }
+      if (items[1].ready) serve_data();
+      for (size_t i = 3; i < items.size(); ++i) {
+        if (!items[i].ready) continue;
+        const WorkerId peer = item_peer[i - 3];
+        auto& conn = peer_conn.at(peer);
         while (auto m = conn->receive(std::chrono::milliseconds(0))) {
-            auto d = comm::unpack<pr::Data>(*m, options.limits);
+          auto d = comm::unpack<pr::Data>(*m, options.limits);
           GatherDepDone ev{peer, {}, std::move(d.missing)};
           for (auto& [k, v] : d.values) {
             ev.received.emplace_back(k, v.nbytes());
@@ -218,12 +264,13 @@ struct WorkerServer::Impl {
           apply(ins);
         }
       }
-      std::deque<Done> finished;
+      if (items[2].ready) finished.clear();
+      std::deque<Done> results;
       {
         std::lock_guard lock(mu);
-        finished.swap(done);
+        results.swap(done);
       }
-      for (Done& d : finished) {
+      for (Done& d : results) {
         if (d.ok) {
           const uint64_t nbytes = d.value.nbytes();
           store[d.key] = std::move(d.value);
@@ -232,10 +279,6 @@ struct WorkerServer::Impl {
           state->handle(ExecuteFailure{d.key, d.error}, ins);
         }
         apply(ins);
-      }
-      if (Clock::now() - last_beat > options.heartbeat_interval) {
-        scheduler->send(comm::pack(pr::Heartbeat{0}));
-        last_beat = Clock::now();
       }
     }
     if (reason.empty()) reason = "stopped";
@@ -276,6 +319,7 @@ std::string WorkerServer::stop_reason() const {
 void WorkerServer::stop() {
   impl_->stopping = true;
   impl_->cv.notify_all();
+  impl_->finished.wake();
   if (impl_->loop.joinable()) impl_->loop.join();
   for (auto& t : impl_->executors) t.join();
   impl_->executors.clear();

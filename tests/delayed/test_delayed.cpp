@@ -262,7 +262,7 @@ TEST(Init, ReadsAndRemovesTesseraFlags) {
   EXPECT_EQ(
       error_of<ValueError>([&] { init(bargc, bargv.data()); }),
       "unknown or incomplete tessera flag '--tessera-colour=red' (known: --tessera-scheduler=NAME, "
-      "--tessera-num-workers=N)");
+      "--tessera-num-workers=N, --tessera-worker=ADDRESS)");
   std::vector<std::string> bad2 = {"prog", "--tessera-num-workers=zero"};
   std::vector<char*> b2{bad2[0].data(), bad2[1].data(), nullptr};
   EXPECT_EQ(error_of<ValueError>([&] { init(bargc, b2.data()); }),

@@ -1,23 +1,49 @@
 // Ops for the multi-process tests: linked into the test program (the client) and loaded by
 // the worker processes with --preload.
+#include "test_ops.hpp"
+
 #include <chrono>
-#include <cstdint>
+#include <fstream>
+#include <numeric>
+#include <stdexcept>
 #include <thread>
 
 #include "tessera/core/op.hpp"
 
-namespace {
-
-// x + 1, after `sleep_ms` (so that a worker can be killed while tasks run).
 int64_t ptest_slow_inc(int64_t x, int64_t sleep_ms) {
   std::this_thread::sleep_for(std::chrono::milliseconds(sleep_ms));
   return x + 1;
 }
 TESSERA_REGISTER(ptest_slow_inc);
 
+int64_t ptest_inc(int64_t x) {
+  return x + 1;
+}
+TESSERA_REGISTER(ptest_inc);
+
 int64_t ptest_add(int64_t x, int64_t y) {
   return x + y;
 }
 TESSERA_REGISTER(ptest_add);
 
-}  // namespace
+int64_t ptest_fail(std::string why) {
+  throw std::domain_error("ptest_fail: " + why);
+}
+TESSERA_REGISTER(ptest_fail);
+
+int64_t ptest_sum(const std::vector<int64_t>& xs) {
+  return std::accumulate(xs.begin(), xs.end(), int64_t{0});
+}
+TESSERA_REGISTER(ptest_sum);
+
+double ptest_total(const std::vector<double>& xs) {
+  return std::accumulate(xs.begin(), xs.end(), 0.0);
+}
+TESSERA_REGISTER(ptest_total);
+
+int64_t ptest_touch(std::string path, int64_t sleep_ms) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(sleep_ms));
+  std::ofstream(path, std::ios::app) << "touched\n";
+  return 1;
+}
+TESSERA_REGISTER(ptest_touch);

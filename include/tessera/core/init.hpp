@@ -5,6 +5,11 @@
 // removes from argv:
 //   --tessera-scheduler=NAME     default scheduler
 //   --tessera-num-workers=N      default worker threads
+//   --tessera-worker=ADDRESS     serve as a worker of the scheduler at ADDRESS, then exit
+//                                (also TESSERA_RUN_WORKER=ADDRESS; the worker's settings come
+//                                from TESSERA_WORKER_NTHREADS, _NAME, _PRELOAD, …). This is how
+//                                a program's own registered ops run on a cluster: LocalCluster
+//                                starts its workers this way when main() called init.
 // Unknown --tessera-* flags are an error (ValueError naming the flag).
 #pragma once
 

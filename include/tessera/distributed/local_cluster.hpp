@@ -1,0 +1,71 @@
+// File: tessera/distributed/local_cluster.hpp
+//
+// A cluster on this machine: a scheduler (serving on a thread of this process, on
+// loopback) and worker processes, like dask.distributed.LocalCluster.
+//
+//   int main(int argc, char** argv) {
+//     tessera::init(argc, argv);   // a worker started from this program serves here
+//     tessera::LocalCluster cluster({.n_workers = 2, .threads_per_worker = 1});
+//     tessera::Client client(cluster);
+//     …
+//   }
+//
+// Which program the workers run: Options::worker_program if set, else this program itself
+// when main() called tessera::init (so every op it registers runs on the workers), else
+// the tessera-worker program (found next to this program, in tessera's install prefix, or
+// on PATH). Workers load Options::preload libraries either way. The destructor stops the
+// workers (SIGTERM, then SIGKILL) and the scheduler.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace tessera {
+
+class LocalCluster {
+ public:
+  struct Options {
+    int n_workers = 2;
+    int threads_per_worker = 1;
+    // The scheduler's address; port 0 picks a free one.
+    std::string scheduler_address = "tcp://127.0.0.1:0";
+    // See the file comment; "" chooses.
+    std::string worker_program = {};
+    // Libraries each worker loads first (they register ops).
+    std::vector<std::string> preload = {};
+    // How long to wait for every worker to connect.
+    std::chrono::milliseconds start_timeout{30000};
+    // A worker silent this long is considered dead (its work is redone elsewhere).
+    std::chrono::milliseconds worker_timeout{10000};
+    // Workers exit when the scheduler has been silent this long.
+    std::chrono::milliseconds death_timeout{60000};
+  };
+
+  // Starts the scheduler and the workers and waits until every worker has connected
+  // (SchedulerError with the worker's exit status and its log's last lines otherwise).
+  explicit LocalCluster(Options options);
+  LocalCluster() : LocalCluster(Options{}) {}
+  ~LocalCluster();
+  LocalCluster(const LocalCluster&) = delete;
+  LocalCluster& operator=(const LocalCluster&) = delete;
+
+  // The scheduler's address ("tcp://127.0.0.1:41234").
+  const std::string& scheduler_address() const;
+  // The workers connected now.
+  size_t worker_count() const;
+  // Process ids of the workers started (for tests that kill one).
+  std::vector<int> worker_pids() const;
+  // Starts one more worker (after one died, say); waits for it to connect.
+  void add_worker();
+  // Stops the workers and the scheduler (the destructor does this too).
+  void close();
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tessera

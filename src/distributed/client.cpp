@@ -1,0 +1,851 @@
+// The client's shell: one I/O thread owns the scheduler connection and the connections to
+// workers' data servers; user threads record what they want under a mutex and wake it.
+// Records (one per key this client holds) carry the scheduler's reports and the fetched
+// values; waiters (value(), gather(), wait(), as_completed()) count down as records resolve,
+// so that waiting on n futures costs O(n) in all, not O(n) per message.
+#include "tessera/distributed/client.hpp"
+
+#include <fmt/format.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <variant>
+
+#include "comm/transport.hpp"
+#include "distributed/protocol.hpp"
+#include "tessera/core/tokenize.hpp"
+#include "tessera/distributed/local_cluster.hpp"
+
+namespace tessera {
+
+namespace pr = distributed::protocol;
+using Clock = std::chrono::steady_clock;
+
+const char* to_string(FutureStatus s) noexcept {
+  switch (s) {
+    case FutureStatus::Pending:
+      return "pending";
+    case FutureStatus::Finished:
+      return "finished";
+    case FutureStatus::Error:
+      return "error";
+    case FutureStatus::Cancelled:
+      return "cancelled";
+  }
+  return "?";
+}
+
+namespace detail {
+
+namespace {
+
+std::atomic<uint32_t> next_client_number{0};
+
+// A deadline `timeout` from now (kForever: none).
+Clock::time_point deadline_after(std::chrono::milliseconds timeout) {
+  if (timeout == kForever || timeout > std::chrono::hours(24 * 365)) return Clock::time_point::max();
+  return Clock::now() + timeout;
+}
+
+}  // namespace
+
+// Someone waiting for records to resolve: `remaining` counts down; `ready` lists the
+// positions resolved (as_completed).
+struct Waiter {
+  bool for_value = false;  // resolved by a value or a failure, not merely by being done
+  size_t remaining = 0;
+  std::deque<size_t> ready;
+};
+
+struct ClientCore : std::enable_shared_from_this<ClientCore> {
+  struct Record {
+    size_t refs = 0;
+    FutureStatus status = FutureStatus::Pending;
+    bool released = false;     // the scheduler was told to let it go (cancel)
+    bool lost_scheduler = false;
+    std::string error;
+    Key blamed;
+    std::vector<std::string> holders;
+    size_t next_holder = 0;
+    Value value;
+    bool has_value = false;
+    bool want_value = false;   // someone waits for the value: fetch it when it is ready
+    bool fetching = false;
+    Clock::time_point retry_at{};  // a holder said it lacks the key: ask again then
+    std::vector<std::pair<std::shared_ptr<Waiter>, size_t>> waiters;
+  };
+
+  ClientOptions options;
+  std::string address;
+  std::string scheduler_name;
+  comm::Limits limits{};
+  uint32_t id = 0;
+  std::unique_ptr<comm::Connection> conn;  // the I/O thread's, after the handshake
+  comm::Waker waker;
+
+  mutable std::mutex mu;
+  std::condition_variable cv;
+  // Under mu:
+  // Messages and releases, in the order they happened (a release sent after a later
+  // update wanting the same key would make the scheduler forget a held key).
+  std::deque<std::variant<comm::Envelope, std::vector<Key>>> outbox;
+  std::vector<Key> to_fetch;
+  std::unordered_map<Key, Record, KeyHash> records;
+  std::string broken;  // why the client cannot go on (closed, scheduler lost)
+  bool has_retries = false;
+
+  std::atomic<bool> stopping{false};
+  std::thread io;
+  // The I/O thread's own:
+  std::unordered_map<std::string, std::unique_ptr<comm::Connection>> data;
+  std::vector<std::string> data_order;  // data connections in poll order
+
+  // ---- user side (any thread) ----
+
+  void send(comm::Envelope env) {
+    {
+      std::lock_guard lock(mu);
+      outbox.push_back(std::move(env));
+    }
+    waker.wake();
+  }
+
+  // Queues a release-keys for `key`, batched with releases queued just before (mu held).
+  void queue_release(const Key& key) {
+    if (outbox.empty() || !std::holds_alternative<std::vector<Key>>(outbox.back()))
+      outbox.emplace_back(std::vector<Key>{});
+    std::get<std::vector<Key>>(outbox.back()).push_back(key);
+  }
+
+  // A new hold on `key` (mu held).
+  Record& acquire_locked(const Key& key) {
+    Record& r = records[key];
+    ++r.refs;
+    return r;
+  }
+
+  void release(const Key& key) noexcept {
+    try {
+      bool wake = false;
+      {
+        std::lock_guard lock(mu);
+        auto it = records.find(key);
+        if (it == records.end() || --it->second.refs > 0) return;
+        if (!it->second.released && broken.empty()) {
+          queue_release(key);
+          wake = true;
+        }
+        records.erase(it);
+      }
+      if (wake) waker.wake();
+    } catch (...) {
+      // A release that cannot be sent is dropped; the scheduler forgets the client's keys
+      // when it goes.
+    }
+  }
+
+  // Marks a record resolved for the waiters it satisfies (mu held).
+  void resolve(Record& r) {
+    const bool failed = r.status == FutureStatus::Error || r.status == FutureStatus::Cancelled;
+    const bool done = r.status != FutureStatus::Pending;
+    auto& ws = r.waiters;
+    size_t kept = 0;
+    for (size_t i = 0; i < ws.size(); ++i) {
+      auto& [w, pos] = ws[i];
+      if (w->for_value ? (r.has_value || failed) : done) {
+        --w->remaining;
+        w->ready.push_back(pos);
+      } else {
+        ws[kept++] = std::move(ws[i]);
+      }
+    }
+    ws.resize(kept);
+  }
+
+  bool satisfied(const Record& r, bool for_value) const {
+    const bool failed = r.status == FutureStatus::Error || r.status == FutureStatus::Cancelled;
+    return for_value ? (r.has_value || failed) : r.status != FutureStatus::Pending;
+  }
+
+  // Registers a waiter on `keys` (mu held); asks for values when it waits for them.
+  std::shared_ptr<Waiter> make_waiter(std::span<const Key> keys, bool for_value) {
+    auto w = std::make_shared<Waiter>();
+    w->for_value = for_value;
+    bool fetch = false;
+    for (size_t i = 0; i < keys.size(); ++i) {
+      auto it = records.find(keys[i]);
+      if (it == records.end()) throw SchedulerError(released_message(keys[i]));
+      Record& r = it->second;
+      if (for_value) r.want_value = true;
+      if (satisfied(r, for_value)) {
+        w->ready.push_back(i);
+        continue;
+      }
+      ++w->remaining;
+      r.waiters.emplace_back(w, i);
+      if (for_value && r.status == FutureStatus::Finished && !r.fetching) {
+        to_fetch.push_back(keys[i]);
+        fetch = true;
+      }
+    }
+    if (fetch) waker.wake();
+    return w;
+  }
+
+  // Drops a waiter that gave up (mu held).
+  void drop_waiter(const std::shared_ptr<Waiter>& w, std::span<const Key> keys) {
+    for (const Key& k : keys) {
+      auto it = records.find(k);
+      if (it == records.end()) continue;
+      auto& ws = it->second.waiters;
+      std::erase_if(ws, [&](const auto& e) { return e.first == w; });
+    }
+  }
+
+  static std::string released_message(const Key& key) {
+    return fmt::format("the future of '{}' was released", key.str());
+  }
+
+  // Waits for a waiter to count down to zero (mu held through `lock`).
+  bool wait_all(std::unique_lock<std::mutex>& lock, const std::shared_ptr<Waiter>& w,
+                Clock::time_point deadline) {
+    auto pred = [&] { return w->remaining == 0; };
+    if (deadline == Clock::time_point::max()) {
+      cv.wait(lock, pred);
+      return true;
+    }
+    return cv.wait_until(lock, deadline, pred);
+  }
+
+  // The error a failed record raises (mu held).
+  [[noreturn]] void throw_failure(const Key& key, const Record& r) const {
+    if (r.status == FutureStatus::Cancelled)
+      throw CancelledError(fmt::format("the future of '{}' was cancelled", key.str()));
+    if (r.lost_scheduler) throw SchedulerError(r.error);
+    const std::string& blamed = r.blamed.empty() ? key.str() : r.blamed.str();
+    throw TaskError(blamed, "", std::make_exception_ptr(Error(r.error)), r.error);
+  }
+
+  std::exception_ptr failure(const Key& key, const Record& r) const {
+    try {
+      throw_failure(key, r);
+    } catch (...) {
+      return std::current_exception();
+    }
+  }
+
+  std::vector<Value> values(std::span<const Key> keys, std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mu);
+    auto w = make_waiter(keys, true);
+    if (!wait_all(lock, w, deadline_after(timeout))) {
+      drop_waiter(w, keys);
+      throw TimeoutError(fmt::format("{} of {} results not ready within {} ms (first: '{}')",
+                                     w->remaining, keys.size(), timeout.count(),
+                                     first_unready(keys).str()));
+    }
+    std::vector<Value> out;
+    out.reserve(keys.size());
+    for (const Key& k : keys) {
+      auto it = records.find(k);
+      if (it == records.end()) throw SchedulerError(released_message(k));
+      const Record& r = it->second;
+      if (!r.has_value) throw_failure(k, r);
+      out.push_back(r.value);
+    }
+    return out;
+  }
+
+  Key first_unready(std::span<const Key> keys) const {
+    for (const Key& k : keys) {
+      auto it = records.find(k);
+      if (it != records.end() && !it->second.has_value) return k;
+    }
+    return keys.empty() ? Key() : keys.front();
+  }
+
+  // ---- the I/O thread ----
+
+  void fail_all(const std::string& why) {
+    std::lock_guard lock(mu);
+    if (broken.empty()) broken = why;
+    for (auto& [k, r] : records) {
+      if (r.has_value || r.status == FutureStatus::Error || r.status == FutureStatus::Cancelled)
+        continue;
+      r.status = FutureStatus::Error;
+      r.lost_scheduler = true;
+      r.error = why;
+      resolve(r);
+    }
+    cv.notify_all();
+  }
+
+  // Asks holders for the values of `keys` (I/O thread; takes mu).
+  void fetch(std::vector<Key>& keys) {
+    std::unordered_map<std::string, std::vector<Key>> by_holder;
+    {
+      std::lock_guard lock(mu);
+      for (Key& k : keys) {
+        auto it = records.find(k);
+        if (it == records.end()) continue;
+        Record& r = it->second;
+        if (r.has_value || r.fetching || r.status != FutureStatus::Finished || r.holders.empty())
+          continue;
+        r.fetching = true;
+        const std::string& h = r.holders[r.next_holder++ % r.holders.size()];
+        by_holder[h].push_back(std::move(k));
+      }
+    }
+    keys.clear();
+    for (auto& [holder, ks] : by_holder) {
+      auto& c = data[holder];
+      if (!c) {
+        c = std::make_unique<comm::Connection>(holder, limits);
+        data_order.push_back(holder);
+      }
+      c->send(comm::pack(pr::GetData{std::move(ks)}));
+    }
+  }
+
+  void on_scheduler(const comm::Envelope& m, std::vector<Key>& fetch_now) {
+    std::lock_guard lock(mu);
+    if (m.op == pr::KeyInMemory::kOp) {
+      auto msg = comm::unpack<pr::KeyInMemory>(m, limits);
+      auto it = records.find(msg.key);
+      if (it == records.end() || it->second.status == FutureStatus::Cancelled) return;
+      Record& r = it->second;
+      r.status = FutureStatus::Finished;
+      r.holders = std::move(msg.holders);
+      r.fetching = false;
+      if (r.want_value && !r.has_value) fetch_now.push_back(msg.key);
+      resolve(r);
+    } else if (m.op == pr::KeyErred::kOp) {
+      auto msg = comm::unpack<pr::KeyErred>(m, limits);
+      auto it = records.find(msg.key);
+      if (it == records.end() || it->second.status == FutureStatus::Cancelled) return;
+      Record& r = it->second;
+      r.status = FutureStatus::Error;
+      r.error = std::move(msg.exception);
+      r.blamed = std::move(msg.blamed);
+      resolve(r);
+    } else if (m.op == pr::KeyLost::kOp) {
+      auto msg = comm::unpack<pr::KeyLost>(m, limits);
+      auto it = records.find(msg.key);
+      if (it == records.end() || it->second.status != FutureStatus::Finished) return;
+      Record& r = it->second;
+      if (r.has_value) return;  // fetched already: nothing to wait for
+      r.status = FutureStatus::Pending;  // being recomputed
+      r.holders.clear();
+      r.fetching = false;
+    } else if (m.op == pr::GraphRefused::kOp) {
+      auto msg = comm::unpack<pr::GraphRefused>(m, limits);
+      for (const Key& k : msg.keys) {
+        auto it = records.find(k);
+        if (it == records.end() || it->second.status != FutureStatus::Pending) continue;
+        Record& r = it->second;
+        r.status = FutureStatus::Error;
+        r.error = msg.message;
+        r.blamed = k;
+        resolve(r);
+      }
+    } else if (m.op == pr::Heartbeat::kOp) {
+      (void)comm::unpack<pr::Heartbeat>(m, limits);
+    } else {
+      throw comm::ProtocolError(fmt::format("a scheduler does not send '{}' to clients", m.op));
+    }
+    cv.notify_all();
+  }
+
+  void on_data(const comm::Envelope& m) {
+    auto msg = comm::unpack<pr::Data>(m, limits);
+    std::lock_guard lock(mu);
+    for (auto& [k, v] : msg.values) {
+      auto it = records.find(k);
+      if (it == records.end()) continue;
+      Record& r = it->second;
+      r.fetching = false;
+      if (r.has_value) continue;
+      r.value = std::move(v);
+      r.has_value = true;
+      resolve(r);
+    }
+    // Gone from that worker (freed, or the worker restarted): ask again shortly; a key-lost
+    // report in between turns the record back to pending.
+    for (const Key& k : msg.missing) {
+      auto it = records.find(k);
+      if (it == records.end()) continue;
+      it->second.fetching = false;
+      it->second.retry_at = Clock::now() + std::chrono::milliseconds(50);
+      has_retries = true;
+    }
+    cv.notify_all();
+  }
+
+  void serve() {
+    auto last_heard = Clock::now(), last_beat = Clock::now();
+    std::vector<comm::PollItem> items;
+    std::deque<std::variant<comm::Envelope, std::vector<Key>>> out;
+    std::vector<Key> fetch_now;
+    while (!stopping.load()) {
+      const auto now = Clock::now();
+      if (now - last_heard > options.scheduler_timeout) {
+        fail_all(fmt::format("lost the scheduler at {}: silent for {} ms", address,
+                             options.scheduler_timeout.count()));
+        last_heard = now;  // keep serving fetches of what is already computed
+      }
+      if (now - last_beat >= options.heartbeat_interval) {
+        conn->send(comm::pack(pr::Heartbeat{0}), std::chrono::milliseconds(0));
+        last_beat = now;
+      }
+      items.clear();
+      items.push_back({conn->handle(), -1, false});
+      items.push_back({nullptr, waker.fd(), false});
+      for (const auto& a : data_order) items.push_back({data.at(a)->handle(), -1, false});
+      comm::poll(items, std::chrono::milliseconds(has_retries ? 10 : 100));
+      if (items[1].ready) waker.clear();
+      {
+        std::lock_guard lock(mu);
+        out.swap(outbox);
+        fetch_now.swap(to_fetch);
+        if (has_retries) {
+          has_retries = false;
+          for (auto& [k, r] : records) {
+            if (r.retry_at == Clock::time_point{}) continue;
+            if (r.retry_at <= Clock::now()) {
+              r.retry_at = {};
+              if (r.want_value) fetch_now.push_back(k);
+            } else {
+              has_retries = true;
+            }
+          }
+        }
+      }
+      for (auto& o : out) {
+        if (auto* env = std::get_if<comm::Envelope>(&o)) {
+          conn->send(*env);
+        } else {
+          conn->send(comm::pack(pr::ReleaseKeys{std::move(std::get<std::vector<Key>>(o))}));
+        }
+      }
+      out.clear();
+      if (items[0].ready) {
+        while (auto m = conn->receive(std::chrono::milliseconds(0))) {
+          last_heard = Clock::now();
+          on_scheduler(*m, fetch_now);
+        }
+      }
+      for (size_t i = 2; i < items.size(); ++i) {
+        if (!items[i].ready) continue;
+        auto& c = data.at(data_order[i - 2]);
+        while (auto m = c->receive(std::chrono::milliseconds(0))) on_data(*m);
+      }
+      if (!fetch_now.empty()) fetch(fetch_now);
+    }
+  }
+
+  void start() {
+    io = std::thread([this] {
+      try {
+        serve();
+      } catch (const std::exception& e) {
+        fail_all(fmt::format("the client's connection failed: {}", e.what()));
+      }
+    });
+  }
+
+  void close() {
+    if (!io.joinable()) return;
+    {
+      std::lock_guard lock(mu);
+      outbox.push_back(comm::pack(pr::CloseClient{}));
+    }
+    waker.wake();
+    // Let the I/O thread send what is queued, then stop it.
+    for (int i = 0; i < 100; ++i) {
+      {
+        std::lock_guard lock(mu);
+        if (outbox.empty()) break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    stopping = true;
+    waker.wake();
+    io.join();
+    fail_all(fmt::format("the client of {} was closed", address));
+  }
+};
+
+// The scheduler interface of a client: compute() on it.
+class ClientScheduler final : public Scheduler {
+ public:
+  ClientScheduler(std::weak_ptr<ClientCore> core, std::string name)
+      : core_(std::move(core)), name_(std::move(name)) {}
+  std::string_view name() const noexcept override { return name_; }
+  std::vector<Value> get(const Graph& graph, std::span<const Key> outputs,
+                         const ComputeOptions& options) override;
+
+ private:
+  std::weak_ptr<ClientCore> core_;
+  std::string name_;
+};
+
+FutureHandle::FutureHandle(std::shared_ptr<ClientCore> core, Key key)
+    : core_(std::move(core)), key_(std::move(key)) {}
+
+FutureHandle::~FutureHandle() {
+  if (core_) core_->release(key_);
+}
+
+FutureHandlePtr checked_handle(const FutureBase& f) {
+  if (!f.valid()) throw ValueError("a released or empty future cannot be used");
+  return f.handle();
+}
+
+void throw_unregistered(const Op& op) {
+  throw SerializationError(fmt::format(
+      "submit: '{}' is not a registered op, so workers cannot run it; register the function "
+      "with TESSERA_REGISTER (lambdas cannot be sent to other processes)",
+      op.name));
+}
+
+// Sends a graph whose tasks may reference keys held by `core` (RemoteKey placeholders or
+// futures), wanting `keys`; returns holds on them.
+std::vector<FutureHandlePtr> submit_graph_to(const std::shared_ptr<ClientCore>& core,
+                                             const Graph& graph, std::span<const Key> keys,
+                                             std::span<const FutureHandlePtr> held) {
+  // References to held keys: placeholders in the graph (for ordering), left out of the
+  // message. A RemoteKey literal is such a placeholder already.
+  Graph full = graph;
+  std::unordered_map<Key, bool, KeyHash> remote;
+  for (const auto& h : held) remote.emplace(h->key(), true);
+  for (const auto& e : graph.entries()) {
+    const Task& t = *e.task;
+    if (t.is_call() || t.args().size() != 1 || t.args()[0].kind() != Arg::Kind::kValue) continue;
+    const Value& v = t.args()[0].value();
+    if (!v.is<RemoteKey>()) continue;
+    const auto& h = v.get<RemoteKey>().handle;
+    if (!h || h->core() != core) {
+      throw SchedulerError(fmt::format(
+          "'{}' was persisted on another client (or that client is closed); compute it there",
+          e.key.str()));
+    }
+    remote.emplace(e.key, true);
+  }
+  std::vector<Key> refs;
+  for (const auto& e : graph.entries()) e.task->collect_refs(refs);
+  for (const Key& r : refs) {
+    if (!full.contains(r) && remote.count(r)) full.add(r, Task::literal(Value()));
+  }
+  pr::UpdateGraph msg =
+      pr::to_update_graph(full, keys, [&](const Key& k) { return remote.count(k) != 0; });
+  std::vector<FutureHandlePtr> out;
+  out.reserve(keys.size());
+  {
+    std::lock_guard lock(core->mu);
+    if (!core->broken.empty()) throw SchedulerError(core->broken);
+    for (const Key& k : keys) {
+      auto& r = core->acquire_locked(k);
+      if (r.status == FutureStatus::Cancelled) r.status = FutureStatus::Pending;
+      r.released = false;
+    }
+    core->outbox.push_back(comm::pack(msg));
+  }
+  core->waker.wake();
+  for (const Key& k : keys) out.push_back(std::make_shared<const FutureHandle>(core, k));
+  return out;
+}
+
+std::vector<Value> ClientScheduler::get(const Graph& graph, std::span<const Key> outputs,
+                                        const ComputeOptions&) {
+  auto core = core_.lock();
+  if (!core) throw SchedulerError(fmt::format("scheduler '{}': its client is closed", name_));
+  std::vector<FutureHandlePtr> hs = submit_graph_to(core, graph, outputs, {});
+  std::vector<Key> keys(outputs.begin(), outputs.end());
+  return core->values(keys, kForever);
+}
+
+}  // namespace detail
+
+using detail::ClientCore;
+
+// ---- FutureBase ----
+
+namespace {
+const ClientCore::Record* find_record(const ClientCore& core, const Key& key) {
+  auto it = core.records.find(key);
+  return it == core.records.end() ? nullptr : &it->second;
+}
+}  // namespace
+
+const Key& FutureBase::key() const {
+  return detail::checked_handle(*this)->key();
+}
+
+FutureStatus FutureBase::status() const {
+  const auto& h = detail::checked_handle(*this);
+  std::lock_guard lock(h->core()->mu);
+  const auto* r = find_record(*h->core(), h->key());
+  return r ? r->status : FutureStatus::Cancelled;
+}
+
+bool FutureBase::done() const {
+  return status() != FutureStatus::Pending;
+}
+
+bool FutureBase::wait(std::chrono::milliseconds timeout) const {
+  std::vector<FutureBase> one{*this};
+  return tessera::wait(std::span<const FutureBase>(one), timeout);
+}
+
+std::exception_ptr FutureBase::exception(std::chrono::milliseconds timeout) const {
+  const auto& h = detail::checked_handle(*this);
+  if (!wait(timeout)) {
+    throw TimeoutError(fmt::format("'{}' not done within {} ms", h->key().str(), timeout.count()));
+  }
+  auto& core = *h->core();
+  std::lock_guard lock(core.mu);
+  const auto* r = find_record(core, h->key());
+  if (!r) return std::make_exception_ptr(SchedulerError(ClientCore::released_message(h->key())));
+  if (r->status == FutureStatus::Finished) return nullptr;
+  return core.failure(h->key(), *r);
+}
+
+Value FutureBase::value(std::chrono::milliseconds timeout) const {
+  const auto& h = detail::checked_handle(*this);
+  return h->core()->values(std::span<const Key>(&h->key(), 1), timeout).at(0);
+}
+
+void FutureBase::cancel() const {
+  auto& core = *detail::checked_handle(*this)->core();
+  {
+    std::lock_guard lock(core.mu);
+    auto it = core.records.find(key());
+    if (it == core.records.end() || it->second.status == FutureStatus::Cancelled) return;
+    auto& r = it->second;
+    r.status = FutureStatus::Cancelled;
+    r.released = true;
+    core.queue_release(key());
+    core.resolve(r);
+    core.cv.notify_all();
+  }
+  core.waker.wake();
+}
+
+bool wait(std::span<const FutureBase> futures, std::chrono::milliseconds timeout) {
+  if (futures.empty()) return true;
+  std::vector<Key> keys;
+  keys.reserve(futures.size());
+  auto& core = *detail::checked_handle(futures[0])->core();
+  for (const auto& f : futures) {
+    if (detail::checked_handle(f)->core().get() != &core)
+      throw ValueError("wait(): the futures belong to different clients");
+    keys.push_back(f.key());
+  }
+  std::unique_lock lock(core.mu);
+  auto w = core.make_waiter(keys, false);
+  if (!core.wait_all(lock, w, detail::deadline_after(timeout))) {
+    core.drop_waiter(w, keys);
+    return false;
+  }
+  return true;
+}
+
+void fire_and_forget(const FutureBase& future) {
+  const auto& h = detail::checked_handle(future);
+  h->core()->send(comm::pack(pr::FireAndForget{{h->key()}}));
+}
+
+// ---- as_completed ----
+
+struct detail::CompletionQueue::State {
+  std::shared_ptr<ClientCore> core;
+  std::vector<Key> keys;
+  std::shared_ptr<Waiter> waiter;
+  size_t handed = 0;
+};
+
+detail::CompletionQueue::CompletionQueue(std::span<const FutureBase> futures)
+    : state_(std::make_shared<State>()) {
+  if (futures.empty()) return;
+  state_->core = checked_handle(futures[0])->core();
+  for (const auto& f : futures) {
+    if (checked_handle(f)->core() != state_->core)
+      throw ValueError("as_completed(): the futures belong to different clients");
+    state_->keys.push_back(f.key());
+  }
+  std::lock_guard lock(state_->core->mu);
+  state_->waiter = state_->core->make_waiter(state_->keys, false);
+}
+
+detail::CompletionQueue::~CompletionQueue() {
+  if (!state_->core) return;
+  std::lock_guard lock(state_->core->mu);
+  state_->core->drop_waiter(state_->waiter, state_->keys);
+}
+
+std::optional<size_t> detail::CompletionQueue::next(std::chrono::milliseconds timeout) {
+  if (state_->handed == state_->keys.size()) return std::nullopt;
+  auto& core = *state_->core;
+  std::unique_lock lock(core.mu);
+  auto& w = *state_->waiter;
+  auto pred = [&] { return !w.ready.empty(); };
+  const auto deadline = deadline_after(timeout);
+  if (deadline == Clock::time_point::max()) {
+    core.cv.wait(lock, pred);
+  } else if (!core.cv.wait_until(lock, deadline, pred)) {
+    throw TimeoutError(fmt::format("as_completed: no future finished within {} ms", timeout.count()));
+  }
+  const size_t i = w.ready.front();
+  w.ready.pop_front();
+  ++state_->handed;
+  return i;
+}
+
+// ---- Client ----
+
+Client::Client(const LocalCluster& cluster, ClientOptions options)
+    : Client(cluster.scheduler_address(), std::move(options)) {}
+
+Client::Client(const std::string& address, ClientOptions options)
+    : core_(std::make_shared<ClientCore>()) {
+  auto& c = *core_;
+  c.options = std::move(options);
+  c.address = address;
+  c.conn = std::make_unique<comm::Connection>(address, c.limits);
+  const uint32_t number = ++detail::next_client_number;
+  const auto wait = c.options.connect_timeout;
+  if (!c.conn->send(comm::pack(comm::Handshake{comm::kProtocolVersion, "client",
+                                               c.options.name.empty() ? fmt::format("client-{}", number)
+                                                                      : c.options.name,
+                                               0, ""}),
+                    wait)) {
+    throw SchedulerError(fmt::format("cannot reach the scheduler at {} within {} ms", address, wait.count()));
+  }
+  auto reply = c.conn->receive(wait);
+  if (!reply) {
+    throw SchedulerError(
+        fmt::format("the scheduler at {} did not answer within {} ms", address, wait.count()));
+  }
+  const auto r = comm::unpack<comm::HandshakeReply>(*reply, c.limits);
+  if (!r.accepted) {
+    throw SchedulerError(fmt::format("the scheduler at {} refused this client: {}", address, r.error));
+  }
+  c.id = r.id;
+  c.scheduler_name = fmt::format("client-{}", number);
+  register_scheduler(c.scheduler_name,
+                     std::make_shared<detail::ClientScheduler>(core_, c.scheduler_name));
+  if (c.options.set_as_default) {
+    register_scheduler("distributed", std::make_shared<detail::ClientScheduler>(core_, "distributed"));
+    previous_default_ = default_scheduler();
+    set_default_scheduler("distributed");
+  }
+  c.start();
+}
+
+Client::~Client() {
+  close();
+}
+
+void Client::close() {
+  if (!core_) return;
+  if (core_->options.set_as_default && !previous_default_.empty()) {
+    if (default_scheduler() == "distributed") set_default_scheduler(previous_default_);
+    previous_default_.clear();
+  }
+  core_->close();
+}
+
+const std::string& Client::scheduler_address() const {
+  return core_->address;
+}
+
+const std::string& Client::scheduler_name() const {
+  return core_->scheduler_name;
+}
+
+ComputeOptions Client::options() const {
+  return ComputeOptions{.scheduler = core_->scheduler_name};
+}
+
+size_t Client::held_keys() const {
+  std::lock_guard lock(core_->mu);
+  return core_->records.size();
+}
+
+void Client::throw_map_lengths() {
+  throw ValueError("map(): the vectors have different lengths");
+}
+
+std::vector<detail::FutureHandlePtr> Client::submit_tasks(
+    const Graph& graph, std::span<const Key> keys, std::span<const detail::FutureHandlePtr> held) {
+  return detail::submit_graph_to(core_, graph, keys, held);
+}
+
+std::vector<FutureBase> Client::submit_graph(const Graph& graph, std::span<const Key> keys) {
+  std::vector<detail::FutureHandlePtr> held;
+  {
+    // Keys this client holds may be referenced without being in the graph.
+    std::vector<Key> refs;
+    for (const auto& e : graph.entries()) e.task->collect_refs(refs);
+    std::lock_guard lock(core_->mu);
+    for (const Key& r : refs) {
+      if (graph.contains(r)) continue;
+      if (!core_->records.count(r)) {
+        throw GraphError(fmt::format(
+            "submit_graph: a task depends on '{}', which is neither in the graph nor held by this "
+            "client",
+            r.str()));
+      }
+      core_->acquire_locked(r);
+      held.push_back(std::make_shared<const detail::FutureHandle>(core_, r));
+    }
+  }
+  auto hs = detail::submit_graph_to(core_, graph, keys, held);
+  std::vector<FutureBase> out;
+  out.reserve(hs.size());
+  for (auto& h : hs) out.push_back(Future<Value>(std::move(h)));
+  return out;
+}
+
+std::vector<Value> Client::gather_values(std::span<const detail::FutureHandlePtr> handles,
+                                         std::chrono::milliseconds timeout) {
+  std::vector<Key> keys;
+  keys.reserve(handles.size());
+  for (const auto& h : handles) {
+    if (h->core() != core_) throw ValueError("gather(): a future belongs to another client");
+    keys.push_back(h->key());
+  }
+  return core_->values(keys, timeout);
+}
+
+detail::FutureHandlePtr Client::scatter_value(Value v) {
+  Key key(fmt::format("scatter-{}", tokenize(v)));
+  Graph g;
+  g.add(key, Task::literal(std::move(v)));
+  return detail::submit_graph_to(core_, g, std::span<const Key>(&key, 1), {}).at(0);
+}
+
+std::vector<Value> Client::persist_keys(const HighLevelGraph& hlg, std::span<const Key> keys,
+                                        std::span<const detail::OptimizeFn> optimizers) {
+  Graph graph = hlg.materialize(keys);
+  ComputeOptions opts = options();
+  for (detail::OptimizeFn f : optimizers) f(graph, keys, opts);
+  std::vector<detail::FutureHandlePtr> hs = detail::submit_graph_to(core_, graph, keys, {});
+  std::vector<Value> out;
+  out.reserve(hs.size());
+  for (auto& h : hs) out.push_back(Value::of(detail::RemoteKey{std::move(h)}));
+  return out;
+}
+
+void Client::cancel(std::span<const FutureBase> futures) {
+  for (const auto& f : futures) {
+    if (detail::checked_handle(f)->core() != core_)
+      throw ValueError("cancel(): a future belongs to another client");
+    f.cancel();
+  }
+}
+
+}  // namespace tessera

@@ -1,0 +1,118 @@
+#include "distributed/worker_main.hpp"
+
+#include <dlfcn.h>
+#include <fmt/format.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <csignal>
+#include <cstdlib>
+#include <thread>
+
+#include "tessera/core/error.hpp"
+
+namespace tessera {
+namespace detail {
+void set_worker_main(int (*main)(const std::string& scheduler));
+}
+
+namespace distributed {
+
+namespace {
+
+std::shared_ptr<spdlog::logger> worker_logger() {
+  if (auto log = spdlog::get("worker")) return log;
+  try {
+    return spdlog::stderr_color_mt("worker");
+  } catch (const spdlog::spdlog_ex&) {
+    return spdlog::get("worker");  // created by another thread meanwhile
+  }
+}
+
+std::string env(const char* name) {
+  const char* v = std::getenv(name);
+  return v ? std::string(v) : std::string();
+}
+
+double env_number(const char* name, double fallback, double low, double high) {
+  const std::string v = env(name);
+  if (v.empty()) return fallback;
+  char* end = nullptr;
+  const double x = std::strtod(v.c_str(), &end);
+  if (*end != '\0' || !(x >= low && x <= high)) {
+    throw ValueError(fmt::format("{} must be a number in [{}, {}], got '{}'", name, low, high, v));
+  }
+  return x;
+}
+
+std::chrono::milliseconds seconds(double s) {
+  return std::chrono::milliseconds(static_cast<long>(s * 1000));
+}
+
+// Registered with core: tessera::init hands a worker-mode process to this.
+[[maybe_unused]] const bool kHooked =
+    (tessera::detail::set_worker_main(&run_worker_from_environment), true);
+
+}  // namespace
+
+int run_worker(const WorkerServer::Options& options, const std::vector<std::string>& preload) {
+  auto log = worker_logger();
+  try {
+    for (const auto& lib : preload) {
+      if (!dlopen(lib.c_str(), RTLD_NOW | RTLD_GLOBAL))
+        throw IOError(fmt::format("--preload {}: {}", lib, dlerror()));
+      log->info("loaded {}", lib);
+    }
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+    WorkerServer worker(options);
+    worker.start();
+    log->info("serving {} with {} threads; data at {}", options.scheduler, options.nthreads,
+              worker.data_address());
+    while (worker.running()) {
+      timespec poll{0, 100'000'000};
+      const int sig = sigtimedwait(&stop_signals, nullptr, &poll);
+      if (sig > 0) {
+        log->info("signal {}: stopping", sig);
+        worker.stop();
+        return 0;
+      }
+    }
+    log->error("{}", worker.stop_reason());
+    return 3;
+  } catch (const std::exception& e) {
+    log->error("{}", e.what());
+    return 1;
+  }
+}
+
+int run_worker_from_environment(const std::string& scheduler) {
+  WorkerServer::Options o;
+  std::vector<std::string> preload;
+  try {
+    o.scheduler = scheduler;
+    const unsigned hw = std::max(1U, std::thread::hardware_concurrency());
+    o.nthreads = static_cast<int>(env_number("TESSERA_WORKER_NTHREADS", hw, 1, 4096));
+    o.name = env("TESSERA_WORKER_NAME");
+    if (std::string listen = env("TESSERA_WORKER_LISTEN"); !listen.empty()) o.listen = listen;
+    o.death_timeout = seconds(env_number("TESSERA_WORKER_DEATH_TIMEOUT", 60, 0.001, 1e6));
+    o.connect_timeout = seconds(env_number("TESSERA_WORKER_CONNECT_TIMEOUT", 10, 0.001, 1e6));
+    const std::string libs = env("TESSERA_WORKER_PRELOAD");
+    for (size_t at = 0; at < libs.size();) {
+      size_t end = libs.find(':', at);
+      if (end == std::string::npos) end = libs.size();
+      if (end > at) preload.push_back(libs.substr(at, end - at));
+      at = end + 1;
+    }
+  } catch (const std::exception& e) {
+    worker_logger()->error("{}", e.what());
+    return 1;
+  }
+  return run_worker(o, preload);
+}
+
+}  // namespace distributed
+}  // namespace tessera

@@ -1,0 +1,22 @@
+// Running a worker process: what tessera-worker does after parsing its options, and what
+// tessera::init does when a program is started as a worker (--tessera-worker=ADDRESS or
+// TESSERA_RUN_WORKER=ADDRESS, with the other settings from TESSERA_WORKER_* variables).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "distributed/worker_server.hpp"
+
+namespace tessera::distributed {
+
+// Loads the `preload` libraries, serves until SIGINT or SIGTERM (returns 0) or until the
+// scheduler is silent past the death timeout (returns 3); 1 with the error logged if it
+// cannot start. Logs to the spdlog logger "worker".
+int run_worker(const WorkerServer::Options& options, const std::vector<std::string>& preload);
+
+// run_worker with the options of the environment: TESSERA_WORKER_NTHREADS, _NAME, _LISTEN,
+// _DEATH_TIMEOUT and _CONNECT_TIMEOUT (seconds), _PRELOAD (':'-separated), and `scheduler`.
+int run_worker_from_environment(const std::string& scheduler);
+
+}  // namespace tessera::distributed

@@ -1,0 +1,375 @@
+// The public Client and Future API. Most tests run a SchedulerServer and WorkerServers as
+// threads of this process (fast, and the scheduler's state can be inspected); the
+// LocalCluster tests start real tessera-worker processes that --preload the test ops.
+// Expected values come from the sync scheduler running the same graphs, or from plain
+// arithmetic.
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <numeric>
+#include <thread>
+
+#include "distributed/scheduler_server.hpp"
+#include "distributed/worker_server.hpp"
+#include "tessera/array.hpp"
+#include "tessera/delayed.hpp"
+#include "tessera/distributed.hpp"
+#include "test_ops.hpp"
+#include "test_support.hpp"
+
+namespace td = tessera::distributed;
+namespace ta = tessera::array;
+using namespace std::chrono_literals;
+using tessera::Client;
+using tessera::Future;
+using tessera::FutureStatus;
+using tessera::testing::error_of;
+
+namespace {
+
+// A scheduler and two workers (1 and 2 threads) in this process.
+struct InProcessCluster {
+  td::SchedulerServer scheduler{{.address = "tcp://127.0.0.1:0", .worker_timeout = 2000ms}};
+  td::WorkerServer w1{{.scheduler = scheduler.address(), .nthreads = 1}};
+  td::WorkerServer w2{{.scheduler = scheduler.address(), .nthreads = 2}};
+  InProcessCluster() {
+    scheduler.start();
+    w1.start();
+    w2.start();
+    wait_until([&] { return scheduler.worker_count() == 2; });
+  }
+  template <class F>
+  static bool wait_until(F&& ok, std::chrono::milliseconds limit = 5000ms) {
+    const auto end = std::chrono::steady_clock::now() + limit;
+    while (!ok()) {
+      if (std::chrono::steady_clock::now() > end) return false;
+      std::this_thread::sleep_for(2ms);
+    }
+    return true;
+  }
+};
+
+tessera::ClientOptions quiet() {
+  return {.set_as_default = false};
+}
+
+}  // namespace
+
+TEST(Client, TheIssueExampleComputesOnTheCluster) {
+  InProcessCluster c;
+  Client client(c.scheduler.address(), quiet());
+  auto f = client.submit(ptest_inc, 1);
+  static_assert(std::is_same_v<decltype(f), Future<int64_t>>);
+  auto g = client.submit(ptest_add, f, 10);
+  EXPECT_EQ(g.result(), 12);
+  EXPECT_EQ(f.result(), 2);
+  EXPECT_EQ(f.key().str().rfind("ptest_inc-", 0), 0U) << f.key().str();
+
+  auto fs = client.map(ptest_inc, std::vector<int64_t>{1, 2, 3});
+  EXPECT_EQ(client.gather(fs), (std::vector<int64_t>{2, 3, 4}));
+
+  auto d = tessera::delayed(ptest_add)(tessera::delayed(ptest_inc)(1), 2);
+  const int64_t expected = d.compute({.scheduler = "sync"});
+  EXPECT_EQ(d.compute(client), expected);
+  EXPECT_EQ(expected, 4);
+
+  auto p = client.persist(d);
+  EXPECT_EQ(p.key(), d.key());
+  // Computing on the persisted result starts from it (the scheduler holds its key).
+  auto q = tessera::delayed(ptest_inc)(p);
+  EXPECT_EQ(q.compute(client), 5);
+
+  auto sc = client.scatter(std::vector<double>(1 << 20, 1.0));
+  EXPECT_EQ(sc.key().str().rfind("scatter-", 0), 0U);
+  EXPECT_EQ(client.submit(ptest_total, sc).result(), double(1 << 20));
+  EXPECT_EQ(sc.result().size(), size_t{1} << 20);
+}
+
+TEST(Client, MapOverSeveralVectorsAndFuturesAsArguments) {
+  InProcessCluster c;
+  Client client(c.scheduler.address(), quiet());
+  std::vector<int64_t> xs(200), ys(200);
+  std::iota(xs.begin(), xs.end(), 0);
+  std::iota(ys.begin(), ys.end(), 1000);
+  auto sums = client.map(ptest_add, xs, ys);
+  auto incs = client.map(ptest_inc, sums);  // a vector of futures: each element a dependency
+  auto total = client.submit(ptest_sum, incs);  // a vector of futures as one argument
+  int64_t expected = 0;
+  for (size_t i = 0; i < xs.size(); ++i) expected += xs[i] + ys[i] + 1;
+  EXPECT_EQ(total.result(), expected);
+  EXPECT_EQ(error_of<tessera::ValueError>([&] {
+              client.map(ptest_add, xs, std::vector<int64_t>{1});
+            }),
+            "map(): the vectors have different lengths");
+}
+
+TEST(Client, SameCallsShareOneKeyAndOneComputation) {
+  InProcessCluster c;
+  Client client(c.scheduler.address(), quiet());
+  const size_t before = c.w1.executed() + c.w2.executed();
+  auto a = client.submit(ptest_inc, 41);
+  auto b = client.submit(ptest_inc, 41);
+  EXPECT_EQ(a.key(), b.key());
+  EXPECT_EQ(a.result() + b.result(), 84);
+  EXPECT_EQ(c.w1.executed() + c.w2.executed() - before, 1U);
+}
+
+TEST(Client, ARemoteErrorIsRethrownWithTheKeyThatRaised) {
+  InProcessCluster c;
+  Client client(c.scheduler.address(), quiet());
+  auto bad = client.submit(ptest_fail, std::string("no luck"));
+  auto after = client.submit(ptest_inc, bad);
+  try {
+    (void)after.result();
+    FAIL() << "expected a TaskError";
+  } catch (const tessera::TaskError& e) {
+    EXPECT_EQ(e.key(), bad.key().str());  // blamed: the task that raised
+    EXPECT_NE(std::string(e.what()).find("ptest_fail: no luck"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(bad.key().str()), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(bad.status(), FutureStatus::Error);
+  EXPECT_TRUE(bad.done());
+  std::exception_ptr ex = bad.exception();
+  ASSERT_TRUE(ex);
+  EXPECT_THROW(std::rethrow_exception(ex), tessera::TaskError);
+  auto good = client.submit(ptest_inc, 1);
+  EXPECT_EQ(good.exception(), nullptr);
+  EXPECT_EQ(good.status(), FutureStatus::Finished);
+}
+
+TEST(Client, ReleasedFuturesAreForgottenByTheScheduler) {
+  InProcessCluster c;
+  Client client(c.scheduler.address(), quiet());
+  {
+    auto fs = client.map(ptest_inc, std::vector<int64_t>{1, 2, 3, 4});
+    auto total = client.submit(ptest_sum, fs);
+    EXPECT_EQ(total.result(), 14);
+    EXPECT_EQ(client.held_keys(), 5U);
+    EXPECT_GE(c.scheduler.task_count(), 5U);
+    auto copy = total;  // copies share one hold
+    total.release();
+    EXPECT_FALSE(total.valid());
+    EXPECT_EQ(copy.result(), 14);
+    EXPECT_EQ(client.held_keys(), 5U);
+  }
+  EXPECT_EQ(client.held_keys(), 0U);
+  EXPECT_TRUE(InProcessCluster::wait_until([&] { return c.scheduler.task_count() == 0; }))
+      << c.scheduler.task_count() << " tasks left";
+  EXPECT_TRUE(InProcessCluster::wait_until([&] { return c.w1.stored() + c.w2.stored() == 0; }));
+  // A released key submitted again is computed again.
+  EXPECT_EQ(client.submit(ptest_inc, 1).result(), 2);
+}
+
+TEST(Client, ClosingAClientReleasesWhatItHeld) {
+  InProcessCluster c;
+  auto client = std::make_unique<Client>(c.scheduler.address(), quiet());
+  auto f = client->submit(ptest_inc, 5);
+  EXPECT_EQ(f.result(), 6);
+  EXPECT_EQ(c.scheduler.client_count(), 1U);
+  client->close();
+  EXPECT_TRUE(InProcessCluster::wait_until([&] { return c.scheduler.task_count() == 0; }));
+  EXPECT_TRUE(InProcessCluster::wait_until([&] { return c.scheduler.client_count() == 0; }));
+  EXPECT_EQ(f.result(), 6);  // fetched before closing: kept
+  EXPECT_EQ(error_of<tessera::SchedulerError>([&] { (void)client->submit(ptest_inc, 7); }),
+            fmt::format("the client of {} was closed", c.scheduler.address()));
+}
+
+TEST(Client, WaitAsCompletedAndTimeouts) {
+  InProcessCluster c;
+  Client client(c.scheduler.address(), quiet());
+  auto slow = client.submit(ptest_slow_inc, 1, 400);
+  auto fast = client.submit(ptest_slow_inc, 2, 0);
+  EXPECT_FALSE(tessera::wait(std::vector{slow}, 20ms));
+  EXPECT_EQ(error_of<tessera::TimeoutError>([&] { (void)slow.result(10ms); }),
+            fmt::format("1 of 1 results not ready within 10 ms (first: '{}')", slow.key().str()));
+  std::vector<int64_t> order;
+  for (const auto& f : tessera::as_completed(std::vector{slow, fast})) order.push_back(f.result());
+  EXPECT_EQ(order, (std::vector<int64_t>{3, 2}));
+  EXPECT_TRUE(tessera::wait(std::vector{slow, fast}, 5000ms));
+
+  auto many = client.map(ptest_inc, std::vector<int64_t>(300, 7));  // one key, 300 futures
+  auto spread = client.map(ptest_inc, [] {
+    std::vector<int64_t> v(300);
+    std::iota(v.begin(), v.end(), 0);
+    return v;
+  }());
+  size_t seen = 0;
+  int64_t sum = 0;
+  auto ac = tessera::as_completed(spread);
+  while (auto f = ac.next(5000ms)) {
+    ++seen;
+    sum += f->result();
+  }
+  EXPECT_EQ(seen, 300U);
+  EXPECT_EQ(sum, 300 * 301 / 2);
+  EXPECT_EQ(client.gather(many), std::vector<int64_t>(300, 8));
+}
+
+TEST(Client, CancelStopsWorkAndResultsSayCancelled) {
+  InProcessCluster c;
+  Client client(c.scheduler.address(), quiet());
+  auto slow = client.submit(ptest_slow_inc, 1, 300);
+  auto after = client.submit(ptest_inc, slow);
+  client.cancel(std::vector{after, slow});
+  EXPECT_EQ(slow.status(), FutureStatus::Cancelled);
+  EXPECT_EQ(error_of<tessera::CancelledError>([&] { (void)after.result(); }),
+            fmt::format("the future of '{}' was cancelled", after.key().str()));
+  EXPECT_TRUE(after.done());
+  EXPECT_TRUE(InProcessCluster::wait_until([&] { return c.scheduler.task_count() == 0; }, 3000ms));
+  // Submitting the same call again brings it back.
+  auto again = client.submit(ptest_slow_inc, 1, 0);
+  EXPECT_EQ(again.result(), 2);
+}
+
+TEST(Client, FireAndForgetFinishesWorkNobodyHolds) {
+  InProcessCluster c;
+  Client client(c.scheduler.address(), quiet());
+  const auto path = std::filesystem::temp_directory_path() /
+                    fmt::format("tessera-faf-{}.txt", ::getpid());
+  std::filesystem::remove(path);
+  {
+    auto f = client.submit(ptest_touch, path.string(), int64_t{200});
+    tessera::fire_and_forget(f);
+  }  // released at once
+  EXPECT_TRUE(InProcessCluster::wait_until([&] { return std::filesystem::exists(path); }));
+  EXPECT_TRUE(InProcessCluster::wait_until([&] { return c.scheduler.task_count() == 0; }));
+  std::filesystem::remove(path);
+}
+
+TEST(Client, AnyCollectionComputesOnAClient) {
+  InProcessCluster c;
+  Client client(c.scheduler.address(), quiet());
+  auto x = ta::arange(0.0, 1000.0, 1.0, {.chunks = {100}});
+  auto expr = (x * 2.0 + 1.0).sum();
+  const double expected = expr.compute({.scheduler = "sync"}).item<double>();
+  EXPECT_EQ(expected, 1000.0 * 999.0 + 1000.0);
+  EXPECT_EQ(expr.compute(client).item<double>(), expected);
+  auto [s, m] = tessera::compute(x.sum(), x.max(), client.options());
+  EXPECT_EQ(s.item<double>(), 999.0 * 500.0);
+  EXPECT_EQ(m.item<double>(), 999.0);
+  // persist keeps the chunks on the workers; later work starts from them.
+  auto kept = client.persist(x * 3.0);
+  EXPECT_EQ(kept.sum().compute(client).item<double>(), 3.0 * 999.0 * 500.0);
+  // A persisted collection belongs to its client.
+  // A persisted collection's chunks live on its client's cluster: another scheduler names them.
+  const std::string elsewhere =
+      error_of<tessera::TaskError>([&] { (void)kept.sum().compute({.scheduler = "sync"}); });
+  EXPECT_NE(elsewhere.find("cannot read a value of type 'tessera::detail::RemoteKey'"),
+            std::string::npos)
+      << elsewhere;
+}
+
+TEST(Client, TheNewestClientIsTheDefaultSchedulerUntilItCloses) {
+  InProcessCluster c;
+  const std::string before = tessera::default_scheduler();
+  {
+    Client client(c.scheduler.address());
+    EXPECT_EQ(tessera::default_scheduler(), "distributed");
+    const size_t ran = c.w1.executed() + c.w2.executed();
+    EXPECT_EQ(tessera::delayed(ptest_inc)(99).compute(), 100);
+    EXPECT_GT(c.w1.executed() + c.w2.executed(), ran);
+  }
+  EXPECT_EQ(tessera::default_scheduler(), before);
+}
+
+TEST(Client, BadInputsAreClearErrors) {
+  InProcessCluster c;
+  Client client(c.scheduler.address(), quiet());
+  auto lambda = [](int64_t x) { return x; };
+  EXPECT_EQ(error_of<tessera::SerializationError>([&] { (void)client.submit(lambda, 1); }),
+            "submit: 'lambda' is not a registered op, so workers cannot run it; register the "
+            "function with TESSERA_REGISTER (lambdas cannot be sent to other processes)");
+  Future<int64_t> empty;
+  EXPECT_EQ(error_of<tessera::ValueError>([&] { (void)empty.result(); }),
+            "a released or empty future cannot be used");
+  EXPECT_EQ(error_of<tessera::ValueError>([&] { (void)client.submit(ptest_inc, empty); }),
+            "a released or empty future cannot be used");
+  // The scheduler refuses a graph that depends on a key nobody holds.
+  tessera::Graph g;
+  g.add(tessera::Key("needs-ghost"), tessera::Task::call(tessera::get_op("ptest_inc"),
+                                                        {tessera::Arg::ref(tessera::Key("ghost"))}));
+  const tessera::Key out("needs-ghost");
+  EXPECT_EQ(error_of<tessera::GraphError>([&] { client.submit_graph(g, std::span(&out, 1)); }),
+            "submit_graph: a task depends on 'ghost', which is neither in the graph nor held by "
+            "this client");
+  EXPECT_EQ(error_of<tessera::SchedulerError>([] { Client("tcp://127.0.0.1:1", {.connect_timeout = 200ms}); }),
+            "the scheduler at tcp://127.0.0.1:1 did not answer within 200 ms");
+}
+
+TEST(Client, PendingFuturesFailWhenTheSchedulerIsLost) {
+  auto scheduler = std::make_unique<td::SchedulerServer>(
+      td::SchedulerServer::Options{.address = "tcp://127.0.0.1:0"});
+  scheduler->start();
+  Client client(scheduler->address(),
+                {.heartbeat_interval = 50ms, .scheduler_timeout = 400ms, .set_as_default = false});
+  auto f = client.submit(ptest_inc, 1);  // no worker: stays pending
+  const std::string address = scheduler->address();
+  scheduler.reset();
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(error_of<tessera::SchedulerError>([&] { (void)f.result(5000ms); }),
+            fmt::format("lost the scheduler at {}: silent for 400 ms", address));
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 2000ms);
+  EXPECT_EQ(error_of<tessera::SchedulerError>([&] { (void)client.submit(ptest_inc, 2); }),
+            fmt::format("lost the scheduler at {}: silent for 400 ms", address));
+}
+
+// ---- real worker processes ----
+
+TEST(LocalCluster, RunsWorkerProcessesAndSurvivesAKilledOne) {
+  tessera::LocalCluster cluster({.n_workers = 2,
+                                 .threads_per_worker = 1,
+                                 .worker_program = TESSERA_WORKER_PROGRAM,
+                                 .preload = {TESSERA_TEST_OPS},
+                                 .worker_timeout = 1000ms});
+  EXPECT_EQ(cluster.worker_count(), 2U);
+  Client client(cluster, quiet());
+  std::vector<int64_t> xs(60);
+  std::iota(xs.begin(), xs.end(), 0);
+  auto incs = client.map(ptest_slow_inc, xs, std::vector<int64_t>(60, 20));
+  auto total = client.submit(ptest_sum, incs);
+  std::this_thread::sleep_for(150ms);
+  const auto pids = cluster.worker_pids();
+  ASSERT_EQ(pids.size(), 2U);
+  kill(pids[0], SIGKILL);
+  EXPECT_EQ(total.result(30000ms), 60 * 61 / 2);
+  EXPECT_EQ(client.gather(incs), [&] {
+    std::vector<int64_t> v(xs);
+    for (auto& x : v) ++x;
+    return v;
+  }());
+  cluster.add_worker();
+  EXPECT_EQ(cluster.worker_count(), 2U);
+  EXPECT_EQ(client.submit(ptest_add, int64_t{20}, int64_t{22}).result(), 42);
+}
+
+TEST(LocalCluster, AWorkerThatCannotStartIsAClearError) {
+  const std::string message = error_of<tessera::SchedulerError>([] {
+    tessera::LocalCluster({.n_workers = 1,
+                           .worker_program = TESSERA_WORKER_PROGRAM,
+                           .preload = {"/nonexistent/libops.so"}});
+  });
+  EXPECT_NE(message.find("LocalCluster: worker '" TESSERA_WORKER_PROGRAM "' exited with code 1 "
+                         "before connecting; its log:"),
+            std::string::npos)
+      << message;
+  EXPECT_NE(message.find("/nonexistent/libops.so"), std::string::npos) << message;
+  EXPECT_EQ(error_of<tessera::ValueError>([] { tessera::LocalCluster({.threads_per_worker = 0}); }),
+            "LocalCluster: threads_per_worker must be at least 1, not 0");
+}
+
+TEST(ProcessesScheduler, ComputesOnWorkerProcessesLikeSync) {
+  auto x = ta::arange(0.0, 5000.0, 1.0, {.chunks = {500}});
+  auto expr = ((x - 2500.0) * (x - 2500.0)).sum();
+  const double expected = expr.compute({.scheduler = "sync"}).item<double>();
+  EXPECT_EQ(expr.compute({.scheduler = "processes", .num_workers = 2}).item<double>(), expected);
+  // The cluster is kept: a second computation reuses it.
+  EXPECT_EQ(x.max().compute({.scheduler = "processes", .num_workers = 2}).item<double>(), 4999.0);
+  auto lambda = tessera::delayed([](int64_t v) { return v + 1; })(1);
+  const std::string refused =
+      error_of<tessera::SerializationError>([&] { (void)lambda.compute({.scheduler = "processes", .num_workers = 2}); });
+  EXPECT_NE(refused.find(lambda.key().str()), std::string::npos) << refused;
+}

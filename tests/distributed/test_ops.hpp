@@ -1,0 +1,18 @@
+// Ops for the distributed tests, in a shared library (tessera_test_ops) that the test
+// program links and worker processes load with --preload.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+// x + 1, after `sleep_ms` (so that a worker can be killed while tasks run).
+int64_t ptest_slow_inc(int64_t x, int64_t sleep_ms);
+int64_t ptest_inc(int64_t x);
+int64_t ptest_add(int64_t x, int64_t y);
+// Throws std::domain_error("ptest_fail: <why>").
+int64_t ptest_fail(std::string why);
+int64_t ptest_sum(const std::vector<int64_t>& xs);
+double ptest_total(const std::vector<double>& xs);
+// Appends a line to `path` (a side effect, for fire_and_forget).
+int64_t ptest_touch(std::string path, int64_t sleep_ms);
