@@ -58,8 +58,8 @@ std::shared_ptr<Scheduler> get_scheduler(std::string_view name) {
     std::vector<std::string> names;
     for (const auto& [n, s] : r.by_name) names.push_back(n);
     std::string hint;
-    if (name == "processes" || name == "distributed") {
-      hint = "; the process-based schedulers come with tessera's distributed runtime";
+    if (name == "distributed") {
+      hint = "; connect a tessera::Client first (the newest client is the 'distributed' scheduler)";
     }
     throw SchedulerError(fmt::format("unknown scheduler '{}' (available: {}){}", name,
                                      fmt::join(names, ", "), hint));
