@@ -4,8 +4,8 @@
 //
 //   tessera-bench-distributed --bench map --n 20000        client.map(inc) + gather: tasks/s
 //   tessera-bench-distributed --bench roundtrip --n 200    submit + result: µs per round trip
-//   tessera-bench-distributed --bench graph --n 100000     N incs + a tree sum as one graph: tasks/s
-//   tessera-bench-distributed --bench chain --n 2000       a chain of N adds: µs per task
+//   tessera-bench-distributed --bench graph --n 100000     N incs + a tree sum as one graph:
+//   tasks/s tessera-bench-distributed --bench chain --n 2000       a chain of N adds: µs per task
 //
 // Each checks its result and exits 1 if it is wrong. One JSON line per result.
 #include <tessera/tessera.hpp>
@@ -36,8 +36,8 @@ TESSERA_REGISTER(bench_add);
 }
 
 std::string params(const std::string& bench, long n) {
-  return "{\"n\": " + std::to_string(n) + ", \"n_workers\": 2, \"threads_per_worker\": 1, \"bench\": \"" +
-         bench + "\"}";
+  return "{\"n\": " + std::to_string(n) +
+         ", \"n_workers\": 2, \"threads_per_worker\": 1, \"bench\": \"" + bench + "\"}";
 }
 
 }  // namespace
@@ -74,7 +74,8 @@ int main(int argc, char** argv) {
     for (long i = 0; i < n; ++i) {
       if (out[static_cast<size_t>(i)] != i + 1) wrong("map", out[static_cast<size_t>(i)], i + 1);
     }
-    bench::emit("distributed.map", "tessera", params("map", n), static_cast<double>(n) / dt, "tasks/s");
+    bench::emit("distributed.map", "tessera", params("map", n), static_cast<double>(n) / dt,
+                "tasks/s");
   } else if (which == "roundtrip") {
     std::vector<double> us;
     for (long i = 0; i < n; ++i) {
@@ -84,7 +85,8 @@ int main(int argc, char** argv) {
       if (r != 1000001 + i) wrong("roundtrip", r, 1000001 + i);
     }
     std::nth_element(us.begin(), us.begin() + static_cast<long>(us.size() / 2), us.end());
-    bench::emit("distributed.roundtrip", "tessera", params("roundtrip", n), us[us.size() / 2], "us");
+    bench::emit("distributed.roundtrip", "tessera", params("roundtrip", n), us[us.size() / 2],
+                "us");
   } else if (which == "graph" || which == "chain") {
     tessera::Graph g;
     const tessera::Op& inc = tessera::get_op("bench_inc");
@@ -97,7 +99,8 @@ int main(int argc, char** argv) {
       g.add(prev, tessera::Task::call(inc, {tessera::Arg(tessera::Value::of(int64_t{0}))}));
       for (long i = 1; i < n; ++i) {
         tessera::Key k("chain", {i});
-        g.add(k, tessera::Task::call(add, {tessera::Arg::ref(prev), tessera::Arg(tessera::Value::of(int64_t{1}))}));
+        g.add(k, tessera::Task::call(
+                     add, {tessera::Arg::ref(prev), tessera::Arg(tessera::Value::of(int64_t{1}))}));
         prev = k;
       }
       out = prev;
@@ -119,7 +122,8 @@ int main(int argc, char** argv) {
             continue;
           }
           tessera::Key k("add-" + std::to_string(depth), {static_cast<long>(j / 2)});
-          g.add(k, tessera::Task::call(add, {tessera::Arg::ref(level[j]), tessera::Arg::ref(level[j + 1])}));
+          g.add(k, tessera::Task::call(
+                       add, {tessera::Arg::ref(level[j]), tessera::Arg::ref(level[j + 1])}));
           next.push_back(k);
           ++tasks;
         }
@@ -134,11 +138,11 @@ int main(int argc, char** argv) {
     const double dt = bench::now() - t0;
     if (r != want) wrong(which.c_str(), r, want);
     if (which == "chain") {
-      bench::emit("distributed.chain", "tessera", params("chain", n), dt / static_cast<double>(tasks) * 1e6,
-                  "us/task");
+      bench::emit("distributed.chain", "tessera", params("chain", n),
+                  dt / static_cast<double>(tasks) * 1e6, "us/task");
     } else {
-      bench::emit("distributed.graph", "tessera", params("graph", n), static_cast<double>(tasks) / dt,
-                  "tasks/s");
+      bench::emit("distributed.graph", "tessera", params("graph", n),
+                  static_cast<double>(tasks) / dt, "tasks/s");
     }
   } else {
     std::fprintf(stderr, "unknown --bench %s (map, roundtrip, graph, chain)\n", which.c_str());

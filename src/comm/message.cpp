@@ -41,8 +41,8 @@ Envelope decode_parts(std::span<const std::span<const std::byte>> parts,
   const auto head = parts[0];
   if (head.size() < 7 || std::memcmp(head.data(), kMagic, 4) != 0)
     throw ProtocolError("not a tessera message (bad magic)");
-  const auto version = static_cast<uint16_t>(static_cast<unsigned>(head[4]) |
-                                             (static_cast<unsigned>(head[5]) << 8));
+  const auto version =
+      static_cast<uint16_t>(static_cast<unsigned>(head[4]) | (static_cast<unsigned>(head[5]) << 8));
   if (version != kProtocolVersion) {
     throw ProtocolError(fmt::format("protocol version {} is not supported (this process speaks {})",
                                     version, kProtocolVersion));
@@ -99,7 +99,8 @@ void write_keys(Encoder& e, std::span<const Key> keys) {
 
 std::vector<Key> read_keys(Decoder& d, size_t max_count) {
   const size_t n = d.read_array();
-  if (n > max_count) throw ProtocolError(fmt::format("{} keys, more than the limit of {}", n, max_count));
+  if (n > max_count)
+    throw ProtocolError(fmt::format("{} keys, more than the limit of {}", n, max_count));
   std::vector<Key> out;
   out.reserve(n);
   for (size_t i = 0; i < n; ++i) out.push_back(read_key(d));
@@ -138,7 +139,8 @@ Handshake Handshake::decode(Decoder& d) {
   h.role = d.read_string();
   h.name = d.read_string();
   const int64_t n = d.read_int();
-  if (n < 0 || n > 1 << 16) throw ProtocolError(fmt::format("handshake nthreads {} out of range", n));
+  if (n < 0 || n > 1 << 16)
+    throw ProtocolError(fmt::format("handshake nthreads {} out of range", n));
   h.nthreads = static_cast<int>(n);
   h.address = d.read_string();
   return h;
@@ -173,6 +175,87 @@ std::string check_handshake(const Handshake& h) {
     return fmt::format("a worker's data address must be tcp://host:port, not '{}'", h.address);
   if (h.name.size() > 256) return "name longer than 256 bytes";
   return {};
+}
+
+Envelope pack_batch(std::vector<Envelope> messages) {
+  if (messages.size() == 1) return std::move(messages[0]);
+  Encoder e;
+  e.begin_array(messages.size());
+  for (const Envelope& m : messages) {
+    if (m.op == kBatchOp) throw ProtocolError("a batch cannot hold a batch");
+    e.begin_array(3);
+    e.write_string(m.op);
+    e.write_bytes(m.body.header);
+    e.write_uint(m.body.frames.size());
+  }
+  Envelope out{std::string(kBatchOp), {}};
+  out.body.header = e.finish_header();
+  size_t frames = 0;
+  for (const Envelope& m : messages) frames += m.body.frames.size();
+  out.body.frames.reserve(frames);
+  for (Envelope& m : messages) {
+    for (Frame& f : m.body.frames) out.body.frames.push_back(std::move(f));
+  }
+  return out;
+}
+
+std::vector<Envelope> pack_batches(std::vector<Envelope> messages, const Limits& limits) {
+  std::vector<Envelope> out, part;
+  size_t frames = 0, header = 0;
+  for (Envelope& m : messages) {
+    const size_t f = m.body.frames.size(), h = m.body.header.size() + m.op.size() + 16;
+    if (!part.empty() && (part.size() == 4096 || frames + f > limits.max_frames ||
+                          header + h > limits.max_header_bytes / 2)) {
+      out.push_back(pack_batch(std::move(part)));
+      part.clear();
+      frames = header = 0;
+    }
+    frames += f;
+    header += h;
+    part.push_back(std::move(m));
+  }
+  if (!part.empty()) out.push_back(pack_batch(std::move(part)));
+  return out;
+}
+
+std::vector<Envelope> unpack_batch(Envelope env, const Limits& limits) {
+  std::vector<Envelope> out;
+  if (env.op != kBatchOp) {
+    out.push_back(std::move(env));
+    return out;
+  }
+  try {
+    Decoder d(env.body.header, {}, limits.max_depth);
+    const size_t n = d.read_array();
+    if (n > env.body.header.size()) throw ProtocolError("batch: more messages than header bytes");
+    out.reserve(n);
+    size_t frame = 0;
+    for (size_t i = 0; i < n; ++i) {
+      if (d.read_array() != 3) throw ProtocolError("batch: an entry is not [op, header, frames]");
+      Envelope m{d.read_string(), {}};
+      if (!valid_op(m.op) || m.op == kBatchOp)
+        throw ProtocolError(fmt::format("batch: invalid inner op '{}'", m.op));
+      m.body.header = d.read_bytes();
+      if (m.body.header.size() > limits.max_header_bytes) {
+        throw ProtocolError(fmt::format("batch: '{}' header of {} bytes exceeds the limit of {}",
+                                        m.op, m.body.header.size(), limits.max_header_bytes));
+      }
+      const uint64_t count = d.read_uint();
+      if (count > env.body.frames.size() - frame)
+        throw ProtocolError(fmt::format("batch: '{}' claims more frames than the batch has", m.op));
+      m.body.frames.assign(env.body.frames.begin() + static_cast<std::ptrdiff_t>(frame),
+                           env.body.frames.begin() + static_cast<std::ptrdiff_t>(frame + count));
+      frame += count;
+      out.push_back(std::move(m));
+    }
+    detail::check_end(d, kBatchOp);
+    if (frame != env.body.frames.size()) throw ProtocolError("batch: frames left over");
+  } catch (const ProtocolError&) {
+    throw;
+  } catch (const Error& e) {
+    detail::bad_fields(kBatchOp, e.what());
+  }
+  return out;
 }
 
 }  // namespace tessera::comm

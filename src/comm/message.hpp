@@ -41,7 +41,7 @@ class ProtocolError : public SerializationError {
 
 // Bounds on what a peer may send.
 struct Limits {
-  size_t max_header_bytes = size_t{16} << 20;
+  size_t max_header_bytes = size_t{256} << 20;  // a graph of 1M tasks takes about 100 MB
   size_t max_frame_bytes = size_t{1} << 31;  // also the transport's per-part limit
   size_t max_frames = 1 << 16;
   size_t max_depth = 32;
@@ -99,6 +99,21 @@ M unpack(const Envelope& env, const Limits& limits = {}) {
     detail::bad_fields(M::kOp, e.what());
   }
 }
+
+// ---- batches ----
+
+// Several messages sent as one transport message (op "batch"), so that a busy peer's
+// messages cost one send and one wake-up: each inner message's op, header and frame count
+// in the batch's header, its frames in order among the batch's frames (not copied).
+inline constexpr std::string_view kBatchOp = "batch";
+// One message as itself, several as a batch. `messages` must not hold a batch.
+Envelope pack_batch(std::vector<Envelope> messages);
+// `messages` as few batches as stay within `limits` (frames, header bytes) and 4096
+// messages each.
+std::vector<Envelope> pack_batches(std::vector<Envelope> messages, const Limits& limits = {});
+// The messages of a batch, or `env` alone if it is not one. ProtocolError for a malformed
+// batch or a batch inside a batch; the limits apply to every inner message.
+std::vector<Envelope> unpack_batch(Envelope env, const Limits& limits = {});
 
 // ---- the messages every connection starts with ----
 

@@ -95,14 +95,20 @@ bool Server::send(const PeerId& to, const Envelope& message) {
 
 std::optional<Received> Server::receive(std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
+  bool waited = false;
   while (true) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    zmq::pollitem_t item{static_cast<void*>(impl_->socket), 0, ZMQ_POLLIN, 0};
-    if (zmq::poll(&item, 1, std::max(left, std::chrono::milliseconds(0))) == 0) return std::nullopt;
     std::vector<zmq::message_t> msgs;
-    if (!zmq::recv_multipart(impl_->socket, std::back_inserter(msgs), zmq::recv_flags::dontwait))
+    // Read first: a message already queued needs no poll (a system call).
+    if (!zmq::recv_multipart(impl_->socket, std::back_inserter(msgs), zmq::recv_flags::dontwait)) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (waited && left.count() <= 0) return std::nullopt;
+      zmq::pollitem_t item{static_cast<void*>(impl_->socket), 0, ZMQ_POLLIN, 0};
+      waited = true;
+      if (zmq::poll(&item, 1, std::max(left, std::chrono::milliseconds(0))) == 0)
+        return std::nullopt;
       continue;
+    }
     if (msgs.size() < 2) continue;  // a routing id alone: nothing to read
     PeerId peer(static_cast<const char*>(msgs[0].data()), msgs[0].size());
     if (impl_->blocked.count(peer)) {
@@ -168,11 +174,15 @@ bool Connection::send(const Envelope& message, std::chrono::milliseconds timeout
 }
 
 std::optional<Envelope> Connection::receive(std::chrono::milliseconds timeout) {
-  zmq::pollitem_t item{static_cast<void*>(impl_->socket), 0, ZMQ_POLLIN, 0};
-  if (zmq::poll(&item, 1, timeout) == 0) return std::nullopt;
   std::vector<zmq::message_t> msgs;
-  if (!zmq::recv_multipart(impl_->socket, std::back_inserter(msgs), zmq::recv_flags::dontwait))
-    return std::nullopt;
+  // Read first: a message already queued needs no poll (a system call).
+  if (!zmq::recv_multipart(impl_->socket, std::back_inserter(msgs), zmq::recv_flags::dontwait)) {
+    if (timeout.count() <= 0) return std::nullopt;
+    zmq::pollitem_t item{static_cast<void*>(impl_->socket), 0, ZMQ_POLLIN, 0};
+    if (zmq::poll(&item, 1, timeout) == 0) return std::nullopt;
+    if (!zmq::recv_multipart(impl_->socket, std::back_inserter(msgs), zmq::recv_flags::dontwait))
+      return std::nullopt;
+  }
   return parse(std::move(msgs), 0, impl_->limits);
 }
 

@@ -4,8 +4,8 @@
 
 #include <atomic>
 #include <cstdlib>
-#include <string>
 #include <cstring>
+#include <string>
 #include <string_view>
 
 #include "tessera/core/error.hpp"
@@ -37,8 +37,9 @@ namespace {
 [[noreturn]] void become_worker(const std::string& scheduler) {
   auto main = detail::worker_main.load();
   if (!main) {
-    throw SchedulerError("this program was started as a tessera worker, but tessera's distributed "
-                         "runtime is not loaded");
+    throw SchedulerError(
+        "this program was started as a tessera worker, but tessera's distributed "
+        "runtime is not loaded");
   }
   std::exit(main(scheduler));
 }

@@ -47,7 +47,8 @@ std::atomic<uint32_t> next_client_number{0};
 
 // A deadline `timeout` from now (kForever: none).
 Clock::time_point deadline_after(std::chrono::milliseconds timeout) {
-  if (timeout == kForever || timeout > std::chrono::hours(24 * 365)) return Clock::time_point::max();
+  if (timeout == kForever || timeout > std::chrono::hours(24 * 365))
+    return Clock::time_point::max();
   return Clock::now() + timeout;
 }
 
@@ -65,7 +66,7 @@ struct ClientCore : std::enable_shared_from_this<ClientCore> {
   struct Record {
     size_t refs = 0;
     FutureStatus status = FutureStatus::Pending;
-    bool released = false;     // the scheduler was told to let it go (cancel)
+    bool released = false;  // the scheduler was told to let it go (cancel)
     bool lost_scheduler = false;
     std::string error;
     Key blamed;
@@ -73,7 +74,7 @@ struct ClientCore : std::enable_shared_from_this<ClientCore> {
     size_t next_holder = 0;
     Value value;
     bool has_value = false;
-    bool want_value = false;   // someone waits for the value: fetch it when it is ready
+    bool want_value = false;  // someone waits for the value: fetch it when it is ready
     bool fetching = false;
     Clock::time_point retry_at{};  // a holder said it lacks the key: ask again then
     std::vector<std::pair<std::shared_ptr<Waiter>, size_t>> waiters;
@@ -336,7 +337,7 @@ struct ClientCore : std::enable_shared_from_this<ClientCore> {
       auto it = records.find(msg.key);
       if (it == records.end() || it->second.status != FutureStatus::Finished) return;
       Record& r = it->second;
-      if (r.has_value) return;  // fetched already: nothing to wait for
+      if (r.has_value) return;           // fetched already: nothing to wait for
       r.status = FutureStatus::Pending;  // being recomputed
       r.holders.clear();
       r.fetching = false;
@@ -423,18 +424,24 @@ struct ClientCore : std::enable_shared_from_this<ClientCore> {
           }
         }
       }
-      for (auto& o : out) {
-        if (auto* env = std::get_if<comm::Envelope>(&o)) {
-          conn->send(*env);
-        } else {
-          conn->send(comm::pack(pr::ReleaseKeys{std::move(std::get<std::vector<Key>>(o))}));
+      if (!out.empty()) {
+        std::vector<comm::Envelope> batch;
+        batch.reserve(out.size());
+        for (auto& o : out) {
+          if (auto* env = std::get_if<comm::Envelope>(&o)) {
+            batch.push_back(std::move(*env));
+          } else {
+            batch.push_back(comm::pack(pr::ReleaseKeys{std::move(std::get<std::vector<Key>>(o))}));
+          }
         }
+        for (auto& b : comm::pack_batches(std::move(batch), limits)) conn->send(b);
+        out.clear();
       }
-      out.clear();
       if (items[0].ready) {
         while (auto m = conn->receive(std::chrono::milliseconds(0))) {
           last_heard = Clock::now();
-          on_scheduler(*m, fetch_now);
+          for (const auto& one : comm::unpack_batch(std::move(*m), limits))
+            on_scheduler(one, fetch_now);
         }
       }
       for (size_t i = 2; i < items.size(); ++i) {
@@ -539,8 +546,14 @@ std::vector<FutureHandlePtr> submit_graph_to(const std::shared_ptr<ClientCore>& 
   for (const Key& r : refs) {
     if (!full.contains(r) && remote.count(r)) full.add(r, Task::literal(Value()));
   }
-  pr::UpdateGraph msg =
-      pr::to_update_graph(full, keys, [&](const Key& k) { return remote.count(k) != 0; });
+  comm::Envelope msg = comm::pack(
+      pr::to_update_graph(full, keys, [&](const Key& k) { return remote.count(k) != 0; }));
+  if (msg.body.header.size() > core->limits.max_header_bytes) {
+    throw ValueError(fmt::format(
+        "a graph of {} tasks makes a message header of {} bytes, over the limit of {}; submit it "
+        "in parts",
+        full.size(), msg.body.header.size(), core->limits.max_header_bytes));
+  }
   std::vector<FutureHandlePtr> out;
   out.reserve(keys.size());
   {
@@ -551,7 +564,7 @@ std::vector<FutureHandlePtr> submit_graph_to(const std::shared_ptr<ClientCore>& 
       if (r.status == FutureStatus::Cancelled) r.status = FutureStatus::Pending;
       r.released = false;
     }
-    core->outbox.push_back(comm::pack(msg));
+    core->outbox.push_back(std::move(msg));
   }
   core->waker.wake();
   for (const Key& k : keys) out.push_back(std::make_shared<const FutureHandle>(core, k));
@@ -696,7 +709,8 @@ std::optional<size_t> detail::CompletionQueue::next(std::chrono::milliseconds ti
   if (deadline == Clock::time_point::max()) {
     core.cv.wait(lock, pred);
   } else if (!core.cv.wait_until(lock, deadline, pred)) {
-    throw TimeoutError(fmt::format("as_completed: no future finished within {} ms", timeout.count()));
+    throw TimeoutError(
+        fmt::format("as_completed: no future finished within {} ms", timeout.count()));
   }
   const size_t i = w.ready.front();
   w.ready.pop_front();
@@ -717,12 +731,13 @@ Client::Client(const std::string& address, ClientOptions options)
   c.conn = std::make_unique<comm::Connection>(address, c.limits);
   const uint32_t number = ++detail::next_client_number;
   const auto wait = c.options.connect_timeout;
-  if (!c.conn->send(comm::pack(comm::Handshake{comm::kProtocolVersion, "client",
-                                               c.options.name.empty() ? fmt::format("client-{}", number)
-                                                                      : c.options.name,
-                                               0, ""}),
-                    wait)) {
-    throw SchedulerError(fmt::format("cannot reach the scheduler at {} within {} ms", address, wait.count()));
+  if (!c.conn->send(
+          comm::pack(comm::Handshake{
+              comm::kProtocolVersion, "client",
+              c.options.name.empty() ? fmt::format("client-{}", number) : c.options.name, 0, ""}),
+          wait)) {
+    throw SchedulerError(
+        fmt::format("cannot reach the scheduler at {} within {} ms", address, wait.count()));
   }
   auto reply = c.conn->receive(wait);
   if (!reply) {
@@ -731,14 +746,16 @@ Client::Client(const std::string& address, ClientOptions options)
   }
   const auto r = comm::unpack<comm::HandshakeReply>(*reply, c.limits);
   if (!r.accepted) {
-    throw SchedulerError(fmt::format("the scheduler at {} refused this client: {}", address, r.error));
+    throw SchedulerError(
+        fmt::format("the scheduler at {} refused this client: {}", address, r.error));
   }
   c.id = r.id;
   c.scheduler_name = fmt::format("client-{}", number);
   register_scheduler(c.scheduler_name,
                      std::make_shared<detail::ClientScheduler>(core_, c.scheduler_name));
   if (c.options.set_as_default) {
-    register_scheduler("distributed", std::make_shared<detail::ClientScheduler>(core_, "distributed"));
+    register_scheduler("distributed",
+                       std::make_shared<detail::ClientScheduler>(core_, "distributed"));
     previous_default_ = default_scheduler();
     set_default_scheduler("distributed");
   }

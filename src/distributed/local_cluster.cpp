@@ -166,8 +166,9 @@ struct LocalCluster::Impl {
         int status = 0;
         if (workers[i].pid > 0 && waitpid(workers[i].pid, &status, WNOHANG) == workers[i].pid) {
           workers[i].pid = -1;
-          throw SchedulerError(fmt::format("LocalCluster: worker '{}' {} before connecting; its log:{}",
-                                           program, describe_exit(status), tail_of(workers[i].log, 10)));
+          throw SchedulerError(
+              fmt::format("LocalCluster: worker '{}' {} before connecting; its log:{}", program,
+                          describe_exit(status), tail_of(workers[i].log, 10)));
         }
       }
       if (Clock::now() > deadline) {
@@ -211,7 +212,8 @@ struct LocalCluster::Impl {
 LocalCluster::LocalCluster(Options options) : impl_(std::make_unique<Impl>()) {
   auto& m = *impl_;
   if (options.n_workers < 0)
-    throw ValueError(fmt::format("LocalCluster: n_workers must be 0 or more, not {}", options.n_workers));
+    throw ValueError(
+        fmt::format("LocalCluster: n_workers must be 0 or more, not {}", options.n_workers));
   if (options.threads_per_worker < 1) {
     throw ValueError(fmt::format("LocalCluster: threads_per_worker must be at least 1, not {}",
                                  options.threads_per_worker));

@@ -44,14 +44,33 @@ uint64_t read_count(Decoder& d, size_t max, const char* what) {
 
 }  // namespace
 
+// The tasks' payloads travel as one frame (a frame per task would hit the frame limit on
+// big graphs), each task giving its payload's length.
 void UpdateGraph::encode(Encoder& e) const {
   e.begin_array(tasks.size());
+  size_t total = 0;
+  bool contiguous = true;  // payloads side by side in one buffer (as to_update_graph makes them)
   for (const GraphTask& t : tasks) {
     e.begin_array(4);
     write_key(e, t.key);
     write_keys(e, t.dependencies);
     e.write_uint(t.priority);
-    write_payload(e, t.payload);
+    e.write_uint(t.payload.bytes.size());
+    if (total > 0 && (t.payload.owner != tasks.front().payload.owner ||
+                      t.payload.bytes.data() != tasks.front().payload.bytes.data() + total)) {
+      contiguous = false;
+    }
+    total += t.payload.bytes.size();
+  }
+  if (tasks.empty() || total == 0) {
+    e.write_frame({});
+  } else if (contiguous) {
+    e.write_frame(std::span(tasks.front().payload.bytes.data(), total), tasks.front().payload.owner);
+  } else {
+    auto all = std::make_shared<std::vector<std::byte>>();
+    all->reserve(total);
+    for (const GraphTask& t : tasks) all->insert(all->end(), t.payload.bytes.begin(), t.payload.bytes.end());
+    e.write_frame(*all, all);
   }
   write_keys(e, wanted);
 }
@@ -61,14 +80,26 @@ UpdateGraph UpdateGraph::decode(Decoder& d) {
   const uint64_t n = read_count(d, kMaxKeys, "tasks");
   g.tasks.reserve(n);
   for (uint64_t i = 0; i < n; ++i) {
-    if (d.read_array() != 4) throw ProtocolError("a task is [key, dependencies, priority, payload]");
+    if (d.read_array() != 4)
+      throw ProtocolError("a task is [key, dependencies, priority, payload]");
     GraphTask t;
     t.key = read_key(d);
     t.dependencies = read_keys(d, kMaxKeys);
     t.priority = d.read_uint();
-    t.payload = read_payload(d);
+    // The length for now; the payload once the frame is read.
+    t.payload.bytes = std::span<const std::byte>(static_cast<const std::byte*>(nullptr), d.read_uint());
     g.tasks.push_back(std::move(t));
   }
+  const Frame all = d.read_frame();
+  size_t at = 0;
+  for (GraphTask& t : g.tasks) {
+    const size_t len = t.payload.bytes.size();
+    if (len > all.bytes.size() - at)
+      throw ProtocolError("the tasks' payload lengths exceed the payload frame");
+    t.payload = Payload{all.owner, all.bytes.subspan(at, len)};
+    at += len;
+  }
+  if (at != all.bytes.size()) throw ProtocolError("the payload frame is longer than the tasks' payloads");
   g.wanted = read_keys(d, kMaxKeys);
   return g;
 }
@@ -80,14 +111,23 @@ UpdateGraph to_update_graph(const Graph& graph, std::span<const Key> wanted,
   UpdateGraph out;
   out.wanted.assign(wanted.begin(), wanted.end());
   out.tasks.reserve(entries.size());
+  // Every payload in one buffer, side by side: the message sends it as one frame.
+  auto arena = std::make_shared<std::vector<std::byte>>();
+  std::vector<size_t> ends;
+  ends.reserve(entries.size());
   for (size_t i = 0; i < entries.size(); ++i) {
     if (held && held(entries[i].key)) continue;
     Graph one;
     one.add(entries[i].key, entries[i].task);
-    auto bytes = std::make_shared<const std::vector<std::byte>>(to_bytes(encode_graph(one)));
-    GraphTask t{entries[i].key, entries[i].task->dependencies(), priority[i],
-                Payload{bytes, std::span<const std::byte>(*bytes)}};
-    out.tasks.push_back(std::move(t));
+    const std::vector<std::byte> bytes = to_bytes(encode_graph(one));
+    arena->insert(arena->end(), bytes.begin(), bytes.end());
+    ends.push_back(arena->size());
+    out.tasks.push_back(GraphTask{entries[i].key, entries[i].task->dependencies(), priority[i], {}});
+  }
+  size_t begin = 0;
+  for (size_t i = 0; i < out.tasks.size(); ++i) {
+    out.tasks[i].payload = Payload{arena, std::span<const std::byte>(arena->data() + begin, ends[i] - begin)};
+    begin = ends[i];
   }
   return out;
 }

@@ -18,7 +18,7 @@ namespace {
 constexpr WorkerId kUnknownWorker = UINT32_MAX;
 // Holds fire-and-forget keys until they finish (no peer has this id).
 constexpr ClientId kFireAndForget = UINT32_MAX - 1;
-}
+}  // namespace
 
 struct SchedulerServer::Impl {
   struct Peer {
@@ -37,6 +37,8 @@ struct SchedulerServer::Impl {
   std::unordered_map<std::string, WorkerId> worker_by_address;
   uint32_t next_id = 0;
   std::vector<WorkerId> unreachable;  // workers a send failed to, removed after dispatch
+  std::unordered_map<comm::PeerId, std::vector<comm::Envelope>> outgoing;
+  std::vector<comm::PeerId> outgoing_order;
   std::atomic<size_t> workers{0}, clients{0}, dropped{0}, tasks{0};
   std::atomic<bool> stopping{false};
   std::thread thread;
@@ -47,7 +49,17 @@ struct SchedulerServer::Impl {
   void serve() {
     Clock::time_point last_check = Clock::now();
     while (!stopping.load()) {
-      if (auto in = server.receive(std::chrono::milliseconds(20))) on_message(*in);
+      if (auto in = server.receive(std::chrono::milliseconds(20))) {
+        on_message(*in);
+        // Under load, handle what else has arrived before answering: the answers then go out
+        // as one batch per peer.
+        for (int more = 0; more < 1024; ++more) {
+          auto next = server.receive(std::chrono::milliseconds(0));
+          if (!next) break;
+          on_message(*next);
+        }
+      }
+      flush();
       if (Clock::now() - last_check > std::chrono::milliseconds(50)) {
         check_timeouts();
         last_check = Clock::now();
@@ -95,6 +107,7 @@ struct SchedulerServer::Impl {
     worker_by_address.erase(peers[peer].address);
     peers.erase(peer);
     worker_peers.erase(it);
+    outgoing.erase(peer);
     server.block(peer);  // anything it still sends is stale
     --workers;
     std::vector<Action> actions;
@@ -106,6 +119,7 @@ struct SchedulerServer::Impl {
     auto it = client_peers.find(id);
     if (it == client_peers.end()) return;
     peers.erase(it->second);
+    outgoing.erase(it->second);
     server.block(it->second);
     client_peers.erase(it);
     --clients;
@@ -143,31 +157,58 @@ struct SchedulerServer::Impl {
     }
     it->second.last_seen = Clock::now();
     const Peer p = it->second;
+    if (in.message.op != comm::kBatchOp) {
+      on_peer_message(in.peer, p, in.message);
+      return;
+    }
+    std::vector<comm::Envelope> inner;
+    try {
+      inner = comm::unpack_batch(in.message, options.limits);
+    } catch (const comm::ProtocolError&) {
+      return cut_off(p);
+    }
+    for (const auto& m : inner) {
+      if (!on_peer_message(in.peer, p, m)) return;
+    }
+  }
+
+  // A peer that breaks the protocol is cut off, and what it held or wanted goes with it.
+  void cut_off(const Peer& p) {
+    ++dropped;
+    if (p.worker) {
+      remove_worker(p.id);
+    } else {
+      remove_client(p.id);
+    }
+  }
+
+  // One message from a known peer; false if the peer is gone afterwards.
+  bool on_peer_message(const comm::PeerId& peer, const Peer& p, const comm::Envelope& msg) {
     std::vector<Action> actions;
     try {
-      const std::string& op = in.message.op;
+      const std::string& op = msg.op;
       if (p.worker) {
         if (op == pr::TaskFinished::kOp) {
-          auto m = comm::unpack<pr::TaskFinished>(in.message, options.limits);
+          auto m = comm::unpack<pr::TaskFinished>(msg, options.limits);
           state.handle(TaskFinished{p.id, std::move(m.key), m.nbytes, m.duration}, actions);
         } else if (op == pr::TaskErred::kOp) {
-          auto m = comm::unpack<pr::TaskErred>(in.message, options.limits);
+          auto m = comm::unpack<pr::TaskErred>(msg, options.limits);
           state.handle(TaskErred{p.id, std::move(m.key), std::move(m.exception)}, actions);
         } else if (op == pr::MissingData::kOp) {
-          auto m = comm::unpack<pr::MissingData>(in.message, options.limits);
+          auto m = comm::unpack<pr::MissingData>(msg, options.limits);
           auto h = worker_by_address.find(m.holder);
           state.handle(MissingData{p.id, std::move(m.key), std::move(m.missing),
                                    h == worker_by_address.end() ? kUnknownWorker : h->second},
                        actions);
         } else if (op == pr::Heartbeat::kOp) {
-          (void)comm::unpack<pr::Heartbeat>(in.message, options.limits);
-          server.send(in.peer, comm::pack(pr::Heartbeat{0}));  // so it knows we are here
+          (void)comm::unpack<pr::Heartbeat>(msg, options.limits);
+          queue(peer, comm::pack(pr::Heartbeat{0}));  // so it knows we are here
         } else {
           throw comm::ProtocolError(fmt::format("a worker may not send '{}'", op));
         }
       } else {
         if (op == pr::UpdateGraph::kOp) {
-          auto m = comm::unpack<pr::UpdateGraph>(in.message, options.limits);
+          auto m = comm::unpack<pr::UpdateGraph>(msg, options.limits);
           UpdateGraph u{p.id, {}, std::move(m.wanted)};
           u.tasks.reserve(m.tasks.size());
           for (auto& t : m.tasks) {
@@ -178,33 +219,28 @@ struct SchedulerServer::Impl {
           }
           state.handle(u, actions);
         } else if (op == pr::ReleaseKeys::kOp) {
-          auto m = comm::unpack<pr::ReleaseKeys>(in.message, options.limits);
+          auto m = comm::unpack<pr::ReleaseKeys>(msg, options.limits);
           state.handle(ReleaseKeys{p.id, std::move(m.keys)}, actions);
         } else if (op == pr::FireAndForget::kOp) {
-          auto m = comm::unpack<pr::FireAndForget>(in.message, options.limits);
+          auto m = comm::unpack<pr::FireAndForget>(msg, options.limits);
           state.handle(UpdateGraph{kFireAndForget, {}, std::move(m.keys)}, actions);
         } else if (op == pr::Heartbeat::kOp) {
-          (void)comm::unpack<pr::Heartbeat>(in.message, options.limits);
-          server.send(in.peer, comm::pack(pr::Heartbeat{0}));
+          (void)comm::unpack<pr::Heartbeat>(msg, options.limits);
+          queue(peer, comm::pack(pr::Heartbeat{0}));
         } else if (op == pr::CloseClient::kOp) {
-          (void)comm::unpack<pr::CloseClient>(in.message, options.limits);
+          (void)comm::unpack<pr::CloseClient>(msg, options.limits);
           remove_client(p.id);
-          return;
+          return false;
         } else {
           throw comm::ProtocolError(fmt::format("a client may not send '{}'", op));
         }
       }
     } catch (const comm::ProtocolError&) {
-      // A peer that breaks the protocol is cut off, and what it held or wanted goes with it.
-      ++dropped;
-      if (p.worker) {
-        remove_worker(p.id);
-      } else {
-        remove_client(p.id);
-      }
-      return;
+      cut_off(p);
+      return false;
     }
     dispatch(actions);
+    return true;
   }
 
   // ---- actions out ----
@@ -218,14 +254,51 @@ struct SchedulerServer::Impl {
     return out;
   }
 
-  void to_worker(WorkerId w, const comm::Envelope& env) {
-    auto it = worker_peers.find(w);
-    if (it == worker_peers.end() || !server.send(it->second, env)) unreachable.push_back(w);
+  // Messages wait in `outgoing` until the loop has handled what arrived with them, then go
+  // out one batch per peer (flush).
+  void queue(const comm::PeerId& peer, comm::Envelope env) {
+    auto& q = outgoing[peer];
+    if (q.empty()) outgoing_order.push_back(peer);
+    q.push_back(std::move(env));
   }
 
-  void to_client(ClientId c, const comm::Envelope& env) {
+  void to_worker(WorkerId w, comm::Envelope env) {
+    auto it = worker_peers.find(w);
+    if (it == worker_peers.end()) {
+      unreachable.push_back(w);
+    } else {
+      queue(it->second, std::move(env));
+    }
+  }
+
+  void to_client(ClientId c, comm::Envelope env) {
     auto it = client_peers.find(c);
-    if (it != client_peers.end()) server.send(it->second, env);
+    if (it != client_peers.end()) queue(it->second, std::move(env));
+  }
+
+  void flush() {
+    while (!outgoing_order.empty()) {
+      std::vector<comm::PeerId> order;
+      order.swap(outgoing_order);
+      for (const auto& peer : order) {
+        auto node = outgoing.extract(peer);
+        if (node.empty()) continue;
+        bool sent = true;
+        for (auto& b : comm::pack_batches(std::move(node.mapped()), options.limits))
+          sent = sent && server.send(peer, b);
+        auto p = peers.find(peer);
+        if (!sent && p != peers.end() && p->second.worker) unreachable.push_back(p->second.id);
+      }
+      remove_unreachable();  // may queue more (tasks moved elsewhere)
+    }
+  }
+
+  void remove_unreachable() {
+    while (!unreachable.empty()) {
+      const WorkerId w = unreachable.back();
+      unreachable.pop_back();
+      remove_worker(w);
+    }
   }
 
   void dispatch(std::vector<Action>& actions) {
@@ -234,7 +307,8 @@ struct SchedulerServer::Impl {
       if (auto* c = std::get_if<ComputeTask>(&a)) {
         pr::ComputeTask m{c->key, c->priority, {}, {}};
         if (c->payload) {
-          m.payload = pr::Payload{c->payload, std::as_bytes(std::span(c->payload->data(), c->payload->size()))};
+          m.payload = pr::Payload{c->payload,
+                                  std::as_bytes(std::span(c->payload->data(), c->payload->size()))};
         }
         m.who_has.reserve(c->who_has.size());
         for (auto& [k, holders] : c->who_has) m.who_has.emplace_back(k, addresses(holders));
@@ -246,7 +320,8 @@ struct SchedulerServer::Impl {
           forget.push_back(m->key);
           continue;
         }
-        to_client(m->client, comm::pack(pr::KeyInMemory{m->key, m->nbytes, addresses(state.who_has(m->key))}));
+        to_client(m->client,
+                  comm::pack(pr::KeyInMemory{m->key, m->nbytes, addresses(state.who_has(m->key))}));
       } else if (auto* e = std::get_if<ReportErred>(&a)) {
         if (e->client == kFireAndForget) {
           forget.push_back(e->key);
@@ -273,7 +348,8 @@ struct SchedulerServer::Impl {
   }
 };
 
-SchedulerServer::SchedulerServer(Options options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+SchedulerServer::SchedulerServer(Options options)
+    : impl_(std::make_unique<Impl>(std::move(options))) {}
 
 SchedulerServer::~SchedulerServer() {
   stop();

@@ -20,14 +20,22 @@ namespace tessera::distributed {
 
 const char* status_name(TaskStatus s) {
   switch (s) {
-    case TaskStatus::Released: return "released";
-    case TaskStatus::Waiting: return "waiting";
-    case TaskStatus::Queued: return "queued";
-    case TaskStatus::NoWorker: return "no-worker";
-    case TaskStatus::Processing: return "processing";
-    case TaskStatus::Memory: return "memory";
-    case TaskStatus::Erred: return "erred";
-    case TaskStatus::Forgotten: return "forgotten";
+    case TaskStatus::Released:
+      return "released";
+    case TaskStatus::Waiting:
+      return "waiting";
+    case TaskStatus::Queued:
+      return "queued";
+    case TaskStatus::NoWorker:
+      return "no-worker";
+    case TaskStatus::Processing:
+      return "processing";
+    case TaskStatus::Memory:
+      return "memory";
+    case TaskStatus::Erred:
+      return "erred";
+    case TaskStatus::Forgotten:
+      return "forgotten";
   }
   return "?";
 }
@@ -288,11 +296,31 @@ struct SchedulerState::Impl {
   TaskId find(const Key& k) const {
     return ids.find(k, [this](TaskId id) -> const Key& { return tasks[id].key; });
   }
-  size_t saturation_limit(const Worker& w) const {
-    return static_cast<size_t>(
-        std::max(1.0, std::ceil(static_cast<double>(w.nthreads) * options.worker_saturation)));
+  // How many tasks of `group` a worker holds before root tasks wait in the queue:
+  // nthreads × worker_saturation, or more for tasks known to be much shorter than
+  // latency_hiding (enough of them to keep its threads busy for that long, up to
+  // max_saturation per thread), so that the round trip to the scheduler does not idle them.
+  size_t saturation_limit(const Worker& w, uint32_t group = kNone) const {
+    const double threads = static_cast<double>(w.nthreads);
+    double per_thread = options.worker_saturation;
+    if (group != kNone && groups[group].seen && options.latency_hiding > 0) {
+      const double d = std::max(groups[group].duration, 1e-9);
+      per_thread =
+          std::max(per_thread, std::min(options.max_saturation, options.latency_hiding / d));
+    }
+    return static_cast<size_t>(std::max(1.0, std::ceil(threads * per_thread)));
   }
-  bool saturated(const Worker& w) const { return w.processing.size() >= saturation_limit(w); }
+  bool saturated(const Worker& w, uint32_t group = kNone) const {
+    return w.processing.size() >= saturation_limit(w, group);
+  }
+  // The group of the task at the head of the queue (kNone if the head is stale or none).
+  uint32_t queue_group() const {
+    if (queue.empty()) return kNone;
+    const Queued& q = queue.top();
+    if (q.id >= tasks.size()) return kNone;
+    const Task& t = tasks[q.id];
+    return t.status == TaskStatus::Queued && t.generation == q.generation ? t.group : kNone;
+  }
 
   void set_status(TaskId id, TaskStatus s) {
     Task& t = T(id);
@@ -436,9 +464,8 @@ struct SchedulerState::Impl {
     for (const auto& [w, bytes] : local) {
       const Worker& ws = workers.at(w);
       if (ws.paused) continue;
-      const double cost =
-          static_cast<double>(total - bytes) / kBandwidth +
-          static_cast<double>(ws.processing.size() + 1) / ws.nthreads * duration;
+      const double cost = static_cast<double>(total - bytes) / kBandwidth +
+                          static_cast<double>(ws.processing.size() + 1) / ws.nthreads * duration;
       const uint64_t load = ws.load().first;
       if (best == kNone || cost < best_cost || (cost == best_cost && load < best_load) ||
           (cost == best_cost && load == best_load && w < best)) {
@@ -472,7 +499,7 @@ struct SchedulerState::Impl {
     }
     if (t.deps.empty()) {
       const WorkerId w = least_loaded();
-      if (saturated(workers.at(w))) {
+      if (saturated(workers.at(w), t.group)) {
         set_status(id, TaskStatus::Queued);
         queue.push({t.generation, t.priority, id});
         return;
@@ -487,7 +514,7 @@ struct SchedulerState::Impl {
   void fill(WorkerId wid) {
     auto it = workers.find(wid);
     if (it == workers.end() || it->second.paused) return;
-    while (!queue.empty() && !saturated(it->second)) {
+    while (!queue.empty() && !saturated(it->second, queue_group())) {
       const Queued q = queue.top();
       queue.pop();
       if (q.id >= tasks.size()) continue;
@@ -503,7 +530,7 @@ struct SchedulerState::Impl {
   void fill_all() {
     while (!queue.empty() && !by_load.empty()) {
       const WorkerId w = least_loaded();
-      if (saturated(workers.at(w))) return;
+      if (saturated(workers.at(w), queue_group())) return;
       const size_t before = queue.size();
       fill(w);
       if (queue.size() == before) return;
@@ -706,10 +733,10 @@ struct SchedulerState::Impl {
         }
         const TaskId id = find(d);
         if (id == kNone) {
-          return graph_error(e,
-                             fmt::format("update_graph: task '{}' depends on '{}', which is neither "
-                                         "in the graph nor held by the scheduler",
-                                         specs[i].key.str(), d.str()));
+          return graph_error(
+              e, fmt::format("update_graph: task '{}' depends on '{}', which is neither "
+                             "in the graph nor held by the scheduler",
+                             specs[i].key.str(), d.str()));
         }
         dep_ref.push_back(kExisting | id);
       }
@@ -727,7 +754,8 @@ struct SchedulerState::Impl {
       std::vector<uint32_t> fill_at(user_off.begin(), user_off.end() - 1);
       for (uint32_t o = 0; o < order.size(); ++o) {
         for (uint32_t q = dep_off[o]; q < dep_off[o + 1]; ++q) {
-          if (!(dep_ref[q] & kExisting)) users[fill_at[slot[static_cast<uint32_t>(dep_ref[q])]]++] = o;
+          if (!(dep_ref[q] & kExisting))
+            users[fill_at[slot[static_cast<uint32_t>(dep_ref[q])]]++] = o;
         }
       }
       std::vector<uint32_t> frontier, left(order.size());
@@ -747,15 +775,15 @@ struct SchedulerState::Impl {
         for (uint32_t o = 0; o < order.size(); ++o) {
           if (left[o] != 0) {
             return graph_error(e, fmt::format("update_graph: the graph has a cycle through '{}'",
-                                                     specs[order[o]].key.str()));
+                                              specs[order[o]].key.str()));
           }
         }
       }
     }
     for (const Key& w : e.wanted) {
       if (fresh.find(w, spec_key) == kNone && find(w) == kNone) {
-        return graph_error(e,
-                           fmt::format("update_graph: wanted key '{}' is not in the graph", w.str()));
+        return graph_error(
+            e, fmt::format("update_graph: wanted key '{}' is not in the graph", w.str()));
       }
     }
     ++generation;
@@ -769,7 +797,8 @@ struct SchedulerState::Impl {
       deps.reserve(dep_off[o + 1] - dep_off[o]);
       for (uint32_t q = dep_off[o]; q < dep_off[o + 1]; ++q) {
         const uint64_t r = dep_ref[q];
-        const TaskId d = (r & kExisting) ? static_cast<TaskId>(r) : created[static_cast<uint32_t>(r)];
+        const TaskId d =
+            (r & kExisting) ? static_cast<TaskId>(r) : created[static_cast<uint32_t>(r)];
         if (std::find(deps.begin(), deps.end(), d) != deps.end()) continue;
         deps.push_back(d);
         T(d).dependents.push_back(id);
@@ -844,11 +873,12 @@ struct SchedulerState::Impl {
       set_status(id, TaskStatus::Released);
       ++t.suspicious;
       if (t.suspicious >= options.allowed_failures) {
-        mark_erred(id,
-                   fmt::format("KilledWorker: attempted to run task '{}' on {} different workers, "
-                               "but all those workers died while running it; the last was worker {}",
-                               t.key.str(), static_cast<int>(t.suspicious), e.worker),
-                   t.key);
+        mark_erred(
+            id,
+            fmt::format("KilledWorker: attempted to run task '{}' on {} different workers, "
+                        "but all those workers died while running it; the last was worker {}",
+                        t.key.str(), static_cast<int>(t.suspicious), e.worker),
+            t.key);
       } else {
         recompute.push_back(id);
       }
@@ -888,6 +918,7 @@ struct SchedulerState::Impl {
     t.nbytes = e.nbytes;
     add_holder(id, e.worker);
     Group& g = groups[t.group];
+    const double before = g.seen ? g.duration : kUnknownDuration;
     g.duration = g.seen ? 0.5 * g.duration + 0.5 * e.duration : e.duration;
     g.seen = true;
     report_memory(t);
@@ -901,7 +932,12 @@ struct SchedulerState::Impl {
     for (TaskId d : ready) make_ready(d);
     for (TaskId d : T(id).deps) release_if_unneeded(d);
     release_if_unneeded(id);
-    fill(e.worker);
+    // A shorter duration estimate may give every worker room for more of this group.
+    if (g.duration < before) {
+      fill_all();
+    } else {
+      fill(e.worker);
+    }
   }
 
   void on(const TaskErred& e) {
@@ -940,8 +976,7 @@ struct SchedulerState::Impl {
     const TaskId m = find(e.missing);
     if (m != kNone) lose_replica(m, e.holder, recompute);
     const TaskId id = find(e.key);
-    if (id != kNone && T(id).status == TaskStatus::Processing &&
-        T(id).processing_on == e.worker) {
+    if (id != kNone && T(id).status == TaskStatus::Processing && T(id).processing_on == e.worker) {
       to_released(id, false);
       recompute.push_back(id);
     }
@@ -1043,9 +1078,10 @@ struct SchedulerState::Impl {
     size_t running = 0;
     for (const auto& [id, w] : workers) {
       if (w.processing.size() != processing[id]) {
-        throw SchedulerError(fmt::format("scheduler state: worker {} lists {} processing tasks, {} "
-                                         "are assigned to it",
-                                         id, w.processing.size(), processing[id]));
+        throw SchedulerError(
+            fmt::format("scheduler state: worker {} lists {} processing tasks, {} "
+                        "are assigned to it",
+                        id, w.processing.size(), processing[id]));
       }
       size_t live = 0;
       for (TaskId t = 0; t < tasks.size(); ++t) {
@@ -1059,14 +1095,16 @@ struct SchedulerState::Impl {
       if (!w.paused) {
         ++running;
         if (w.heap_pos == kNone)
-          throw SchedulerError(fmt::format("scheduler state: worker {} runs but is not in the load heap", id));
+          throw SchedulerError(
+              fmt::format("scheduler state: worker {} runs but is not in the load heap", id));
       }
     }
     if (running != by_load.size() || !by_load.valid())
-      throw SchedulerError("scheduler state: the load heap is out of order or lists workers that do not run");
+      throw SchedulerError(
+          "scheduler state: the load heap is out of order or lists workers that do not run");
     // Queued tasks wait only while every running worker is saturated.
     if (counts[static_cast<size_t>(TaskStatus::Queued)] != 0 && !by_load.empty() &&
-        !saturated(*by_load.top()))
+        queue_group() != kNone && !saturated(*by_load.top(), queue_group()))
       throw SchedulerError("scheduler state: root tasks queued while a worker has room");
   }
 };

@@ -144,6 +144,11 @@ class SchedulerState {
     // A worker is saturated with ceil(nthreads × worker_saturation) tasks; root tasks wait
     // in the queue while every worker is (Dask's worker-saturation).
     double worker_saturation = 1.1;
+    // Tasks of a kind measured to take less than this (seconds) are queued deeper on workers:
+    // enough to keep each thread busy this long, at most max_saturation per thread. It
+    // hides the scheduler round trip behind tiny tasks; 0 turns it off.
+    double latency_hiding = 0.002;
+    double max_saturation = 64;
     // A task running on this many workers that died fails with KilledWorker.
     int allowed_failures = 3;
     // Check every invariant after each event (tests); InternalError naming the task.

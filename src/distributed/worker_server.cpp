@@ -51,7 +51,8 @@ struct WorkerServer::Impl {
   std::deque<Job> jobs;
   std::deque<Done> done;
   std::vector<std::thread> executors;
-  comm::Waker finished;  // an executor finished a task (or stop() was called)
+  std::vector<comm::Envelope> to_scheduler;  // sent as one batch per loop iteration
+  comm::Waker finished;                      // an executor finished a task (or stop() was called)
   std::thread loop;
   std::atomic<bool> stopping{false};
   std::atomic<bool> serving{false};
@@ -84,11 +85,11 @@ struct WorkerServer::Impl {
     }
     const auto r = comm::unpack<comm::HandshakeReply>(*reply, options.limits);
     if (!r.accepted) {
-      throw SchedulerError(fmt::format("the scheduler at {} refused this worker: {}",
-                                       options.scheduler, r.error));
+      throw SchedulerError(
+          fmt::format("the scheduler at {} refused this worker: {}", options.scheduler, r.error));
     }
-    state = std::make_unique<WorkerState>(WorkerState::Options{.self = id_of(data.address()),
-                                                               .nthreads = options.nthreads});
+    state = std::make_unique<WorkerState>(
+        WorkerState::Options{.self = id_of(data.address()), .nthreads = options.nthreads});
   }
 
   // ---- executor threads ----
@@ -120,7 +121,8 @@ struct WorkerServer::Impl {
             "that registers the op, or use a worker program built with it)",
             job.key.str(), e.what());
       } catch (const std::exception& e) {
-        d.error = fmt::format("task '{}' could not run on this worker: {}", job.key.str(), e.what());
+        d.error =
+            fmt::format("task '{}' could not run on this worker: {}", job.key.str(), e.what());
       }
       d.duration = std::chrono::duration<double>(Clock::now() - t0).count();
       ++executed_count;
@@ -148,16 +150,18 @@ struct WorkerServer::Impl {
         cv.notify_one();
       } else if (auto* g = std::get_if<GatherDep>(&i)) {
         auto& conn = peer_conn[g->peer];
-        if (!conn) conn = std::make_unique<comm::Connection>(peer_address.at(g->peer), options.limits);
+        if (!conn)
+          conn = std::make_unique<comm::Connection>(peer_address.at(g->peer), options.limits);
         conn->send(comm::pack(pr::GetData{g->keys}));
       } else if (auto* r = std::get_if<ReleaseData>(&i)) {
         store.erase(r->key);
       } else if (auto* f = std::get_if<SendTaskFinished>(&i)) {
-        scheduler->send(comm::pack(pr::TaskFinished{f->key, f->nbytes, f->duration}));
+        to_scheduler.push_back(comm::pack(pr::TaskFinished{f->key, f->nbytes, f->duration}));
       } else if (auto* x = std::get_if<SendTaskErred>(&i)) {
-        scheduler->send(comm::pack(pr::TaskErred{x->key, x->exception}));
+        to_scheduler.push_back(comm::pack(pr::TaskErred{x->key, x->exception}));
       } else if (auto* m = std::get_if<SendMissingData>(&i)) {
-        scheduler->send(comm::pack(pr::MissingData{m->key, m->missing, peer_address.at(m->holder)}));
+        to_scheduler.push_back(
+            comm::pack(pr::MissingData{m->key, m->missing, peer_address.at(m->holder)}));
       }
     }
     ins.clear();
@@ -168,10 +172,13 @@ struct WorkerServer::Impl {
   void on_scheduler(const comm::Envelope& m, std::vector<WorkerInstruction>& ins) {
     if (m.op == pr::ComputeTask::kOp) {
       auto c = comm::unpack<pr::ComputeTask>(m, options.limits);
-      ComputeTask ev{0, c.key,
-                     std::make_shared<const std::string>(
-                         reinterpret_cast<const char*>(c.payload.bytes.data()), c.payload.bytes.size()),
-                     c.priority, {}};
+      ComputeTask ev{
+          0,
+          c.key,
+          std::make_shared<const std::string>(reinterpret_cast<const char*>(c.payload.bytes.data()),
+                                              c.payload.bytes.size()),
+          c.priority,
+          {}};
       for (auto& [k, holders] : c.who_has) {
         std::vector<WorkerId> ids;
         for (const auto& h : holders) ids.push_back(id_of(h));
@@ -245,7 +252,8 @@ struct WorkerServer::Impl {
       if (items[0].ready) {
         while (auto m = scheduler->receive(std::chrono::milliseconds(0))) {
           last_heard = Clock::now();
-          on_scheduler(*m, ins);
+          for (const auto& one : comm::unpack_batch(std::move(*m), options.limits))
+            on_scheduler(one, ins);
         }
       }
       if (items[1].ready) serve_data();
@@ -279,6 +287,10 @@ struct WorkerServer::Impl {
           state->handle(ExecuteFailure{d.key, d.error}, ins);
         }
         apply(ins);
+      }
+      if (!to_scheduler.empty()) {
+        for (auto& b : comm::pack_batches(std::move(to_scheduler), options.limits)) scheduler->send(b);
+        to_scheduler.clear();
       }
     }
     if (reason.empty()) reason = "stopped";

@@ -16,14 +16,22 @@ namespace tessera::distributed {
 
 const char* status_name(WorkerTaskStatus s) {
   switch (s) {
-    case WorkerTaskStatus::Waiting: return "waiting";
-    case WorkerTaskStatus::Fetch: return "fetch";
-    case WorkerTaskStatus::Flight: return "flight";
-    case WorkerTaskStatus::Ready: return "ready";
-    case WorkerTaskStatus::Executing: return "executing";
-    case WorkerTaskStatus::Memory: return "memory";
-    case WorkerTaskStatus::Error: return "error";
-    case WorkerTaskStatus::Gone: return "gone";
+    case WorkerTaskStatus::Waiting:
+      return "waiting";
+    case WorkerTaskStatus::Fetch:
+      return "fetch";
+    case WorkerTaskStatus::Flight:
+      return "flight";
+    case WorkerTaskStatus::Ready:
+      return "ready";
+    case WorkerTaskStatus::Executing:
+      return "executing";
+    case WorkerTaskStatus::Memory:
+      return "memory";
+    case WorkerTaskStatus::Error:
+      return "error";
+    case WorkerTaskStatus::Gone:
+      return "gone";
   }
   return "?";
 }
@@ -57,8 +65,8 @@ struct WorkerState::Impl {
   std::priority_queue<ReadyEntry, std::vector<ReadyEntry>, std::greater<>> ready;
   uint64_t seq = 0;
   size_t executing = 0;
-  std::vector<Task*> to_fetch;                 // in fetch status, in arrival order
-  std::unordered_set<WorkerId> busy_peers;     // a request in flight to them
+  std::vector<Task*> to_fetch;              // in fetch status, in arrival order
+  std::unordered_set<WorkerId> busy_peers;  // a request in flight to them
   std::vector<WorkerInstruction>* out = nullptr;
 
   explicit Impl(Options o) : options(o) {
@@ -120,7 +128,8 @@ struct WorkerState::Impl {
         auto r = std::find_if(requests.begin(), requests.end(),
                               [h](const GatherDep& g) { return g.peer == h; });
         if (r != requests.end() && r->keys.size() >= options.max_keys_per_gather) continue;
-        if (r == requests.end() && busy_peers.size() + requests.size() >= options.max_gathers_in_flight)
+        if (r == requests.end() &&
+            busy_peers.size() + requests.size() >= options.max_gathers_in_flight)
           continue;
         peer = h;
         found = true;
@@ -289,7 +298,9 @@ struct WorkerState::Impl {
       t->run_here = false;
       if (t->status == WorkerTaskStatus::Memory) {
         bool needed = false;
-        for (Task* d : t->dependents) needed = needed || (d->status != WorkerTaskStatus::Memory && d->status != WorkerTaskStatus::Error);
+        for (Task* d : t->dependents)
+          needed = needed ||
+                   (d->status != WorkerTaskStatus::Memory && d->status != WorkerTaskStatus::Error);
         if (!needed) {
           out->push_back(ReleaseData{t->key});
           forget(*t);
@@ -407,12 +418,13 @@ struct WorkerState::Impl {
           not_in_memory != 0)
         broken("ready before its dependencies");
       if (t.status == WorkerTaskStatus::Flight && !busy_peers.count(t.flight_peer))
-        broken(fmt::format("in flight from worker {}, which has no request from it", t.flight_peer));
+        broken(
+            fmt::format("in flight from worker {}, which has no request from it", t.flight_peer));
       if (t.status == WorkerTaskStatus::Fetch && t.who_has.empty()) broken("nowhere to fetch from");
     }
     if (exec != executing || executing > static_cast<size_t>(options.nthreads))
-      throw SchedulerError(fmt::format("worker {} state: {} executing, counted {}", options.self,
-                                       exec, executing));
+      throw SchedulerError(
+          fmt::format("worker {} state: {} executing, counted {}", options.self, exec, executing));
   }
 };
 

@@ -12,9 +12,9 @@
 #include <cstring>
 #include <random>
 
+#include <zmq.hpp>
 #include "comm/message.hpp"
 #include "comm/transport.hpp"
-#include <zmq.hpp>
 #include "test_support.hpp"
 
 namespace comm = tessera::comm;
@@ -58,7 +58,8 @@ std::vector<std::vector<std::byte>> wire(const comm::Envelope& env) {
   return parts;
 }
 
-comm::Envelope reread(const std::vector<std::vector<std::byte>>& parts, const comm::Limits& limits = {}) {
+comm::Envelope reread(const std::vector<std::vector<std::byte>>& parts,
+                      const comm::Limits& limits = {}) {
   std::vector<std::span<const std::byte>> spans(parts.begin(), parts.end());
   return comm::decode_parts(spans, nullptr, limits);
 }
@@ -66,7 +67,8 @@ comm::Envelope reread(const std::vector<std::vector<std::byte>>& parts, const co
 }  // namespace
 
 TEST(Messages, RoundTripTyped) {
-  const comm::Handshake h{.role = "worker", .name = "w-1", .nthreads = 4, .address = "tcp://127.0.0.1:9"};
+  const comm::Handshake h{
+      .role = "worker", .name = "w-1", .nthreads = 4, .address = "tcp://127.0.0.1:9"};
   const auto back = comm::unpack<comm::Handshake>(reread(wire(comm::pack(h))));
   EXPECT_EQ(back.version, comm::kProtocolVersion);
   EXPECT_EQ(back.role, "worker");
@@ -85,6 +87,89 @@ TEST(Messages, RoundTripTyped) {
   EXPECT_EQ(*out.data, *b.data);
 }
 
+TEST(Messages, BatchesCarrySeveralMessagesWithoutCopyingFrames) {
+  const Blob a{Key("a"), 1, bytes_of(1000, 1)}, c{Key("c"), 3, bytes_of(70000, 3)};
+  const comm::Handshake h{.role = "client", .name = "n"};
+  std::vector<comm::Envelope> three{comm::pack(a), comm::pack(h), comm::pack(c)};
+  const comm::Envelope batch = comm::pack_batch(three);
+  EXPECT_EQ(batch.op, comm::kBatchOp);
+  ASSERT_EQ(batch.body.frames.size(), 2U);
+  EXPECT_EQ(batch.body.frames[1].bytes.data(), c.data->data());  // frames are not copied
+  const auto parts = wire(batch);  // the received parts must outlive what points into them
+  const auto inner = comm::unpack_batch(reread(parts));
+  ASSERT_EQ(inner.size(), 3U);
+  EXPECT_EQ(comm::unpack<Blob>(inner[0]).n, 1U);
+  EXPECT_EQ(*comm::unpack<Blob>(inner[0]).data, *a.data);
+  EXPECT_EQ(comm::unpack<comm::Handshake>(inner[1]).name, "n");
+  EXPECT_EQ(*comm::unpack<Blob>(inner[2]).data, *c.data);
+  // One message is sent as itself; a message that is not a batch unpacks as itself.
+  EXPECT_EQ(comm::pack_batch({comm::pack(h)}).op, comm::Handshake::kOp);
+  EXPECT_EQ(comm::unpack_batch(comm::pack(h)).size(), 1U);
+
+  // Malformed batches are protocol errors that say what is wrong.
+  EXPECT_EQ(error_of<comm::ProtocolError>([&] {
+              comm::pack_batch({batch, comm::pack(h)});
+            }),
+            "a batch cannot hold a batch");
+  auto forged = [&](auto&& write, size_t frames) {
+    tessera::Encoder e;
+    write(e);
+    comm::Envelope env{std::string(comm::kBatchOp), {}};
+    env.body.header = e.finish_header();
+    for (size_t i = 0; i < frames; ++i) env.body.frames.push_back(batch.body.frames[0]);
+    return env;
+  };
+  auto entry = [](tessera::Encoder& e, std::string_view op, uint64_t frames) {
+    e.begin_array(3);
+    e.write_string(op);
+    e.write_bytes({});
+    e.write_uint(frames);
+  };
+  EXPECT_EQ(error_of<comm::ProtocolError>([&] {
+              comm::unpack_batch(forged(
+                  [&](auto& e) {
+                    e.begin_array(1);
+                    entry(e, "blob", 2);
+                  },
+                  1));
+            }),
+            "batch: 'blob' claims more frames than the batch has");
+  EXPECT_EQ(error_of<comm::ProtocolError>([&] {
+              comm::unpack_batch(forged(
+                  [&](auto& e) {
+                    e.begin_array(1);
+                    entry(e, "blob", 0);
+                  },
+                  1));
+            }),
+            "batch: frames left over");
+  EXPECT_EQ(error_of<comm::ProtocolError>([&] {
+              comm::unpack_batch(forged(
+                  [&](auto& e) {
+                    e.begin_array(1);
+                    entry(e, "batch", 0);
+                  },
+                  0));
+            }),
+            "batch: invalid inner op 'batch'");
+  EXPECT_EQ(error_of<comm::ProtocolError>([&] {
+              comm::unpack_batch(forged(
+                  [&](auto& e) {
+                    e.begin_array(1);
+                    e.write_uint(5);
+                  },
+                  0));
+            }),
+            "malformed 'batch' message: expected array, found unsigned integer");
+  comm::Limits small;
+  small.max_header_bytes = 4;
+  const std::vector<comm::Envelope> big{comm::pack(h), comm::pack(h)};
+  EXPECT_NE(error_of<comm::ProtocolError>([&] {
+              comm::unpack_batch(comm::pack_batch(big), small);
+            }).find("header of"),
+            std::string::npos);
+}
+
 TEST(Messages, MalformedInputIsNamed) {
   const auto good = wire(comm::pack(comm::Handshake{.role = "client"}));
   auto with_head = [&](auto&& change) {
@@ -99,8 +184,9 @@ TEST(Messages, MalformedInputIsNamed) {
   EXPECT_EQ(with_head([](auto& h) { h[6] = std::byte{200}; }), "truncated message head");
   EXPECT_EQ(with_head([](auto& h) { h[7] = std::byte{'!'}; }), "invalid op name in message head");
   EXPECT_EQ(error_of<comm::ProtocolError>([&] { reread({}); }), "empty message");
-  EXPECT_EQ(error_of<comm::ProtocolError>([&] { reread(good, {.max_header_bytes = 4}); }).rfind(
-                "'handshake' message header of ", 0),
+  EXPECT_EQ(error_of<comm::ProtocolError>([&] {
+              reread(good, {.max_header_bytes = 4});
+            }).rfind("'handshake' message header of ", 0),
             0U);
   auto framed = wire(comm::pack(Blob{Key("k"), 1, bytes_of(100, 1)}));
   EXPECT_EQ(error_of<comm::ProtocolError>([&] { reread(framed, {.max_frame_bytes = 64}); }),
@@ -112,8 +198,9 @@ TEST(Messages, MalformedInputIsNamed) {
             "expected a 'blob' message, got 'handshake'");
   comm::Envelope lying = comm::pack(comm::Handshake{.role = "client"});
   lying.op = "blob";
-  EXPECT_EQ(error_of<comm::ProtocolError>([&] { comm::unpack<Blob>(lying); }).rfind(
-                "malformed 'blob' message: ", 0),
+  EXPECT_EQ(error_of<comm::ProtocolError>([&] {
+              comm::unpack<Blob>(lying);
+            }).rfind("malformed 'blob' message: ", 0),
             0U);
   comm::Envelope extra = comm::pack(comm::HandshakeReply{.accepted = true, .id = 3});
   extra.op = "handshake-reply";
@@ -132,7 +219,8 @@ TEST(Messages, MalformedInputIsNamed) {
   // A handshake that decodes but is refused.
   EXPECT_EQ(comm::check_handshake({.version = 2, .role = "client"}),
             "protocol version 2 is not supported (the scheduler speaks 1)");
-  EXPECT_EQ(comm::check_handshake({.role = "spy"}), "unknown role 'spy' (expected client or worker)");
+  EXPECT_EQ(comm::check_handshake({.role = "spy"}),
+            "unknown role 'spy' (expected client or worker)");
   EXPECT_EQ(comm::check_handshake({.role = "worker", .nthreads = 0}),
             "a worker needs at least one thread, not 0");
   EXPECT_EQ(comm::check_handshake({.role = "worker", .nthreads = 1, .address = "here"}),
@@ -144,7 +232,8 @@ TEST(Messages, MalformedInputIsNamed) {
 TEST(Messages, RandomMutationsNeverEscape) {
   std::mt19937_64 rng(42);
   const std::vector<std::vector<std::vector<std::byte>>> seeds = {
-      wire(comm::pack(comm::Handshake{.role = "worker", .name = "n", .nthreads = 2, .address = "tcp://a:1"})),
+      wire(comm::pack(
+          comm::Handshake{.role = "worker", .name = "n", .nthreads = 2, .address = "tcp://a:1"})),
       wire(comm::pack(comm::HandshakeReply{.accepted = false, .id = 1, .error = "no"})),
       wire(comm::pack(Blob{Key("k", {1, 2}), 5, bytes_of(40, 3)})),
   };
@@ -162,7 +251,8 @@ TEST(Messages, RandomMutationsNeverEscape) {
           p.resize(rng() % (p.size() + 1));
           break;
         case 2:
-          p.insert(p.begin() + static_cast<long>(rng() % (p.size() + 1)), static_cast<std::byte>(rng()));
+          p.insert(p.begin() + static_cast<long>(rng() % (p.size() + 1)),
+                   static_cast<std::byte>(rng()));
           break;
         default:
           if (parts.size() > 1 && rng() % 2) {
@@ -173,7 +263,8 @@ TEST(Messages, RandomMutationsNeverEscape) {
       }
     }
     try {
-      const comm::Envelope env = reread(parts, {.max_header_bytes = 1 << 12, .max_frame_bytes = 1 << 12});
+      const comm::Envelope env =
+          reread(parts, {.max_header_bytes = 1 << 12, .max_frame_bytes = 1 << 12});
       if (env.op == "handshake") (void)comm::unpack<comm::Handshake>(env);
       if (env.op == "handshake-reply") (void)comm::unpack<comm::HandshakeReply>(env);
       if (env.op == "blob") (void)comm::unpack<Blob>(env);
@@ -239,7 +330,8 @@ TEST(Transport, HostilePeersAreDroppedOthersServed) {
   rogue.set(zmq::sockopt::linger, 0);
   rogue.connect(addr);
   rogue.send(zmq::str_buffer("hello, I am not tessera"), zmq::send_flags::none);
-  const auto valid = comm::encode_head(comm::pack(comm::Handshake{.role = "client", .name = "rogue"}));
+  const auto valid =
+      comm::encode_head(comm::pack(comm::Handshake{.role = "client", .name = "rogue"}));
   // A truncated tessera head from a second rogue.
   zmq::socket_t rogue2(ctx, zmq::socket_type::dealer);
   rogue2.set(zmq::sockopt::linger, 0);

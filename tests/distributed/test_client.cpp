@@ -96,15 +96,14 @@ TEST(Client, MapOverSeveralVectorsAndFuturesAsArguments) {
   std::iota(xs.begin(), xs.end(), 0);
   std::iota(ys.begin(), ys.end(), 1000);
   auto sums = client.map(ptest_add, xs, ys);
-  auto incs = client.map(ptest_inc, sums);  // a vector of futures: each element a dependency
+  auto incs = client.map(ptest_inc, sums);      // a vector of futures: each element a dependency
   auto total = client.submit(ptest_sum, incs);  // a vector of futures as one argument
   int64_t expected = 0;
   for (size_t i = 0; i < xs.size(); ++i) expected += xs[i] + ys[i] + 1;
   EXPECT_EQ(total.result(), expected);
-  EXPECT_EQ(error_of<tessera::ValueError>([&] {
-              client.map(ptest_add, xs, std::vector<int64_t>{1});
-            }),
-            "map(): the vectors have different lengths");
+  EXPECT_EQ(
+      error_of<tessera::ValueError>([&] { client.map(ptest_add, xs, std::vector<int64_t>{1}); }),
+      "map(): the vectors have different lengths");
 }
 
 TEST(Client, SameCallsShareOneKeyAndOneComputation) {
@@ -228,8 +227,8 @@ TEST(Client, CancelStopsWorkAndResultsSayCancelled) {
 TEST(Client, FireAndForgetFinishesWorkNobodyHolds) {
   InProcessCluster c;
   Client client(c.scheduler.address(), quiet());
-  const auto path = std::filesystem::temp_directory_path() /
-                    fmt::format("tessera-faf-{}.txt", ::getpid());
+  const auto path =
+      std::filesystem::temp_directory_path() / fmt::format("tessera-faf-{}.txt", ::getpid());
   std::filesystem::remove(path);
   {
     auto f = client.submit(ptest_touch, path.string(), int64_t{200});
@@ -290,13 +289,15 @@ TEST(Client, BadInputsAreClearErrors) {
             "a released or empty future cannot be used");
   // The scheduler refuses a graph that depends on a key nobody holds.
   tessera::Graph g;
-  g.add(tessera::Key("needs-ghost"), tessera::Task::call(tessera::get_op("ptest_inc"),
-                                                        {tessera::Arg::ref(tessera::Key("ghost"))}));
+  g.add(tessera::Key("needs-ghost"),
+        tessera::Task::call(tessera::get_op("ptest_inc"),
+                            {tessera::Arg::ref(tessera::Key("ghost"))}));
   const tessera::Key out("needs-ghost");
   EXPECT_EQ(error_of<tessera::GraphError>([&] { client.submit_graph(g, std::span(&out, 1)); }),
             "submit_graph: a task depends on 'ghost', which is neither in the graph nor held by "
             "this client");
-  EXPECT_EQ(error_of<tessera::SchedulerError>([] { Client("tcp://127.0.0.1:1", {.connect_timeout = 200ms}); }),
+  EXPECT_EQ(error_of<tessera::SchedulerError>(
+                [] { Client("tcp://127.0.0.1:1", {.connect_timeout = 200ms}); }),
             "the scheduler at tcp://127.0.0.1:1 did not answer within 200 ms");
 }
 
@@ -369,7 +370,7 @@ TEST(ProcessesScheduler, ComputesOnWorkerProcessesLikeSync) {
   // The cluster is kept: a second computation reuses it.
   EXPECT_EQ(x.max().compute({.scheduler = "processes", .num_workers = 2}).item<double>(), 4999.0);
   auto lambda = tessera::delayed([](int64_t v) { return v + 1; })(1);
-  const std::string refused =
-      error_of<tessera::SerializationError>([&] { (void)lambda.compute({.scheduler = "processes", .num_workers = 2}); });
+  const std::string refused = error_of<tessera::SerializationError>(
+      [&] { (void)lambda.compute({.scheduler = "processes", .num_workers = 2}); });
   EXPECT_NE(refused.find(lambda.key().str()), std::string::npos) << refused;
 }

@@ -4,6 +4,9 @@
 // protocol cut off while the others are served.
 #include <gtest/gtest.h>
 
+#include <deque>
+#include <map>
+
 #include <chrono>
 #include <thread>
 
@@ -21,12 +24,21 @@ namespace {
 
 // Waits for the next message of type M (skipping the scheduler's heartbeat replies); fails
 // on another message or on timeout.
+// Messages of a batch not read yet, per connection.
+std::map<comm::Connection*, std::deque<comm::Envelope>> unread;
+
 template <class M>
 M expect(comm::Connection& c, std::chrono::milliseconds timeout = 5000ms) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto& queue = unread[&c];
   while (std::chrono::steady_clock::now() < deadline) {
-    auto in = c.receive(100ms);
-    if (!in) continue;
+    if (queue.empty()) {
+      auto got = c.receive(100ms);
+      if (!got) continue;
+      for (auto& m : comm::unpack_batch(std::move(*got))) queue.push_back(std::move(m));
+    }
+    std::optional<comm::Envelope> in = std::move(queue.front());
+    queue.pop_front();
     if (in->op == M::kOp) return comm::unpack<M>(*in);
     if (in->op == pr::Heartbeat::kOp) continue;
     ADD_FAILURE() << "expected '" << M::kOp << "', got '" << in->op << "'";

@@ -130,6 +130,48 @@ TEST(SchedulerState, RootTasksWaitInTheQueueWhileWorkersAreSaturated) {
   EXPECT_EQ(computed(out), (std::vector<std::string>{"r4@3", "r3@3"}));
 }
 
+TEST(SchedulerState, TinyTasksAreQueuedDeeperToHideTheRoundTrip) {
+  td::SchedulerState s({.latency_hiding = 0.002, .max_saturation = 64, .validate = true});
+  s.handle(td::AddWorker{.worker = 1, .nthreads = 1});
+  std::vector<td::TaskSpec> tasks;
+  std::vector<Key> wanted;
+  for (int i = 0; i < 200; ++i) {
+    tasks.push_back(spec("tiny-" + std::to_string(i), {}, static_cast<uint64_t>(i)));
+    wanted.emplace_back("tiny-" + std::to_string(i));
+    tasks.push_back(spec("slow-" + std::to_string(i), {}, static_cast<uint64_t>(1000 + i)));
+    wanted.emplace_back("slow-" + std::to_string(i));
+  }
+  s.handle(td::UpdateGraph{.client = 1, .tasks = tasks, .wanted = wanted});
+  // Durations unknown: ceil(1 × 1.1) = 2.
+  EXPECT_EQ(s.processing_count(1), 2U);
+  // A tiny task took 10 µs: 0.002 / 1e-5 = 200 per thread, capped at 64.
+  auto out = s.handle(td::TaskFinished{.worker = 1, .key = Key("tiny-0"), .nbytes = 8, .duration = 1e-5});
+  EXPECT_EQ(s.processing_count(1), 64U);
+  EXPECT_EQ(computed(out).size(), 63U);
+  // Tasks of a kind that takes 1 ms: 0.002 / 0.001 = 2 per thread. Running the tiny ones
+  // down, the worker keeps 64 while tiny ones head the queue, then 2 for the slow ones.
+  for (int i = 1; i < 200; ++i) {
+    s.handle(td::TaskFinished{.worker = 1, .key = Key("tiny-" + std::to_string(i)), .nbytes = 8, .duration = 1e-5});
+  }
+  // The slow ones were assigned while tiny ones were running (the worker had room by the
+  // tiny kind's measure) or as the queue's head: never more than 64 at once.
+  EXPECT_LE(s.processing_count(1), 64U);
+  const size_t slow_running = s.processing_count(1);
+  std::vector<std::string> slow_keys;
+  for (int i = 0; i < 200; ++i) {
+    if (s.status(Key("slow-" + std::to_string(i))) == TaskStatus::Processing) slow_keys.push_back("slow-" + std::to_string(i));
+  }
+  ASSERT_EQ(slow_keys.size(), slow_running);
+  for (const auto& k : slow_keys) s.handle(td::TaskFinished{.worker = 1, .key = Key(k), .nbytes = 8, .duration = 1e-3});
+  EXPECT_EQ(s.processing_count(1), 2U);  // slow ones: 2 at a time
+  // 0 turns it off.
+  td::SchedulerState off({.latency_hiding = 0, .validate = true});
+  off.handle(td::AddWorker{.worker = 1, .nthreads = 1});
+  off.handle(td::UpdateGraph{.client = 1, .tasks = tasks, .wanted = wanted});
+  off.handle(td::TaskFinished{.worker = 1, .key = Key("tiny-0"), .nbytes = 8, .duration = 1e-5});
+  EXPECT_EQ(off.processing_count(1), 2U);
+}
+
 TEST(SchedulerState, WaitsForWorkersAndSkipsPausedOnes) {
   td::SchedulerState s(validating());
   auto out = s.handle(td::UpdateGraph{.client = 1, .tasks = {spec("x")}, .wanted = keys({"x"})});

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <deque>
 #include <thread>
 
 #include "comm/transport.hpp"
@@ -48,14 +49,20 @@ struct Client {
     auto r = conn.receive(5s);
     EXPECT_TRUE(r && comm::unpack<comm::HandshakeReply>(*r).accepted);
   }
+  std::deque<comm::Envelope> unread;  // the rest of a batch
   // Waits for the next report about a key (memory or erred).
   comm::Envelope next_report(std::chrono::milliseconds timeout = 10s) {
-    auto r = conn.receive(timeout);
-    if (!r) {
-      ADD_FAILURE() << "no report within " << timeout.count() << " ms";
-      return {};
+    if (unread.empty()) {
+      auto r = conn.receive(timeout);
+      if (!r) {
+        ADD_FAILURE() << "no report within " << timeout.count() << " ms";
+        return {};
+      }
+      for (auto& m : comm::unpack_batch(std::move(*r))) unread.push_back(std::move(m));
     }
-    return std::move(*r);
+    comm::Envelope e = std::move(unread.front());
+    unread.pop_front();
+    return e;
   }
 };
 

@@ -361,8 +361,9 @@ class Client {
         if constexpr (detail::kVariadic<Fp>) {
           task_args = {detail::submit_arg<Value>(std::get<I>(all), p.held)...};
         } else {
-          task_args = {detail::submit_arg<detail::Param<std::tuple_element_t<I, typename Traits::args>>>(
-              std::get<I>(all), p.held)...};
+          task_args = {
+              detail::submit_arg<detail::Param<std::tuple_element_t<I, typename Traits::args>>>(
+                  std::get<I>(all), p.held)...};
         }
       }
       (std::index_sequence_for<A...>{});
