@@ -42,7 +42,7 @@ class ProtocolError : public SerializationError {
 // Bounds on what a peer may send.
 struct Limits {
   size_t max_header_bytes = size_t{256} << 20;  // a graph of 1M tasks takes about 100 MB
-  size_t max_frame_bytes = size_t{1} << 31;  // also the transport's per-part limit
+  size_t max_frame_bytes = size_t{1} << 31;     // also the transport's per-part limit
   size_t max_frames = 1 << 16;
   size_t max_depth = 32;
 };
@@ -123,8 +123,8 @@ struct Handshake {
   uint16_t version = kProtocolVersion;
   std::string role{};  // "client" or "worker"
   std::string name{};
-  int nthreads = 0;          // workers
-  std::string address{};     // workers: where their data server listens
+  int nthreads = 0;       // workers
+  std::string address{};  // workers: where their data server listens
   void encode(Encoder& e) const;
   static Handshake decode(Decoder& d);
 };

@@ -151,12 +151,22 @@ struct Connection::Impl {
   Limits limits;
   zmq::context_t context{1};
   zmq::socket_t socket{context, zmq::socket_type::dealer};
+  zmq::socket_t monitor{context, zmq::socket_type::pair};  // disconnect events of `socket`
+  size_t disconnects = 0;
 };
 
 Connection::Connection(const std::string& address, Limits limits)
     : impl_(std::make_unique<Impl>()) {
   impl_->limits = limits;
   configure(impl_->socket, limits);
+  const std::string monitor =
+      fmt::format("inproc://tessera-monitor-{}", static_cast<void*>(impl_.get()));
+  if (zmq_socket_monitor(static_cast<void*>(impl_->socket), monitor.c_str(),
+                         ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CONNECT_RETRIED) != 0)
+    throw IOError(fmt::format("cannot monitor the connection to '{}': {}", address,
+                              zmq_strerror(zmq_errno())));
+  impl_->monitor.set(zmq::sockopt::linger, 0);
+  impl_->monitor.connect(monitor);
   try {
     impl_->socket.connect(address);
   } catch (const zmq::error_t& e) {
@@ -188,6 +198,22 @@ std::optional<Envelope> Connection::receive(std::chrono::milliseconds timeout) {
 
 void* Connection::handle() const {
   return static_cast<void*>(impl_->socket);
+}
+
+size_t Connection::disconnects() {
+  // Each event is two parts: the event (u16 id, u32 value) and the endpoint.
+  while (true) {
+    std::vector<zmq::message_t> parts;
+    if (!zmq::recv_multipart(impl_->monitor, std::back_inserter(parts), zmq::recv_flags::dontwait))
+      break;
+    if (!parts.empty() && parts[0].size() >= 2) {
+      uint16_t event = 0;
+      std::memcpy(&event, parts[0].data(), sizeof event);
+      if (event == ZMQ_EVENT_DISCONNECTED || event == ZMQ_EVENT_CONNECT_RETRIED)
+        ++impl_->disconnects;
+    }
+  }
+  return impl_->disconnects;
 }
 
 Waker::Waker() : fd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {

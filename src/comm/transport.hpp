@@ -78,6 +78,11 @@ class Connection {
   std::optional<Envelope> receive(std::chrono::milliseconds timeout);
   // The ZeroMQ socket, for poll() only.
   void* handle() const;
+  // Times the connection to the server dropped (the server's process died, or its socket
+  // closed) or an attempt to connect was refused; ZeroMQ retries on its own, so this is
+  // how a caller learns that what it asked may never be answered. Cheap: reads a monitor
+  // queue without waiting.
+  size_t disconnects();
 
  private:
   struct Impl;

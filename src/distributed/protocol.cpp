@@ -65,11 +65,13 @@ void UpdateGraph::encode(Encoder& e) const {
   if (tasks.empty() || total == 0) {
     e.write_frame({});
   } else if (contiguous) {
-    e.write_frame(std::span(tasks.front().payload.bytes.data(), total), tasks.front().payload.owner);
+    e.write_frame(std::span(tasks.front().payload.bytes.data(), total),
+                  tasks.front().payload.owner);
   } else {
     auto all = std::make_shared<std::vector<std::byte>>();
     all->reserve(total);
-    for (const GraphTask& t : tasks) all->insert(all->end(), t.payload.bytes.begin(), t.payload.bytes.end());
+    for (const GraphTask& t : tasks)
+      all->insert(all->end(), t.payload.bytes.begin(), t.payload.bytes.end());
     e.write_frame(*all, all);
   }
   write_keys(e, wanted);
@@ -87,7 +89,8 @@ UpdateGraph UpdateGraph::decode(Decoder& d) {
     t.dependencies = read_keys(d, kMaxKeys);
     t.priority = d.read_uint();
     // The length for now; the payload once the frame is read.
-    t.payload.bytes = std::span<const std::byte>(static_cast<const std::byte*>(nullptr), d.read_uint());
+    t.payload.bytes =
+        std::span<const std::byte>(static_cast<const std::byte*>(nullptr), d.read_uint());
     g.tasks.push_back(std::move(t));
   }
   const Frame all = d.read_frame();
@@ -99,7 +102,8 @@ UpdateGraph UpdateGraph::decode(Decoder& d) {
     t.payload = Payload{all.owner, all.bytes.subspan(at, len)};
     at += len;
   }
-  if (at != all.bytes.size()) throw ProtocolError("the payload frame is longer than the tasks' payloads");
+  if (at != all.bytes.size())
+    throw ProtocolError("the payload frame is longer than the tasks' payloads");
   g.wanted = read_keys(d, kMaxKeys);
   return g;
 }
@@ -122,11 +126,13 @@ UpdateGraph to_update_graph(const Graph& graph, std::span<const Key> wanted,
     const std::vector<std::byte> bytes = to_bytes(encode_graph(one));
     arena->insert(arena->end(), bytes.begin(), bytes.end());
     ends.push_back(arena->size());
-    out.tasks.push_back(GraphTask{entries[i].key, entries[i].task->dependencies(), priority[i], {}});
+    out.tasks.push_back(
+        GraphTask{entries[i].key, entries[i].task->dependencies(), priority[i], {}});
   }
   size_t begin = 0;
   for (size_t i = 0; i < out.tasks.size(); ++i) {
-    out.tasks[i].payload = Payload{arena, std::span<const std::byte>(arena->data() + begin, ends[i] - begin)};
+    out.tasks[i].payload =
+        Payload{arena, std::span<const std::byte>(arena->data() + begin, ends[i] - begin)};
     begin = ends[i];
   }
   return out;

@@ -45,6 +45,13 @@ struct WorkerServer::Impl {
   std::vector<std::string> peer_address{""};
   std::unordered_map<std::string, WorkerId> peer_id;
   std::unordered_map<WorkerId, std::unique_ptr<comm::Connection>> peer_conn;
+  // The fetch in flight from each peer (one at a time; see WorkerState).
+  struct Gather {
+    std::vector<Key> keys;
+    Clock::time_point sent;
+    size_t disconnects = 0;  // the connection's count when it was sent
+  };
+  std::unordered_map<WorkerId, Gather> gathers;
   // Executor threads and their queues.
   std::mutex mu;
   std::condition_variable cv;
@@ -152,6 +159,7 @@ struct WorkerServer::Impl {
         auto& conn = peer_conn[g->peer];
         if (!conn)
           conn = std::make_unique<comm::Connection>(peer_address.at(g->peer), options.limits);
+        gathers[g->peer] = Gather{g->keys, Clock::now(), conn->disconnects()};
         conn->send(comm::pack(pr::GetData{g->keys}));
       } else if (auto* r = std::get_if<ReleaseData>(&i)) {
         store.erase(r->key);
@@ -166,6 +174,26 @@ struct WorkerServer::Impl {
     }
     ins.clear();
     stored_count = store.size();
+  }
+
+  // Fetches from peers that died (their connection dropped) or did not answer in time: the
+  // keys asked are missing there (the state machine asks elsewhere, or tells the scheduler).
+  void check_gathers(std::vector<WorkerInstruction>& ins) {
+    if (gathers.empty()) return;
+    const auto now = Clock::now();
+    std::vector<WorkerId> failed;
+    for (auto& [peer, g] : gathers) {
+      auto& conn = peer_conn.at(peer);
+      if (conn->disconnects() > g.disconnects || now - g.sent > options.gather_timeout)
+        failed.push_back(peer);
+    }
+    for (WorkerId peer : failed) {
+      GatherDepFailed ev{peer, std::move(gathers.at(peer).keys)};
+      gathers.erase(peer);
+      peer_conn.erase(peer);  // a late answer on the old socket is not read
+      state->handle(ev, ins);
+      apply(ins);
+    }
   }
 
   // Messages from the scheduler.
@@ -263,6 +291,7 @@ struct WorkerServer::Impl {
         auto& conn = peer_conn.at(peer);
         while (auto m = conn->receive(std::chrono::milliseconds(0))) {
           auto d = comm::unpack<pr::Data>(*m, options.limits);
+          gathers.erase(peer);
           GatherDepDone ev{peer, {}, std::move(d.missing)};
           for (auto& [k, v] : d.values) {
             ev.received.emplace_back(k, v.nbytes());
@@ -272,6 +301,7 @@ struct WorkerServer::Impl {
           apply(ins);
         }
       }
+      check_gathers(ins);
       if (items[2].ready) finished.clear();
       std::deque<Done> results;
       {
@@ -289,7 +319,8 @@ struct WorkerServer::Impl {
         apply(ins);
       }
       if (!to_scheduler.empty()) {
-        for (auto& b : comm::pack_batches(std::move(to_scheduler), options.limits)) scheduler->send(b);
+        for (auto& b : comm::pack_batches(std::move(to_scheduler), options.limits))
+          scheduler->send(b);
         to_scheduler.clear();
       }
     }

@@ -20,8 +20,8 @@ namespace tessera::distributed {
 class WorkerServer {
  public:
   struct Options {
-    std::string scheduler;                       // the scheduler's address
-    std::string listen = "tcp://127.0.0.1:0";    // the data server (port 0: any free one)
+    std::string scheduler;                     // the scheduler's address
+    std::string listen = "tcp://127.0.0.1:0";  // the data server (port 0: any free one)
     std::string name{};
     int nthreads = 1;
     std::chrono::milliseconds heartbeat_interval{500};
@@ -29,6 +29,9 @@ class WorkerServer {
     std::chrono::milliseconds connect_timeout{10000};
     // Stop serving when the scheduler has been silent this long (it answers heartbeats).
     std::chrono::milliseconds death_timeout{60000};
+    // A fetch from a peer not answered this long counts as failed (one whose connection
+    // drops fails at once).
+    std::chrono::milliseconds gather_timeout{30000};
     comm::Limits limits{};
   };
 

@@ -23,7 +23,16 @@
 
 namespace tessera::distributed {
 
-enum class WorkerTaskStatus : uint8_t { Waiting, Fetch, Flight, Ready, Executing, Memory, Error, Gone };
+enum class WorkerTaskStatus : uint8_t {
+  Waiting,
+  Fetch,
+  Flight,
+  Ready,
+  Executing,
+  Memory,
+  Error,
+  Gone
+};
 const char* status_name(WorkerTaskStatus s);
 
 // ---- events (ComputeTask and FreeKeys come from the scheduler: see scheduler_state.hpp) ----
@@ -82,8 +91,8 @@ struct SendTaskErred {
   std::string exception;
 };
 struct SendMissingData {
-  Key key;       // the task that needs it
-  Key missing;   // the dependency no known holder had
+  Key key;      // the task that needs it
+  Key missing;  // the dependency no known holder had
   WorkerId holder = 0;
 };
 using WorkerInstruction =

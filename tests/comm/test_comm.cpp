@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstring>
 #include <random>
+#include <thread>
 
 #include <zmq.hpp>
 #include "comm/message.hpp"
@@ -352,4 +353,24 @@ TEST(Transport, HostilePeersAreDroppedOthersServed) {
   EXPECT_FALSE(server.receive(200ms).has_value());
   EXPECT_EQ(server.dropped(), 3U);  // the rogue's valid message, ignored
   EXPECT_FALSE(server.last_error().empty());
+}
+
+TEST(Transport, AConnectionCountsDropsAndRefusals) {
+  auto server = std::make_unique<comm::Server>();
+  comm::Connection conn(server->address());
+  ASSERT_TRUE(conn.send(comm::pack(comm::Handshake{.role = "client"})));
+  ASSERT_TRUE(server->receive(2000ms).has_value());  // connected
+  EXPECT_EQ(conn.disconnects(), 0U);
+  const std::string address = server->address();
+  server.reset();  // the peer goes away
+  const auto deadline = std::chrono::steady_clock::now() + 3s;
+  while (conn.disconnects() == 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(5ms);
+  EXPECT_GE(conn.disconnects(), 1U);
+  // Nobody listens there any more: connecting is refused, and that counts too.
+  comm::Connection nowhere(address);
+  const auto later = std::chrono::steady_clock::now() + 3s;
+  while (nowhere.disconnects() == 0 && std::chrono::steady_clock::now() < later)
+    std::this_thread::sleep_for(5ms);
+  EXPECT_GE(nowhere.disconnects(), 1U);
 }

@@ -88,8 +88,8 @@ TEST(Processes, ASigkilledWorkerLosesNothing) {
   ASSERT_NE(dlopen(TESSERA_TEST_OPS, RTLD_NOW | RTLD_GLOBAL), nullptr) << dlerror();
   tessera::testing::TempDir dir;
   const auto file = dir.path() / "scheduler.json";
-  Process scheduler({TESSERA_SCHEDULER_PROGRAM, "--address", "tcp://127.0.0.1:0", "--scheduler-file",
-                     file.string(), "--worker-timeout", "1"});
+  Process scheduler({TESSERA_SCHEDULER_PROGRAM, "--address", "tcp://127.0.0.1:0",
+                     "--scheduler-file", file.string(), "--worker-timeout", "1"});
   ASSERT_TRUE(scheduler.started());
   const std::string address = wait_for_address(file);
   ASSERT_FALSE(address.empty());
@@ -104,7 +104,8 @@ TEST(Processes, ASigkilledWorkerLosesNothing) {
   int64_t want = 0;
   for (int64_t i = 0; i < 60; ++i) {
     Key k("slow", {i});
-    g.add(k, Task::call(tessera::get_op("ptest_slow_inc"), {Arg(Value::of(i)), Arg(Value::of(int64_t{20}))}));
+    g.add(k, Task::call(tessera::get_op("ptest_slow_inc"),
+                        {Arg(Value::of(i)), Arg(Value::of(int64_t{20}))}));
     level.push_back(k);
     want += i + 1;
   }
@@ -112,7 +113,8 @@ TEST(Processes, ASigkilledWorkerLosesNothing) {
     std::vector<Key> next;
     for (size_t i = 0; i + 1 < level.size(); i += 2) {
       Key k("sum-" + std::to_string(depth), {static_cast<int64_t>(i)});
-      g.add(k, Task::call(tessera::get_op("ptest_add"), {Arg::ref(level[i]), Arg::ref(level[i + 1])}));
+      g.add(k,
+            Task::call(tessera::get_op("ptest_add"), {Arg::ref(level[i]), Arg::ref(level[i + 1])}));
       next.push_back(k);
     }
     if (level.size() % 2) next.push_back(level.back());
@@ -151,8 +153,9 @@ TEST(Processes, ASigkilledWorkerLosesNothing) {
 TEST(Processes, WorkersExitWhenTheSchedulerDies) {
   tessera::testing::TempDir dir;
   const auto file = dir.path() / "scheduler.json";
-  auto scheduler = std::make_unique<Process>(std::vector<std::string>{
-      TESSERA_SCHEDULER_PROGRAM, "--address", "tcp://127.0.0.1:0", "--scheduler-file", file.string()});
+  auto scheduler = std::make_unique<Process>(
+      std::vector<std::string>{TESSERA_SCHEDULER_PROGRAM, "--address", "tcp://127.0.0.1:0",
+                               "--scheduler-file", file.string()});
   const std::string address = wait_for_address(file);
   ASSERT_FALSE(address.empty());
   Process worker({TESSERA_WORKER_PROGRAM, "--scheduler-file", file.string(), "--nthreads", "1",

@@ -7,8 +7,8 @@
 
 #include "comm/message.hpp"
 #include "distributed/protocol.hpp"
-#include "test_support.hpp"
 #include "tessera/core/value.hpp"
+#include "test_support.hpp"
 
 namespace comm = tessera::comm;
 namespace pr = tessera::distributed::protocol;
@@ -28,7 +28,8 @@ std::vector<std::vector<std::byte>> wire(const comm::Envelope& env) {
 comm::Envelope reread(std::vector<std::vector<std::byte>> parts) {
   auto owner = std::make_shared<std::vector<std::vector<std::byte>>>(std::move(parts));
   std::vector<std::span<const std::byte>> spans(owner->begin(), owner->end());
-  return comm::decode_parts(spans, owner, {.max_header_bytes = 1 << 20, .max_frame_bytes = 1 << 20});
+  return comm::decode_parts(spans, owner,
+                            {.max_header_bytes = 1 << 20, .max_frame_bytes = 1 << 20});
 }
 
 template <class M>
@@ -48,14 +49,22 @@ std::string text(const pr::Payload& p) {
 // Decodes an envelope as the type its op names (what a server's dispatch does).
 void unpack_any(const comm::Envelope& env) {
   const std::string& op = env.op;
-  if (op == pr::UpdateGraph::kOp) (void)comm::unpack<pr::UpdateGraph>(env);
-  else if (op == pr::ComputeTask::kOp) (void)comm::unpack<pr::ComputeTask>(env);
-  else if (op == pr::KeyInMemory::kOp) (void)comm::unpack<pr::KeyInMemory>(env);
-  else if (op == pr::KeyErred::kOp) (void)comm::unpack<pr::KeyErred>(env);
-  else if (op == pr::Data::kOp) (void)comm::unpack<pr::Data>(env);
-  else if (op == pr::MissingData::kOp) (void)comm::unpack<pr::MissingData>(env);
-  else if (op == pr::TaskFinished::kOp) (void)comm::unpack<pr::TaskFinished>(env);
-  else throw comm::ProtocolError("unknown op '" + op + "'");
+  if (op == pr::UpdateGraph::kOp)
+    (void)comm::unpack<pr::UpdateGraph>(env);
+  else if (op == pr::ComputeTask::kOp)
+    (void)comm::unpack<pr::ComputeTask>(env);
+  else if (op == pr::KeyInMemory::kOp)
+    (void)comm::unpack<pr::KeyInMemory>(env);
+  else if (op == pr::KeyErred::kOp)
+    (void)comm::unpack<pr::KeyErred>(env);
+  else if (op == pr::Data::kOp)
+    (void)comm::unpack<pr::Data>(env);
+  else if (op == pr::MissingData::kOp)
+    (void)comm::unpack<pr::MissingData>(env);
+  else if (op == pr::TaskFinished::kOp)
+    (void)comm::unpack<pr::TaskFinished>(env);
+  else
+    throw comm::ProtocolError("unknown op '" + op + "'");
 }
 
 }  // namespace
@@ -71,8 +80,12 @@ TEST(Protocol, EveryMessageRoundTrips) {
   EXPECT_EQ(g2.tasks[1].priority, 4U);
   EXPECT_EQ(text(g2.tasks[0].payload), "task a");
   EXPECT_EQ(g2.wanted, std::vector<Key>{Key("b", {1, 2})});
+  // The payloads travel as one frame (a frame per task would hit the frame limit).
+  EXPECT_EQ(comm::pack(g).body.frames.size(), 1U);
+  EXPECT_EQ(text(g2.tasks[1].payload), "task b");
 
-  const pr::ComputeTask c{Key("x"), 9, payload_of("run x"), {{Key("a"), {"tcp://h:1", "tcp://h:2"}}}};
+  const pr::ComputeTask c{
+      Key("x"), 9, payload_of("run x"), {{Key("a"), {"tcp://h:1", "tcp://h:2"}}}};
   const auto c2 = through_wire(c);
   EXPECT_EQ(c2.key, Key("x"));
   EXPECT_EQ(text(c2.payload), "run x");
@@ -84,7 +97,11 @@ TEST(Protocol, EveryMessageRoundTrips) {
   EXPECT_EQ(e.exception, "ValueError: x");
   EXPECT_EQ(e.blamed, Key("j"));
   EXPECT_EQ(through_wire(pr::KeyLost{Key("k")}).key, Key("k"));
-  EXPECT_EQ(through_wire(pr::GraphRefused{"cycle"}).message, "cycle");
+  const auto refused = through_wire(pr::GraphRefused{"cycle", {Key("a"), Key("b", {1})}});
+  EXPECT_EQ(refused.message, "cycle");
+  EXPECT_EQ(refused.keys, (std::vector<Key>{Key("a"), Key("b", {1})}));
+  EXPECT_EQ(through_wire(pr::FireAndForget{{Key("f")}}).keys, std::vector<Key>{Key("f")});
+  (void)through_wire(pr::CloseClient{});
   EXPECT_EQ(through_wire(pr::FreeKeys{{Key("a"), Key("b")}}).keys.size(), 2U);
   EXPECT_EQ(through_wire(pr::ReleaseKeys{{Key("a")}}).keys[0], Key("a"));
   const auto f = through_wire(pr::TaskFinished{Key("t"), 64, 0.25});
@@ -99,8 +116,9 @@ TEST(Protocol, EveryMessageRoundTrips) {
   // Values through their codecs, large buffers as frames.
   std::vector<double> big(100000);
   for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<double>(i) / 3;
-  const pr::Data data{{{Key("v"), tessera::Value::of(big)}, {Key("n"), tessera::Value::of(int64_t{42})}},
-                      {Key("gone")}};
+  const pr::Data data{
+      {{Key("v"), tessera::Value::of(big)}, {Key("n"), tessera::Value::of(int64_t{42})}},
+      {Key("gone")}};
   const comm::Envelope env = comm::pack(data);
   EXPECT_GE(env.body.frames.size(), 1U);
   const auto d2 = comm::unpack<pr::Data>(reread(wire(env)));
@@ -143,18 +161,35 @@ TEST(Protocol, MalformedFieldsAreRefused) {
   v.write_string("no-such-type");
   comm::Envelope data{"data", {}};
   data.body.header = v.finish_header();
-  EXPECT_EQ(error_of<comm::ProtocolError>([&] { comm::unpack<pr::Data>(data); }).rfind(
-                "malformed 'data' message: ", 0),
+  EXPECT_EQ(error_of<comm::ProtocolError>([&] {
+              comm::unpack<pr::Data>(data);
+            }).rfind("malformed 'data' message: ", 0),
             0U);
+
+  // Payload lengths that do not add up to the payload frame.
+  auto graph = comm::pack(pr::UpdateGraph{{{Key("a"), {}, 1, payload_of("abc")}}, {Key("a")}});
+  auto shorter = graph;
+  shorter.body.frames[0].bytes = shorter.body.frames[0].bytes.first(2);
+  EXPECT_EQ(error_of<comm::ProtocolError>([&] { comm::unpack<pr::UpdateGraph>(shorter); }),
+            "the tasks' payload lengths exceed the payload frame");
+  (void)comm::unpack<pr::UpdateGraph>(graph);  // the original is fine
+  auto extra = graph;
+  auto bigger = std::make_shared<std::vector<std::byte>>(10);
+  extra.body.frames[0] = tessera::Frame{*bigger, bigger};
+  EXPECT_EQ(error_of<comm::ProtocolError>([&] { comm::unpack<pr::UpdateGraph>(extra); }),
+            "the payload frame is longer than the tasks' payloads");
 }
 
 TEST(Protocol, RandomMutationsNeverEscape) {
   std::mt19937_64 rng(7);
   const std::vector<std::vector<std::vector<std::byte>>> seeds = {
-      wire(comm::pack(pr::UpdateGraph{{{Key("a"), {}, 1, payload_of("p")}, {Key("b"), {Key("a")}, 2, payload_of("q")}},
-                                      {Key("b")}})),
-      wire(comm::pack(pr::ComputeTask{Key("x"), 9, payload_of("run"), {{Key("a"), {"tcp://h:1"}}}})),
-      wire(comm::pack(pr::Data{{{Key("v"), tessera::Value::of(std::vector<double>{1, 2, 3})}}, {}})),
+      wire(comm::pack(pr::UpdateGraph{
+          {{Key("a"), {}, 1, payload_of("p")}, {Key("b"), {Key("a")}, 2, payload_of("q")}},
+          {Key("b")}})),
+      wire(
+          comm::pack(pr::ComputeTask{Key("x"), 9, payload_of("run"), {{Key("a"), {"tcp://h:1"}}}})),
+      wire(
+          comm::pack(pr::Data{{{Key("v"), tessera::Value::of(std::vector<double>{1, 2, 3})}}, {}})),
       wire(comm::pack(pr::KeyErred{Key("k"), "err", Key("j")})),
       wire(comm::pack(pr::MissingData{Key("t"), Key("d"), "tcp://w:3"})),
   };

@@ -51,14 +51,17 @@ struct FakeWorker {
   std::string data_address;
   comm::Connection conn;
   uint32_t id = 0;
-  FakeWorker(const std::string& scheduler, std::string addr) : data_address(std::move(addr)), conn(scheduler) {
-    conn.send(comm::pack(comm::Handshake{.role = "worker", .name = data_address, .nthreads = 1,
-                                         .address = data_address}));
+  FakeWorker(const std::string& scheduler, std::string addr)
+      : data_address(std::move(addr)), conn(scheduler) {
+    conn.send(comm::pack(comm::Handshake{
+        .role = "worker", .name = data_address, .nthreads = 1, .address = data_address}));
     const auto reply = expect<comm::HandshakeReply>(conn);
     EXPECT_TRUE(reply.accepted) << reply.error;
     id = reply.id;
   }
-  void finish(const Key& k, uint64_t nbytes = 8) { conn.send(comm::pack(pr::TaskFinished{k, nbytes, 0.001})); }
+  void finish(const Key& k, uint64_t nbytes = 8) {
+    conn.send(comm::pack(pr::TaskFinished{k, nbytes, 0.001}));
+  }
 };
 
 pr::Payload payload_of(const std::string& s) {
@@ -83,8 +86,9 @@ TEST(SchedulerServer, RunsAGraphAcrossWorkersAndRecoversFromASilentOne) {
       {Key("b")}}));
   auto ca = expect<pr::ComputeTask>(w1.conn);
   EXPECT_EQ(ca.key, Key("a"));
-  EXPECT_EQ(std::string(reinterpret_cast<const char*>(ca.payload.bytes.data()), ca.payload.bytes.size()),
-            "task a");  // the payload reaches the worker as the client sent it
+  EXPECT_EQ(
+      std::string(reinterpret_cast<const char*>(ca.payload.bytes.data()), ca.payload.bytes.size()),
+      "task a");  // the payload reaches the worker as the client sent it
   w1.finish(Key("a"));
   auto cb = expect<pr::ComputeTask>(w1.conn);
   EXPECT_EQ(cb.key, Key("b"));
@@ -111,7 +115,8 @@ TEST(SchedulerServer, RunsAGraphAcrossWorkersAndRecoversFromASilentOne) {
   w2.finish(Key("a"));
   EXPECT_EQ(expect<pr::ComputeTask>(w2.conn).key, Key("b"));
   w2.finish(Key("b"));
-  EXPECT_EQ(expect<pr::KeyInMemory>(client).holders, std::vector<std::string>{"tcp://127.0.0.1:50002"});
+  EXPECT_EQ(expect<pr::KeyInMemory>(client).holders,
+            std::vector<std::string>{"tcp://127.0.0.1:50002"});
   server.stop();
 }
 
@@ -138,10 +143,12 @@ TEST(SchedulerServer, RefusesAndCutsOffPeersThatBreakTheProtocol) {
   comm::Connection client(server.address());
   client.send(comm::pack(comm::Handshake{.role = "client"}));
   ASSERT_TRUE(expect<comm::HandshakeReply>(client).accepted);
-  client.send(comm::pack(pr::UpdateGraph{{{Key("b"), {Key("nowhere")}, 0, payload_of("b")}}, {Key("b")}}));
-  EXPECT_EQ(expect<pr::GraphRefused>(client).message,
-            "update_graph: task 'b' depends on 'nowhere', which is neither in the graph nor held by "
-            "the scheduler");
+  client.send(
+      comm::pack(pr::UpdateGraph{{{Key("b"), {Key("nowhere")}, 0, payload_of("b")}}, {Key("b")}}));
+  EXPECT_EQ(
+      expect<pr::GraphRefused>(client).message,
+      "update_graph: task 'b' depends on 'nowhere', which is neither in the graph nor held by "
+      "the scheduler");
   EXPECT_GE(server.dropped_messages(), 3U);
   server.stop();
 }

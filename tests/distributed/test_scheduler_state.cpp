@@ -15,12 +15,13 @@
 #include "tessera/core/error.hpp"
 
 namespace td = tessera::distributed;
-using tessera::Key;
 using td::TaskStatus;
+using tessera::Key;
 
 namespace {
 
-td::TaskSpec spec(const std::string& key, std::vector<std::string> deps = {}, uint64_t priority = 0) {
+td::TaskSpec spec(const std::string& key, std::vector<std::string> deps = {},
+                  uint64_t priority = 0) {
   td::TaskSpec s{Key(key), {}, priority, nullptr};
   for (const auto& d : deps) s.dependencies.emplace_back(d);
   return s;
@@ -43,7 +44,8 @@ std::vector<A> only(const std::vector<td::Action>& actions) {
 
 std::vector<std::string> computed(const std::vector<td::Action>& actions) {
   std::vector<std::string> out;
-  for (const auto& c : only<td::ComputeTask>(actions)) out.push_back(c.key.str() + "@" + std::to_string(c.worker));
+  for (const auto& c : only<td::ComputeTask>(actions))
+    out.push_back(c.key.str() + "@" + std::to_string(c.worker));
   return out;
 }
 
@@ -65,8 +67,9 @@ td::SchedulerState::Options validating() {
 TEST(SchedulerState, ComputesAChainAndReleasesIntermediates) {
   td::SchedulerState s(validating());
   s.handle(td::AddWorker{.worker = 1, .nthreads = 1});
-  auto out = s.handle(td::UpdateGraph{
-      .client = 7, .tasks = {spec("a"), spec("b", {"a"}), spec("c", {"a", "b"})}, .wanted = keys({"c"})});
+  auto out = s.handle(td::UpdateGraph{.client = 7,
+                                      .tasks = {spec("a"), spec("b", {"a"}), spec("c", {"a", "b"})},
+                                      .wanted = keys({"c"})});
   EXPECT_EQ(computed(out), std::vector<std::string>{"a@1"});
   EXPECT_EQ(s.status(Key("b")), TaskStatus::Waiting);
   EXPECT_EQ(s.status(Key("c")), TaskStatus::Waiting);
@@ -145,13 +148,15 @@ TEST(SchedulerState, TinyTasksAreQueuedDeeperToHideTheRoundTrip) {
   // Durations unknown: ceil(1 × 1.1) = 2.
   EXPECT_EQ(s.processing_count(1), 2U);
   // A tiny task took 10 µs: 0.002 / 1e-5 = 200 per thread, capped at 64.
-  auto out = s.handle(td::TaskFinished{.worker = 1, .key = Key("tiny-0"), .nbytes = 8, .duration = 1e-5});
+  auto out =
+      s.handle(td::TaskFinished{.worker = 1, .key = Key("tiny-0"), .nbytes = 8, .duration = 1e-5});
   EXPECT_EQ(s.processing_count(1), 64U);
   EXPECT_EQ(computed(out).size(), 63U);
   // Tasks of a kind that takes 1 ms: 0.002 / 0.001 = 2 per thread. Running the tiny ones
   // down, the worker keeps 64 while tiny ones head the queue, then 2 for the slow ones.
   for (int i = 1; i < 200; ++i) {
-    s.handle(td::TaskFinished{.worker = 1, .key = Key("tiny-" + std::to_string(i)), .nbytes = 8, .duration = 1e-5});
+    s.handle(td::TaskFinished{
+        .worker = 1, .key = Key("tiny-" + std::to_string(i)), .nbytes = 8, .duration = 1e-5});
   }
   // The slow ones were assigned while tiny ones were running (the worker had room by the
   // tiny kind's measure) or as the queue's head: never more than 64 at once.
@@ -159,10 +164,12 @@ TEST(SchedulerState, TinyTasksAreQueuedDeeperToHideTheRoundTrip) {
   const size_t slow_running = s.processing_count(1);
   std::vector<std::string> slow_keys;
   for (int i = 0; i < 200; ++i) {
-    if (s.status(Key("slow-" + std::to_string(i))) == TaskStatus::Processing) slow_keys.push_back("slow-" + std::to_string(i));
+    if (s.status(Key("slow-" + std::to_string(i))) == TaskStatus::Processing)
+      slow_keys.push_back("slow-" + std::to_string(i));
   }
   ASSERT_EQ(slow_keys.size(), slow_running);
-  for (const auto& k : slow_keys) s.handle(td::TaskFinished{.worker = 1, .key = Key(k), .nbytes = 8, .duration = 1e-3});
+  for (const auto& k : slow_keys)
+    s.handle(td::TaskFinished{.worker = 1, .key = Key(k), .nbytes = 8, .duration = 1e-3});
   EXPECT_EQ(s.processing_count(1), 2U);  // slow ones: 2 at a time
   // 0 turns it off.
   td::SchedulerState off({.latency_hiding = 0, .validate = true});
@@ -189,10 +196,10 @@ TEST(SchedulerState, WaitsForWorkersAndSkipsPausedOnes) {
 TEST(SchedulerState, PlacesTasksWhereTheirInputsAre) {
   td::SchedulerState s(validating());
   for (td::WorkerId w : {1U, 2U, 3U}) s.handle(td::AddWorker{.worker = w, .nthreads = 4});
-  auto out = s.handle(td::UpdateGraph{
-      .client = 1,
-      .tasks = {spec("big"), spec("small"), spec("sum", {"big", "small"})},
-      .wanted = keys({"sum"})});
+  auto out =
+      s.handle(td::UpdateGraph{.client = 1,
+                               .tasks = {spec("big"), spec("small"), spec("sum", {"big", "small"})},
+                               .wanted = keys({"sum"})});
   std::map<std::string, td::WorkerId> where;
   for (const auto& c : only<td::ComputeTask>(out)) where[c.key.str()] = c.worker;
   ASSERT_EQ(where.size(), 2U);
@@ -253,8 +260,8 @@ TEST(SchedulerState, RecomputesWhatADeadWorkerHeld) {
 
 TEST(SchedulerState, KilledWorkerAfterThreeDeaths) {
   td::SchedulerState s(validating());
-  s.handle(td::UpdateGraph{.client = 1, .tasks = {spec("boom"), spec("after", {"boom"})},
-                           .wanted = keys({"after"})});
+  s.handle(td::UpdateGraph{
+      .client = 1, .tasks = {spec("boom"), spec("after", {"boom"})}, .wanted = keys({"after"})});
   std::vector<td::Action> out;
   for (td::WorkerId w = 1; w <= 3; ++w) {
     s.handle(td::AddWorker{.worker = w, .nthreads = 1});
@@ -275,13 +282,14 @@ TEST(SchedulerState, MissingDataIsRecomputedAndTheReaderRescheduled) {
   td::SchedulerState s(validating());
   s.handle(td::AddWorker{.worker = 1, .nthreads = 1});
   s.handle(td::AddWorker{.worker = 2, .nthreads = 1});
-  s.handle(td::UpdateGraph{.client = 1, .tasks = {spec("a"), spec("b", {"a"})},
-                           .wanted = keys({"b"})});
+  s.handle(
+      td::UpdateGraph{.client = 1, .tasks = {spec("a"), spec("b", {"a"})}, .wanted = keys({"b"})});
   const td::WorkerId wa = *s.processing_on(Key("a"));
   s.handle(td::TaskFinished{.worker = wa, .key = Key("a"), .nbytes = 8});
   const td::WorkerId wb = *s.processing_on(Key("b"));
   // The reader could not fetch a from its holder (which lost it): a runs again.
-  auto out = s.handle(td::MissingData{.worker = wb, .key = Key("b"), .missing = Key("a"), .holder = wa});
+  auto out =
+      s.handle(td::MissingData{.worker = wb, .key = Key("b"), .missing = Key("a"), .holder = wa});
   EXPECT_EQ(s.status(Key("a")), TaskStatus::Processing);
   EXPECT_EQ(s.status(Key("b")), TaskStatus::Waiting);
   EXPECT_EQ(computed(out).size(), 1U);
@@ -290,10 +298,11 @@ TEST(SchedulerState, MissingDataIsRecomputedAndTheReaderRescheduled) {
 TEST(SchedulerState, CancelsWhatNoClientWantsAndSharesWhatTwoDo) {
   td::SchedulerState s(validating());
   s.handle(td::AddWorker{.worker = 1, .nthreads = 1});
-  s.handle(td::UpdateGraph{.client = 1, .tasks = {spec("a"), spec("b", {"a"})}, .wanted = keys({"b"})});
+  s.handle(
+      td::UpdateGraph{.client = 1, .tasks = {spec("a"), spec("b", {"a"})}, .wanted = keys({"b"})});
   // A second client submits the same keys: no second computation.
-  auto out = s.handle(td::UpdateGraph{.client = 2, .tasks = {spec("a"), spec("b", {"a"})},
-                                      .wanted = keys({"b"})});
+  auto out = s.handle(
+      td::UpdateGraph{.client = 2, .tasks = {spec("a"), spec("b", {"a"})}, .wanted = keys({"b"})});
   EXPECT_TRUE(computed(out).empty());
   EXPECT_EQ(s.size(), 2U);
   out = s.handle(td::ReleaseKeys{.client = 1, .keys = keys({"b"})});
@@ -315,8 +324,8 @@ TEST(SchedulerState, RefusesBadGraphsAndChangesNothing) {
   EXPECT_EQ(err({spec("a", {"nowhere"})}, keys({"a"})),
             "update_graph: task 'a' depends on 'nowhere', which is neither in the graph nor held "
             "by the scheduler");
-  EXPECT_EQ(err({spec("a", {"b"}), spec("b", {"a"})}, keys({"a"})).rfind(
-                "update_graph: the graph has a cycle through '", 0),
+  EXPECT_EQ(err({spec("a", {"b"}), spec("b", {"a"})}, keys({"a"}))
+                .rfind("update_graph: the graph has a cycle through '", 0),
             0U);
   EXPECT_EQ(err({spec("a")}, keys({"zz"})), "update_graph: wanted key 'zz' is not in the graph");
   EXPECT_EQ(err({td::TaskSpec{}}, {}), "update_graph: a task has an empty key");
@@ -357,7 +366,8 @@ TEST(SchedulerState, RandomSimulationGivesExactResults) {
       tasks.push_back(spec("t-" + std::to_string(i), dk, static_cast<uint64_t>(i)));
     }
     std::vector<Key> wanted;
-    for (int i = n - 1; i >= 0; i -= 1 + static_cast<int>(rng() % 5)) wanted.emplace_back("t-" + std::to_string(i));
+    for (int i = n - 1; i >= 0; i -= 1 + static_cast<int>(rng() % 5))
+      wanted.emplace_back("t-" + std::to_string(i));
 
     // Simulated workers: their stores and their queues of assigned tasks.
     struct Sim {
@@ -417,7 +427,8 @@ TEST(SchedulerState, RandomSimulationGivesExactResults) {
       } else if (r < 5) {  // a worker silently loses a result (a disk gone bad)
         auto it = std::next(sims.begin(), static_cast<long>(rng() % sims.size()));
         auto& store = it->second.store;
-        if (!store.empty()) store.erase(std::next(store.begin(), static_cast<long>(rng() % store.size())));
+        if (!store.empty())
+          store.erase(std::next(store.begin(), static_cast<long>(rng() % store.size())));
       } else if (r < 8) {
         auto it = std::next(sims.begin(), static_cast<long>(rng() % sims.size()));
         pauses += 1;
@@ -446,8 +457,8 @@ TEST(SchedulerState, RandomSimulationGivesExactResults) {
           if (!got) {
             ASSERT_FALSE(holders.empty()) << "seed " << seed << ": " << dep << " held nowhere";
             ++missing_reports;
-            apply(s.handle(td::MissingData{.worker = it->first, .key = c.key, .missing = dep,
-                                           .holder = holders[0]}));
+            apply(s.handle(td::MissingData{
+                .worker = it->first, .key = c.key, .missing = dep, .holder = holders[0]}));
             missing = true;
             break;
           }
@@ -458,8 +469,8 @@ TEST(SchedulerState, RandomSimulationGivesExactResults) {
         }
         ASSERT_EQ(v, want_value[i]) << "seed " << seed << " task " << i;
         sim.store[c.key.str()] = v;
-        apply(s.handle(td::TaskFinished{.worker = it->first, .key = c.key,
-                                        .nbytes = static_cast<uint64_t>(v)}));
+        apply(s.handle(td::TaskFinished{
+            .worker = it->first, .key = c.key, .nbytes = static_cast<uint64_t>(v)}));
       }
       deliver();
       // Without any running worker nothing moves: unpause one.

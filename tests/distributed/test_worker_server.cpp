@@ -103,7 +103,8 @@ TEST(WorkerServer, RunsAGraphAcrossTwoWorkersEndToEnd) {
         continue;
       }
       Key k("add-" + std::to_string(depth), {static_cast<int64_t>(i / 2)});
-      g.add(k, Task::call(tessera::get_op("dtest_add"), {Arg::ref(level[i]), Arg::ref(level[i + 1])}));
+      g.add(k,
+            Task::call(tessera::get_op("dtest_add"), {Arg::ref(level[i]), Arg::ref(level[i + 1])}));
       next.push_back(k);
     }
     level = std::move(next);
@@ -113,9 +114,9 @@ TEST(WorkerServer, RunsAGraphAcrossTwoWorkersEndToEnd) {
   const std::vector<Key> wanted{root};
   client.conn.send(comm::pack(pr::to_update_graph(g, wanted)));
   const comm::Envelope report = client.next_report();
-  ASSERT_EQ(report.op, pr::KeyInMemory::kOp) << (report.op == pr::KeyErred::kOp
-                                                     ? comm::unpack<pr::KeyErred>(report).exception
-                                                     : report.op);
+  ASSERT_EQ(report.op, pr::KeyInMemory::kOp)
+      << (report.op == pr::KeyErred::kOp ? comm::unpack<pr::KeyErred>(report).exception
+                                         : report.op);
   const auto mem = comm::unpack<pr::KeyInMemory>(report);
   EXPECT_EQ(mem.key, root);
   ASSERT_EQ(mem.holders.size(), 1U);
@@ -157,8 +158,9 @@ TEST(WorkerServer, AnOpTheWorkerDoesNotKnowFailsItsTaskNamingTheOp) {
     one.add(Key("x"), Task::call(tessera::get_op("dtest_inc"), {Arg(Value::of(int64_t{1}))}));
     std::vector<std::byte> bytes = tessera::to_bytes(tessera::encode_graph(one));
     const std::string from = "dtest_inc", to = "dtest_zzz";
-    auto it = std::search(bytes.begin(), bytes.end(), reinterpret_cast<const std::byte*>(from.data()),
-                          reinterpret_cast<const std::byte*>(from.data() + from.size()));
+    auto it =
+        std::search(bytes.begin(), bytes.end(), reinterpret_cast<const std::byte*>(from.data()),
+                    reinterpret_cast<const std::byte*>(from.data() + from.size()));
     ASSERT_NE(it, bytes.end());
     std::memcpy(&*it, to.data(), to.size());
     auto owner = std::make_shared<const std::vector<std::byte>>(std::move(bytes));
@@ -170,7 +172,8 @@ TEST(WorkerServer, AnOpTheWorkerDoesNotKnowFailsItsTaskNamingTheOp) {
   const comm::Envelope e = client.next_report();
   ASSERT_EQ(e.op, pr::KeyErred::kOp);
   const auto err = comm::unpack<pr::KeyErred>(e);
-  EXPECT_NE(err.exception.find("task 'x' cannot run on this worker"), std::string::npos) << err.exception;
+  EXPECT_NE(err.exception.find("task 'x' cannot run on this worker"), std::string::npos)
+      << err.exception;
   EXPECT_NE(err.exception.find("dtest_zzz"), std::string::npos) << err.exception;
   EXPECT_NE(err.exception.find("--preload"), std::string::npos) << err.exception;
   w.stop();
@@ -186,5 +189,6 @@ TEST(WorkerServer, RefusedOrUnansweredHandshakesAreErrors) {
   } catch (const tessera::SchedulerError& e) {
     EXPECT_STREQ(e.what(), "the scheduler at tcp://127.0.0.1:1 did not answer within 300 ms");
   }
-  EXPECT_THROW(td::WorkerServer({.scheduler = "tcp://127.0.0.1:1", .nthreads = 0}), tessera::ValueError);
+  EXPECT_THROW(td::WorkerServer({.scheduler = "tcp://127.0.0.1:1", .nthreads = 0}),
+               tessera::ValueError);
 }

@@ -13,8 +13,8 @@
 #include "distributed/worker_state.hpp"
 
 namespace td = tessera::distributed;
-using tessera::Key;
 using td::WorkerTaskStatus;
+using tessera::Key;
 
 namespace {
 
@@ -26,7 +26,8 @@ std::vector<A> only(const std::vector<td::WorkerInstruction>& in) {
   return out;
 }
 
-td::ComputeTask compute(const std::string& key, std::vector<std::pair<std::string, std::vector<td::WorkerId>>> deps = {},
+td::ComputeTask compute(const std::string& key,
+                        std::vector<std::pair<std::string, std::vector<td::WorkerId>>> deps = {},
                         uint64_t priority = 0) {
   td::ComputeTask c{0, Key(key), nullptr, priority, {}};
   for (auto& [k, h] : deps) c.who_has.emplace_back(Key(k), h);
@@ -64,7 +65,8 @@ TEST(WorkerState, RunsWhatItHasAndFetchesWhatItLacks) {
 TEST(WorkerState, RunsAtMostNthreadsInPriorityOrder) {
   td::WorkerState w({.self = 1, .nthreads = 2, .validate = true});
   std::vector<td::WorkerInstruction> out;
-  for (int i = 0; i < 5; ++i) w.handle(compute("t" + std::to_string(i), {}, static_cast<uint64_t>(10 - i)), out);
+  for (int i = 0; i < 5; ++i)
+    w.handle(compute("t" + std::to_string(i), {}, static_cast<uint64_t>(10 - i)), out);
   auto ex = only<td::Execute>(out);
   ASSERT_EQ(ex.size(), 2U);
   EXPECT_EQ(ex[0].key, Key("t0"));  // the first two arrived before the others were known
@@ -117,7 +119,8 @@ TEST(WorkerState, WithTheSchedulerGivesExactResultsThroughDeaths) {
   int deaths = 0, gathers = 0;
   for (uint64_t seed = 1; seed <= 25; ++seed) {
     std::mt19937_64 rng(seed * 7919);
-    td::SchedulerState sched({.worker_saturation = 1.1, .allowed_failures = 1000, .validate = true});
+    td::SchedulerState sched(
+        {.worker_saturation = 1.1, .allowed_failures = 1000, .validate = true});
     const int n = 50 + static_cast<int>(rng() % 80);
     std::vector<td::TaskSpec> specs;
     std::vector<int64_t> want(n);
@@ -136,13 +139,14 @@ TEST(WorkerState, WithTheSchedulerGivesExactResultsThroughDeaths) {
       specs.push_back(std::move(s));
     }
     std::vector<Key> wanted;
-    for (int i = n - 1; i >= 0; i -= 1 + static_cast<int>(rng() % 6)) wanted.emplace_back("t-" + std::to_string(i));
+    for (int i = n - 1; i >= 0; i -= 1 + static_cast<int>(rng() % 6))
+      wanted.emplace_back("t-" + std::to_string(i));
 
     struct Sim {
       std::unique_ptr<td::WorkerState> state;
       std::map<std::string, int64_t> store;
-      std::deque<Key> running;                    // Execute instructions, in order
-      std::deque<td::GatherDep> asked;            // its requests to peers
+      std::deque<Key> running;          // Execute instructions, in order
+      std::deque<td::GatherDep> asked;  // its requests to peers
     };
     std::map<td::WorkerId, Sim> sims;
     std::map<std::string, int64_t> reported;
@@ -194,8 +198,8 @@ TEST(WorkerState, WithTheSchedulerGivesExactResultsThroughDeaths) {
     auto add_worker = [&] {
       const td::WorkerId id = next++;
       const int threads = 1 + static_cast<int>(rng() % 2);
-      sims[id].state = std::make_unique<td::WorkerState>(
-          td::WorkerState::Options{.self = id, .nthreads = threads, .max_keys_per_gather = 2, .validate = true});
+      sims[id].state = std::make_unique<td::WorkerState>(td::WorkerState::Options{
+          .self = id, .nthreads = threads, .max_keys_per_gather = 2, .validate = true});
       from_scheduler(sched.handle(td::AddWorker{id, threads}));
     };
     for (int i = 0; i < 3; ++i) add_worker();
@@ -226,7 +230,8 @@ TEST(WorkerState, WithTheSchedulerGivesExactResultsThroughDeaths) {
         }
         ASSERT_EQ(v, want[static_cast<size_t>(i)]) << "seed " << seed;
         sim.store[k.str()] = v;
-        from_worker(it->first, sim.state->handle(td::ExecuteSuccess{k, static_cast<uint64_t>(v), 0.001}));
+        from_worker(it->first,
+                    sim.state->handle(td::ExecuteSuccess{k, static_cast<uint64_t>(v), 0.001}));
       } else {  // a peer answers the oldest request of a worker
         auto it = pick();
         Sim& sim = it->second;
@@ -254,7 +259,8 @@ TEST(WorkerState, WithTheSchedulerGivesExactResultsThroughDeaths) {
     }
     ASSERT_EQ(reported.size(), wanted.size()) << "seed " << seed << " stalled";
     for (const Key& k : wanted) {
-      EXPECT_EQ(reported[k.str()], want[static_cast<size_t>(std::stoi(k.str().substr(2)))]) << "seed " << seed;
+      EXPECT_EQ(reported[k.str()], want[static_cast<size_t>(std::stoi(k.str().substr(2)))])
+          << "seed " << seed;
     }
   }
   EXPECT_GT(deaths, 10);
