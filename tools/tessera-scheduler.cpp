@@ -5,9 +5,9 @@
 //
 // Every option also reads TESSERA_SCHEDULER_<OPTION> from the environment. It serves until
 // SIGINT or SIGTERM.
-#include <CLI/CLI.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
 
 #include <csignal>
 #include <cstdio>
@@ -42,11 +42,13 @@ int main(int argc, char** argv) {
   app.add_option("--scheduler-file", scheduler_file,
                  "write {\"address\": ...} here for workers and clients (--scheduler-file)")
       ->envname("TESSERA_SCHEDULER_FILE");
-  app.add_option("--worker-timeout", worker_timeout, "seconds of silence after which a worker is removed")
+  app.add_option("--worker-timeout", worker_timeout,
+                 "seconds of silence after which a worker is removed")
       ->envname("TESSERA_SCHEDULER_WORKER_TIMEOUT")
       ->check(CLI::Range(0.001, 1e6))
       ->capture_default_str();
-  app.add_option("--client-timeout", client_timeout, "seconds of silence after which a client is removed")
+  app.add_option("--client-timeout", client_timeout,
+                 "seconds of silence after which a client is removed")
       ->envname("TESSERA_SCHEDULER_CLIENT_TIMEOUT")
       ->check(CLI::Range(0.001, 1e6))
       ->capture_default_str();

@@ -276,9 +276,13 @@ MissingData MissingData::decode(Decoder& d) {
 
 void Heartbeat::encode(Encoder& e) const {
   e.write_uint(managed_bytes);
+  e.write_bool(paused);
 }
 Heartbeat Heartbeat::decode(Decoder& d) {
-  return {d.read_uint()};
+  Heartbeat h;
+  h.managed_bytes = d.read_uint();
+  h.paused = d.read_bool();
+  return h;
 }
 
 void GetData::encode(Encoder& e) const {

@@ -149,6 +149,7 @@ struct MissingData {
 struct Heartbeat {
   static constexpr std::string_view kOp = "heartbeat";
   uint64_t managed_bytes = 0;
+  bool paused = false;  // a worker over its memory's pause threshold takes no new tasks
   void encode(Encoder& e) const;
   static Heartbeat decode(Decoder& d);
 };

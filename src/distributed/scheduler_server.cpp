@@ -26,6 +26,7 @@ struct SchedulerServer::Impl {
     uint32_t id = 0;
     std::string address;  // a worker's data server
     Clock::time_point last_seen;
+    bool paused = false;  // a worker over its memory's pause threshold
   };
 
   Options options;
@@ -201,8 +202,12 @@ struct SchedulerServer::Impl {
                                    h == worker_by_address.end() ? kUnknownWorker : h->second},
                        actions);
         } else if (op == pr::Heartbeat::kOp) {
-          (void)comm::unpack<pr::Heartbeat>(msg, options.limits);
-          queue(peer, comm::pack(pr::Heartbeat{0}));  // so it knows we are here
+          const auto h = comm::unpack<pr::Heartbeat>(msg, options.limits);
+          if (h.paused != p.paused) {
+            peers[peer].paused = h.paused;
+            state.handle(SetWorkerPaused{p.id, h.paused}, actions);
+          }
+          queue(peer, comm::pack(pr::Heartbeat{}));  // so it knows we are here
         } else {
           throw comm::ProtocolError(fmt::format("a worker may not send '{}'", op));
         }
@@ -226,7 +231,7 @@ struct SchedulerServer::Impl {
           state.handle(UpdateGraph{kFireAndForget, {}, std::move(m.keys)}, actions);
         } else if (op == pr::Heartbeat::kOp) {
           (void)comm::unpack<pr::Heartbeat>(msg, options.limits);
-          queue(peer, comm::pack(pr::Heartbeat{0}));
+          queue(peer, comm::pack(pr::Heartbeat{}));
         } else if (op == pr::CloseClient::kOp) {
           (void)comm::unpack<pr::CloseClient>(msg, options.limits);
           remove_client(p.id);

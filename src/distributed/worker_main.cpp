@@ -5,6 +5,10 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <unistd.h>
+
+#include <cctype>
+#include <cmath>
 #include <csignal>
 #include <cstdlib>
 #include <thread>
@@ -89,6 +93,49 @@ int run_worker(const WorkerServer::Options& options, const std::vector<std::stri
   }
 }
 
+uint64_t parse_memory_limit(std::string_view text) {
+  auto bad = [&] {
+    return ValueError(
+        fmt::format("memory limit: cannot read '{}' (give bytes, 4GiB, 500MB, a fraction "
+                    "of this machine's memory like 0.5, or 0 for none)",
+                    text));
+  };
+  std::string t(text);
+  std::erase(t, ' ');
+  if (t.empty()) throw bad();
+  char* end = nullptr;
+  const double x = std::strtod(t.c_str(), &end);
+  if (end == t.c_str() || !(x >= 0) || !std::isfinite(x)) throw bad();
+  std::string unit(end);
+  for (auto& c : unit) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (unit.empty()) {
+    if (x > 0 && x < 1) {
+      const double ram = static_cast<double>(::sysconf(_SC_PHYS_PAGES)) *
+                         static_cast<double>(::sysconf(_SC_PAGESIZE));
+      return static_cast<uint64_t>(x * ram);
+    }
+    if (x != std::floor(x)) throw bad();
+    return static_cast<uint64_t>(x);
+  }
+  static const std::pair<const char*, double> units[] = {{"b", 1},
+                                                         {"kb", 1e3},
+                                                         {"mb", 1e6},
+                                                         {"gb", 1e9},
+                                                         {"tb", 1e12},
+                                                         {"kib", 1024},
+                                                         {"mib", 1048576.0},
+                                                         {"gib", 1073741824.0},
+                                                         {"tib", 1099511627776.0},
+                                                         {"k", 1e3},
+                                                         {"m", 1e6},
+                                                         {"g", 1e9},
+                                                         {"t", 1e12}};
+  for (const auto& [name, scale] : units) {
+    if (unit == name) return static_cast<uint64_t>(x * scale);
+  }
+  throw bad();
+}
+
 int run_worker_from_environment(const std::string& scheduler) {
   WorkerServer::Options o;
   std::vector<std::string> preload;
@@ -100,6 +147,9 @@ int run_worker_from_environment(const std::string& scheduler) {
     if (std::string listen = env("TESSERA_WORKER_LISTEN"); !listen.empty()) o.listen = listen;
     o.death_timeout = seconds(env_number("TESSERA_WORKER_DEATH_TIMEOUT", 60, 0.001, 1e6));
     o.connect_timeout = seconds(env_number("TESSERA_WORKER_CONNECT_TIMEOUT", 10, 0.001, 1e6));
+    if (std::string m = env("TESSERA_WORKER_MEMORY_LIMIT"); !m.empty())
+      o.memory_limit = parse_memory_limit(m);
+    o.local_directory = env("TESSERA_WORKER_LOCAL_DIRECTORY");
     const std::string libs = env("TESSERA_WORKER_PRELOAD");
     for (size_t at = 0; at < libs.size();) {
       size_t end = libs.find(':', at);

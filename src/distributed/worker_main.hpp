@@ -3,7 +3,9 @@
 // TESSERA_RUN_WORKER=ADDRESS, with the other settings from TESSERA_WORKER_* variables).
 #pragma once
 
+#include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "distributed/worker_server.hpp"
@@ -15,8 +17,14 @@ namespace tessera::distributed {
 // cannot start. Logs to the spdlog logger "worker".
 int run_worker(const WorkerServer::Options& options, const std::vector<std::string>& preload);
 
+// A memory limit as people write it: bytes ("4000000000"), with a unit ("4GiB", "500MB",
+// "512 MiB"), a fraction of this machine's memory ("0.5"), or "0" for none. ValueError
+// naming the text otherwise.
+uint64_t parse_memory_limit(std::string_view text);
+
 // run_worker with the options of the environment: TESSERA_WORKER_NTHREADS, _NAME, _LISTEN,
-// _DEATH_TIMEOUT and _CONNECT_TIMEOUT (seconds), _PRELOAD (':'-separated), and `scheduler`.
+// _DEATH_TIMEOUT and _CONNECT_TIMEOUT (seconds), _PRELOAD (':'-separated), _MEMORY_LIMIT,
+// _LOCAL_DIRECTORY, and `scheduler`.
 int run_worker_from_environment(const std::string& scheduler);
 
 }  // namespace tessera::distributed

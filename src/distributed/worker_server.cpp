@@ -2,15 +2,19 @@
 
 #include <fmt/format.h>
 
+#include <unistd.h>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
 
 #include "comm/transport.hpp"
 #include "distributed/protocol.hpp"
+#include "distributed/spill_store.hpp"
 #include "distributed/worker_state.hpp"
 #include "tessera/core/scheduler.hpp"
 #include "tessera/core/serialize.hpp"
@@ -19,6 +23,16 @@ namespace tessera::distributed {
 
 namespace pr = protocol;
 using Clock = std::chrono::steady_clock;
+
+namespace {
+// This process's resident set size (/proc/self/statm), in bytes.
+uint64_t resident_bytes() {
+  std::ifstream f("/proc/self/statm");
+  uint64_t pages = 0, resident = 0;
+  f >> pages >> resident;
+  return resident * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+}
+}  // namespace
 
 struct WorkerServer::Impl {
   // A task to run and what it needs.
@@ -39,8 +53,11 @@ struct WorkerServer::Impl {
   comm::Server data;
   std::unique_ptr<comm::Connection> scheduler;
   std::unique_ptr<WorkerState> state;
-  std::unordered_map<Key, Value, KeyHash> store;
+  std::unique_ptr<SpillStore> store;
   std::atomic<size_t> stored_count{0}, executed_count{0};
+  std::atomic<uint64_t> memory_bytes{0}, spilled_bytes{0}, spilled_count{0};
+  std::atomic<bool> paused{false};
+  Clock::time_point last_memory_check{};
   // Peers by local id (the state machine's WorkerIds) and address.
   std::vector<std::string> peer_address{""};
   std::unordered_map<std::string, WorkerId> peer_id;
@@ -65,9 +82,61 @@ struct WorkerServer::Impl {
   std::atomic<bool> serving{false};
   std::string reason;  // why serving stopped (set by the loop thread before serving = false)
 
+  std::filesystem::path spill_directory;
+
   explicit Impl(Options o) : options(std::move(o)), data(options.listen, options.limits) {
     if (options.nthreads < 1)
       throw ValueError(fmt::format("a worker needs at least one thread, not {}", options.nthreads));
+    const auto& m = options.memory;
+    if (!(m.target > 0 && m.target <= m.spill && m.spill <= m.pause && m.pause <= 1)) {
+      throw ValueError(fmt::format(
+          "worker memory fractions must satisfy 0 < target <= spill <= pause <= 1, got {}, {}, {}",
+          m.target, m.spill, m.pause));
+    }
+    SpillStore::Options so;
+    if (options.memory_limit > 0) {
+      so.target_bytes = static_cast<uint64_t>(m.target * static_cast<double>(options.memory_limit));
+      so.directory =
+          options.local_directory.empty()
+              ? std::filesystem::temp_directory_path() /
+                    fmt::format("tessera-worker-{}-{}", ::getpid(), static_cast<void*>(this))
+              : std::filesystem::path(options.local_directory) /
+                    fmt::format("tessera-worker-{}-{}", ::getpid(), static_cast<void*>(this));
+    }
+    spill_directory = so.directory;
+    store = std::make_unique<SpillStore>(so);
+  }
+
+  ~Impl() {
+    std::error_code ec;
+    const auto dir = store ? store_directory() : std::filesystem::path();
+    store.reset();
+    if (!dir.empty()) std::filesystem::remove_all(dir, ec);
+  }
+
+  std::filesystem::path store_directory() const { return spill_directory; }
+
+  // The process's resident memory against the limit: spill above `spill`, stop taking
+  // tasks above `pause` (the scheduler is told at once), take them again below it.
+  void check_memory(std::vector<WorkerInstruction>& ins) {
+    if (options.memory_limit == 0) return;
+    const auto now = Clock::now();
+    if (now - last_memory_check < std::chrono::milliseconds(50)) return;
+    last_memory_check = now;
+    const double limit = static_cast<double>(options.memory_limit);
+    const uint64_t rss = options.process_memory ? options.process_memory() : resident_bytes();
+    const uint64_t managed = store->memory_bytes();
+    if (static_cast<double>(rss) > options.memory.spill * limit) {
+      // Spill until the process would be back at the target.
+      const double excess = static_cast<double>(rss) - options.memory.target * limit;
+      store->spill_to(static_cast<uint64_t>(std::max(0.0, static_cast<double>(managed) - excess)));
+      apply(ins);  // refreshes the counters
+    }
+    const bool over = static_cast<double>(rss) > options.memory.pause * limit;
+    if (over != paused.load()) {
+      paused = over;
+      scheduler->send(comm::pack(pr::Heartbeat{store->memory_bytes(), over}));
+    }
   }
 
   WorkerId id_of(const std::string& address) {
@@ -149,8 +218,7 @@ struct WorkerServer::Impl {
         if (!job.payload) job.payload = std::make_shared<const std::string>();
         // The state machine executes a task only once its inputs are all in the store.
         for (const Key& k : e->inputs) {
-          auto it = store.find(k);
-          if (it != store.end()) job.inputs.emplace_back(k, it->second);
+          if (auto v = store->get(k)) job.inputs.emplace_back(k, std::move(*v));
         }
         std::lock_guard lock(mu);
         jobs.push_back(std::move(job));
@@ -162,7 +230,7 @@ struct WorkerServer::Impl {
         gathers[g->peer] = Gather{g->keys, Clock::now(), conn->disconnects()};
         conn->send(comm::pack(pr::GetData{g->keys}));
       } else if (auto* r = std::get_if<ReleaseData>(&i)) {
-        store.erase(r->key);
+        store->erase(r->key);
       } else if (auto* f = std::get_if<SendTaskFinished>(&i)) {
         to_scheduler.push_back(comm::pack(pr::TaskFinished{f->key, f->nbytes, f->duration}));
       } else if (auto* x = std::get_if<SendTaskErred>(&i)) {
@@ -173,7 +241,10 @@ struct WorkerServer::Impl {
       }
     }
     ins.clear();
-    stored_count = store.size();
+    stored_count = store->size();
+    memory_bytes = store->memory_bytes();
+    spilled_bytes = store->disk_bytes();
+    spilled_count = store->spilled_count();
   }
 
   // Fetches from peers that died (their connection dropped) or did not answer in time: the
@@ -236,11 +307,10 @@ struct WorkerServer::Impl {
       }
       pr::Data reply;
       for (const Key& k : req.keys) {
-        auto it = store.find(k);
-        if (it == store.end()) {
-          reply.missing.push_back(k);
+        if (auto v = store->get(k)) {
+          reply.values.emplace_back(k, std::move(*v));
         } else {
-          reply.values.emplace_back(k, it->second);
+          reply.missing.push_back(k);
         }
       }
       data.send(r->peer, comm::pack(reply));
@@ -260,7 +330,7 @@ struct WorkerServer::Impl {
         break;
       }
       if (now - last_beat > options.heartbeat_interval) {
-        scheduler->send(comm::pack(pr::Heartbeat{0}));
+        scheduler->send(comm::pack(pr::Heartbeat{store->memory_bytes(), paused.load()}));
         last_beat = now;
       }
       // Sleep until a message, a finished task or the next heartbeat; stop() wakes us too.
@@ -295,13 +365,14 @@ struct WorkerServer::Impl {
           GatherDepDone ev{peer, {}, std::move(d.missing)};
           for (auto& [k, v] : d.values) {
             ev.received.emplace_back(k, v.nbytes());
-            store.emplace(k, std::move(v));
+            store->put(k, std::move(v));
           }
           state->handle(ev, ins);
           apply(ins);
         }
       }
       check_gathers(ins);
+      check_memory(ins);
       if (items[2].ready) finished.clear();
       std::deque<Done> results;
       {
@@ -311,7 +382,7 @@ struct WorkerServer::Impl {
       for (Done& d : results) {
         if (d.ok) {
           const uint64_t nbytes = d.value.nbytes();
-          store[d.key] = std::move(d.value);
+          store->put(d.key, std::move(d.value));
           state->handle(ExecuteSuccess{d.key, nbytes, d.duration}, ins);
         } else {
           state->handle(ExecuteFailure{d.key, d.error}, ins);
@@ -370,6 +441,22 @@ void WorkerServer::stop() {
 
 size_t WorkerServer::executed() const {
   return impl_->executed_count.load();
+}
+
+uint64_t WorkerServer::memory_bytes() const {
+  return impl_->memory_bytes.load();
+}
+
+uint64_t WorkerServer::spilled_bytes() const {
+  return impl_->spilled_bytes.load();
+}
+
+uint64_t WorkerServer::spilled_count() const {
+  return impl_->spilled_count.load();
+}
+
+bool WorkerServer::paused() const {
+  return impl_->paused.load();
 }
 
 size_t WorkerServer::stored() const {

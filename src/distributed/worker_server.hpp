@@ -10,6 +10,8 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -32,6 +34,21 @@ class WorkerServer {
     // A fetch from a peer not answered this long counts as failed (one whose connection
     // drops fails at once).
     std::chrono::milliseconds gather_timeout{30000};
+    // Memory (Dask's worker memory management): with a limit, results beyond `target` ×
+    // limit are spilled to disk (least recently used first), the process's memory above
+    // `spill` × limit spills more, and above `pause` × limit the worker takes no new tasks
+    // until it is below again. 0: no limit.
+    uint64_t memory_limit = 0;
+    struct Fractions {
+      double target = 0.6;
+      double spill = 0.7;
+      double pause = 0.8;
+    } memory{};
+    // Where spilled results go (a directory of the worker's own is made inside; default:
+    // the system's temporary directory).
+    std::string local_directory{};
+    // The process's memory in bytes (default: resident set size); tests give their own.
+    std::function<uint64_t()> process_memory{};
     comm::Limits limits{};
   };
 
@@ -54,6 +71,12 @@ class WorkerServer {
   std::string stop_reason() const;
   // Results held, and tasks run so far.
   size_t stored() const;
+  // Bytes of results in memory and on disk (compressed), values spilled so far, and
+  // whether the worker stopped taking tasks for memory.
+  uint64_t memory_bytes() const;
+  uint64_t spilled_bytes() const;
+  uint64_t spilled_count() const;
+  bool paused() const;
   size_t executed() const;
 
  private:

@@ -6,7 +6,9 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -15,6 +17,7 @@
 #include <thread>
 
 #include "distributed/scheduler_server.hpp"
+#include "distributed/worker_main.hpp"
 #include "distributed/worker_server.hpp"
 #include "tessera/array.hpp"
 #include "tessera/delayed.hpp"
@@ -412,4 +415,110 @@ TEST(Reliability, TwentyKilledWorkersLoseNothing) {
     cluster.add_worker();  // back to three
   }
   EXPECT_GE(mid_computation, kRounds / 2) << "the kills came too late to test anything";
+}
+
+// Results totalling 5× a worker's memory limit: the worker spills the least recently used
+// to disk and reads them back when asked; above the pause threshold it takes no new tasks.
+TEST(WorkerMemory, SpillsPastItsLimitAndPausesUnderPressure) {
+  std::atomic<uint64_t> fake_rss{0};
+  const uint64_t limit = 8 << 20;
+  td::SchedulerServer scheduler({.address = "tcp://127.0.0.1:0"});
+  scheduler.start();
+  td::WorkerServer w({.scheduler = scheduler.address(),
+                      .nthreads = 1,
+                      .heartbeat_interval = 50ms,
+                      .memory_limit = limit,
+                      .process_memory = [&] { return fake_rss.load(); }});
+  w.start();
+  Client client(scheduler.address(), quiet());
+  constexpr int64_t kBlock = 1 << 17;  // 1 MiB of doubles
+  std::vector<int64_t> seeds(40);
+  std::iota(seeds.begin(), seeds.end(), 0);
+  auto blocks = client.map(ptest_block, seeds, std::vector<int64_t>(seeds.size(), kBlock));
+  ASSERT_TRUE(tessera::wait(blocks, 30000ms));
+  EXPECT_GT(w.spilled_count(), 30U);
+  EXPECT_LE(w.memory_bytes(), static_cast<uint64_t>(0.6 * limit));
+  EXPECT_GT(w.spilled_bytes(), 0U);
+  // Every block comes back exact, read from disk.
+  auto totals = client.map(ptest_total, blocks);
+  const auto got = client.gather(totals);
+  for (size_t i = 0; i < seeds.size(); ++i) {
+    const double s = static_cast<double>(seeds[i]);
+    EXPECT_EQ(got[i], kBlock * s + kBlock * (kBlock - 1) / 2.0) << i;
+  }
+  EXPECT_EQ(client.gather(blocks)[7][5], 12.0);
+
+  // Over the pause threshold (0.8 × limit): no new tasks until it is below again.
+  fake_rss = static_cast<uint64_t>(0.9 * limit);
+  ASSERT_TRUE(InProcessCluster::wait_until([&] { return w.paused(); }));
+  std::this_thread::sleep_for(200ms);  // the heartbeat reaches the scheduler
+  auto later = client.submit(ptest_inc, int64_t{41});
+  EXPECT_FALSE(later.wait(300ms));
+  fake_rss = 0;
+  EXPECT_EQ(later.result(10000ms), 42);
+  EXPECT_FALSE(w.paused());
+}
+
+TEST(WorkerMemory, LimitsAreReadAsPeopleWriteThem) {
+  EXPECT_EQ(td::parse_memory_limit("4GiB"), uint64_t{4} << 30);
+  EXPECT_EQ(td::parse_memory_limit("500MB"), 500'000'000U);
+  EXPECT_EQ(td::parse_memory_limit("512 MiB"), uint64_t{512} << 20);
+  EXPECT_EQ(td::parse_memory_limit("123456"), 123456U);
+  EXPECT_EQ(td::parse_memory_limit("0"), 0U);
+  const uint64_t ram = static_cast<uint64_t>(::sysconf(_SC_PHYS_PAGES)) *
+                       static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  const uint64_t half = td::parse_memory_limit("0.5");
+  EXPECT_NEAR(static_cast<double>(half), ram / 2.0, ram * 0.001);
+  for (const char* bad : {"", "4XB", "-1", "lots", "1.5"}) {
+    EXPECT_EQ(
+        error_of<tessera::ValueError>([&] { td::parse_memory_limit(bad); }),
+        fmt::format("memory limit: cannot read '{}' (give bytes, 4GiB, 500MB, a fraction of this "
+                    "machine's memory like 0.5, or 0 for none)",
+                    bad));
+  }
+}
+
+namespace {
+// Peak resident memory of a process (VmHWM), in bytes; 0 if it cannot be read.
+uint64_t peak_rss_of(int pid) {
+  std::ifstream f(fmt::format("/proc/{}/status", pid));
+  for (std::string line; std::getline(f, line);) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoull(line.substr(6)) * 1024;
+  }
+  return 0;
+}
+}  // namespace
+
+// The spill test: intermediates totalling 4× the workers' memory limits complete by
+// spilling, and no worker's memory passes the 95% a nanny would restart it at.
+TEST(WorkerMemory, AComputationFourTimesTheMemoryLimitsCompletesBySpilling) {
+  const uint64_t limit = 120 << 20;
+  tessera::LocalCluster cluster({.n_workers = 2,
+                                 .threads_per_worker = 1,
+                                 .worker_program = TESSERA_WORKER_PROGRAM,
+                                 .preload = {TESSERA_TEST_OPS},
+                                 .memory_limit = limit});
+  Client client(cluster, quiet());
+  constexpr int64_t kBlock = 1 << 18;                                         // 2 MiB
+  const int64_t blocks = static_cast<int64_t>(4 * 2 * limit / (kBlock * 8));  // 4 × both limits
+  std::vector<int64_t> seeds(static_cast<size_t>(blocks));
+  std::iota(seeds.begin(), seeds.end(), 0);
+  auto held = client.map(ptest_block, seeds, std::vector<int64_t>(seeds.size(), kBlock));
+  auto totals = client.map(ptest_total, held);
+  auto sum_all = client.gather(totals, 120000ms);
+  for (size_t i = 0; i < seeds.size(); ++i) {
+    const double s = static_cast<double>(seeds[i]);
+    ASSERT_EQ(sum_all[i], kBlock * s + kBlock * (kBlock - 1) / 2.0) << i;
+  }
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "sanitizers' shadow memory makes resident sizes meaningless";
+#endif
+  for (int pid : cluster.worker_pids()) {
+    const uint64_t peak = peak_rss_of(pid);
+    std::printf("worker %d peak resident memory: %.1f MiB of a %.0f MiB limit\n", pid,
+                peak / 1048576.0, limit / 1048576.0);
+    EXPECT_GT(peak, 0U);
+    EXPECT_LT(peak, static_cast<uint64_t>(0.95 * limit))
+        << "worker " << pid << " peaked at " << peak;
+  }
 }

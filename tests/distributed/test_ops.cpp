@@ -47,3 +47,10 @@ int64_t ptest_touch(std::string path, int64_t sleep_ms) {
   return 1;
 }
 TESSERA_REGISTER(ptest_touch);
+
+std::vector<double> ptest_block(int64_t seed, int64_t n) {
+  std::vector<double> v(static_cast<size_t>(n));
+  std::iota(v.begin(), v.end(), static_cast<double>(seed));
+  return v;
+}
+TESSERA_REGISTER(ptest_block);

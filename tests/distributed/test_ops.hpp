@@ -16,3 +16,5 @@ int64_t ptest_sum(const std::vector<int64_t>& xs);
 double ptest_total(const std::vector<double>& xs);
 // Appends a line to `path` (a side effect, for fire_and_forget).
 int64_t ptest_touch(std::string path, int64_t sleep_ms);
+// n doubles: seed, seed + 1, …
+std::vector<double> ptest_block(int64_t seed, int64_t n);

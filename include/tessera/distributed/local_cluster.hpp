@@ -18,6 +18,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -35,6 +36,9 @@ class LocalCluster {
     std::string worker_program = {};
     // Libraries each worker loads first (they register ops).
     std::vector<std::string> preload = {};
+    // Bytes of memory per worker (0: no limit): results past 60% are spilled to disk, and
+    // a worker past 80% takes no new tasks until it is below again.
+    uint64_t memory_limit = 0;
     // How long to wait for every worker to connect.
     std::chrono::milliseconds start_timeout{30000};
     // A worker silent this long is considered dead (its work is redone elsewhere).
