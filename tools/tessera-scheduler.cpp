@@ -52,6 +52,13 @@ int main(int argc, char** argv) {
       ->envname("TESSERA_SCHEDULER_CLIENT_TIMEOUT")
       ->check(CLI::Range(0.001, 1e6))
       ->capture_default_str();
+  std::string http = "127.0.0.1:8787";
+  app.add_option(
+         "--http", http,
+         "serve GET /health and /metrics (Prometheus) on host:port; \"\" for none (a busy port: "
+         "any free one)")
+      ->envname("TESSERA_SCHEDULER_HTTP")
+      ->capture_default_str();
   app.set_version_flag("--version", std::string("tessera-scheduler ") + TESSERA_VERSION);
   CLI11_PARSE(app, argc, argv);
 
@@ -63,13 +70,25 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   try {
-    tessera::distributed::SchedulerServer server(
-        {.address = address,
-         .worker_timeout = std::chrono::milliseconds(static_cast<long>(worker_timeout * 1000)),
-         .client_timeout = std::chrono::milliseconds(static_cast<long>(client_timeout * 1000))});
+    tessera::distributed::SchedulerServer::Options options{
+        .address = address,
+        .worker_timeout = std::chrono::milliseconds(static_cast<long>(worker_timeout * 1000)),
+        .client_timeout = std::chrono::milliseconds(static_cast<long>(client_timeout * 1000)),
+        .http_address = http};
+    std::unique_ptr<tessera::distributed::SchedulerServer> made;
+    try {
+      made = std::make_unique<tessera::distributed::SchedulerServer>(options);
+    } catch (const tessera::IOError& e) {
+      if (http.empty() || std::string(e.what()).find("HTTP") == std::string::npos) throw;
+      log->warn("{}; serving HTTP on another port", e.what());
+      options.http_address = http.substr(0, http.rfind(':')) + ":0";
+      made = std::make_unique<tessera::distributed::SchedulerServer>(options);
+    }
+    auto& server = *made;
     server.start();
     if (!scheduler_file.empty()) write_scheduler_file(scheduler_file, server.address());
     log->info("listening on {}", server.address());
+    if (!server.http_url().empty()) log->info("health and metrics at {}", server.http_url());
     int sig = 0;
     sigwait(&stop_signals, &sig);
     log->info("signal {}: stopping", sig);

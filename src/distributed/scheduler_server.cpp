@@ -7,6 +7,7 @@
 #include <unordered_map>
 
 #include "comm/transport.hpp"
+#include "distributed/http_server.hpp"
 #include "distributed/protocol.hpp"
 
 namespace tessera::distributed {
@@ -26,7 +27,8 @@ struct SchedulerServer::Impl {
     uint32_t id = 0;
     std::string address;  // a worker's data server
     Clock::time_point last_seen;
-    bool paused = false;  // a worker over its memory's pause threshold
+    bool paused = false;         // a worker over its memory's pause threshold
+    uint64_t managed_bytes = 0;  // a worker's results in memory (its heartbeats)
   };
 
   Options options;
@@ -43,9 +45,32 @@ struct SchedulerServer::Impl {
   std::atomic<size_t> workers{0}, clients{0}, dropped{0}, tasks{0};
   std::atomic<bool> stopping{false};
   std::thread thread;
+  std::shared_ptr<SchedulerMetrics> metrics = std::make_shared<SchedulerMetrics>();
+  std::unique_ptr<HttpServer> http;
 
   explicit Impl(Options o)
-      : options(std::move(o)), server(options.address, options.limits), state(options.state) {}
+      : options(std::move(o)), server(options.address, options.limits), state(options.state) {
+    if (!options.http_address.empty())
+      http = std::make_unique<HttpServer>(options.http_address, metrics);
+  }
+
+  // The snapshot /metrics reads.
+  void publish() {
+    auto& m = *metrics;
+    m.workers = workers.load();
+    m.clients = clients.load();
+    m.dropped_messages = dropped.load() + server.dropped();
+    for (size_t s = 0; s < m.tasks.size(); ++s)
+      m.tasks[s] = state.count(static_cast<TaskStatus>(s));
+    uint64_t managed = 0, paused = 0;
+    for (const auto& [peer, p] : peers) {
+      if (!p.worker) continue;
+      managed += p.managed_bytes;
+      paused += p.paused ? 1 : 0;
+    }
+    m.managed_bytes = managed;
+    m.paused_workers = paused;
+  }
 
   void serve() {
     Clock::time_point last_check = Clock::now();
@@ -63,6 +88,7 @@ struct SchedulerServer::Impl {
       flush();
       if (Clock::now() - last_check > std::chrono::milliseconds(50)) {
         check_timeouts();
+        if (http) publish();
         last_check = Clock::now();
       }
     }
@@ -203,6 +229,7 @@ struct SchedulerServer::Impl {
                        actions);
         } else if (op == pr::Heartbeat::kOp) {
           const auto h = comm::unpack<pr::Heartbeat>(msg, options.limits);
+          peers[peer].managed_bytes = h.managed_bytes;
           if (h.paused != p.paused) {
             peers[peer].paused = h.paused;
             state.handle(SetWorkerPaused{p.id, h.paused}, actions);
@@ -381,6 +408,10 @@ size_t SchedulerServer::worker_count() const {
 
 size_t SchedulerServer::client_count() const {
   return impl_->clients.load();
+}
+
+std::string SchedulerServer::http_url() const {
+  return impl_->http ? impl_->http->url() : std::string();
 }
 
 size_t SchedulerServer::task_count() const {

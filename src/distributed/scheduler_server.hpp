@@ -29,6 +29,8 @@ class SchedulerServer {
     std::chrono::milliseconds client_timeout{60000};
     comm::Limits limits{};
     SchedulerState::Options state{};
+    // GET /health and /metrics (Prometheus) on this host:port ("" = none; port 0: any).
+    std::string http_address{};
   };
 
   // Binds the address (IOError naming it if it cannot).
@@ -49,6 +51,8 @@ class SchedulerServer {
   size_t dropped_messages() const;
   // Tasks the scheduler knows (held, waiting or running): 0 once every future is released.
   size_t task_count() const;
+  // Where /health and /metrics are served ("http://127.0.0.1:8787"), or "" if not.
+  std::string http_url() const;
 
  private:
   struct Impl;

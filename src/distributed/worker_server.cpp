@@ -1,6 +1,7 @@
 #include "distributed/worker_server.hpp"
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include <unistd.h>
 #include <atomic>
@@ -135,6 +136,11 @@ struct WorkerServer::Impl {
     const bool over = static_cast<double>(rss) > options.memory.pause * limit;
     if (over != paused.load()) {
       paused = over;
+      if (auto log = spdlog::get("worker")) {
+        log->warn("process memory {:.0f} MiB is {} {:.0f}% of the {:.0f} MiB limit: {}",
+                  rss / 1048576.0, over ? "over" : "back under", options.memory.pause * 100,
+                  limit / 1048576.0, over ? "pausing (no new tasks)" : "resuming");
+      }
       scheduler->send(comm::pack(pr::Heartbeat{store->memory_bytes(), over}));
     }
   }
