@@ -17,6 +17,7 @@
 
 #include "comm/transport.hpp"
 #include "distributed/protocol.hpp"
+#include "tessera/core/optimize.hpp"
 #include "tessera/core/tokenize.hpp"
 #include "tessera/distributed/local_cluster.hpp"
 
@@ -571,11 +572,27 @@ std::vector<FutureHandlePtr> submit_graph_to(const std::shared_ptr<ClientCore>& 
   return out;
 }
 
+// A graph a collection computes, with linear chains fused into one task each: every task
+// costs a scheduler round trip here, unlike on the local schedulers. Placeholders of held
+// results (and the outputs) are never fused away.
+Graph fused_for_cluster(const Graph& graph, std::span<const Key> outputs) {
+  std::vector<Key> keep(outputs.begin(), outputs.end());
+  for (const auto& e : graph.entries()) {
+    const Task& t = *e.task;
+    if (!t.is_call() && t.args().size() == 1 && t.args()[0].kind() == Arg::Kind::kValue &&
+        t.args()[0].value().is<RemoteKey>())
+      keep.push_back(e.key);
+  }
+  return fuse_linear(graph, keep);
+}
+
 std::vector<Value> ClientScheduler::get(const Graph& graph, std::span<const Key> outputs,
-                                        const ComputeOptions&) {
+                                        const ComputeOptions& options) {
   auto core = core_.lock();
   if (!core) throw SchedulerError(fmt::format("scheduler '{}': its client is closed", name_));
-  std::vector<FutureHandlePtr> hs = submit_graph_to(core, graph, outputs, {});
+  std::vector<FutureHandlePtr> hs =
+      options.optimize_graph ? submit_graph_to(core, fused_for_cluster(graph, outputs), outputs, {})
+                             : submit_graph_to(core, graph, outputs, {});
   std::vector<Key> keys(outputs.begin(), outputs.end());
   return core->values(keys, kForever);
 }
@@ -850,7 +867,8 @@ std::vector<Value> Client::persist_keys(const HighLevelGraph& hlg, std::span<con
   Graph graph = hlg.materialize(keys);
   ComputeOptions opts = options();
   for (detail::OptimizeFn f : optimizers) f(graph, keys, opts);
-  std::vector<detail::FutureHandlePtr> hs = detail::submit_graph_to(core_, graph, keys, {});
+  std::vector<detail::FutureHandlePtr> hs =
+      detail::submit_graph_to(core_, detail::fused_for_cluster(graph, keys), keys, {});
   std::vector<Value> out;
   out.reserve(hs.size());
   for (auto& h : hs) out.push_back(Value::of(detail::RemoteKey{std::move(h)}));

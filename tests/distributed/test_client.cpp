@@ -565,3 +565,21 @@ TEST(SchedulerHttp, HealthAndPrometheusMetrics) {
       }),
       "cannot serve HTTP on '256.0.0.1:1'");
 }
+
+TEST(Client, ComputeFusesLinearChainsBeforeSendingThem) {
+  InProcessCluster c;
+  Client client(c.scheduler.address(), quiet());
+  auto a = tessera::delayed(ptest_inc)(int64_t{1});
+  auto b = tessera::delayed(ptest_inc)(a);
+  auto d = tessera::delayed(ptest_add)(b, int64_t{10});  // a -> b -> d: one task on a worker
+  const size_t before = c.w1.executed() + c.w2.executed();
+  EXPECT_EQ(d.compute(client), 13);
+  EXPECT_EQ(c.w1.executed() + c.w2.executed() - before, 1U);
+  // Without graph optimization each call is a task of its own.
+  auto e = tessera::delayed(ptest_add)(b, int64_t{20});
+  const size_t before2 = c.w1.executed() + c.w2.executed();
+  auto opts = client.options();
+  opts.optimize_graph = false;
+  EXPECT_EQ(e.compute(opts), 23);
+  EXPECT_EQ(c.w1.executed() + c.w2.executed() - before2, 3U);
+}
