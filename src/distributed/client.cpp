@@ -13,6 +13,7 @@
 #include <mutex>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <variant>
 
 #include "comm/transport.hpp"
@@ -63,7 +64,7 @@ struct Waiter {
   std::deque<size_t> ready;
 };
 
-struct ClientCore : std::enable_shared_from_this<ClientCore> {
+struct ClientCore {
   struct Record {
     size_t refs = 0;
     FutureStatus status = FutureStatus::Pending;
@@ -85,7 +86,6 @@ struct ClientCore : std::enable_shared_from_this<ClientCore> {
   std::string address;
   std::string scheduler_name;
   comm::Limits limits{};
-  uint32_t id = 0;
   std::unique_ptr<comm::Connection> conn;  // the I/O thread's, after the handshake
   comm::Waker waker;
 
@@ -152,13 +152,11 @@ struct ClientCore : std::enable_shared_from_this<ClientCore> {
 
   // Marks a record resolved for the waiters it satisfies (mu held).
   void resolve(Record& r) {
-    const bool failed = r.status == FutureStatus::Error || r.status == FutureStatus::Cancelled;
-    const bool done = r.status != FutureStatus::Pending;
     auto& ws = r.waiters;
     size_t kept = 0;
     for (size_t i = 0; i < ws.size(); ++i) {
       auto& [w, pos] = ws[i];
-      if (w->for_value ? (r.has_value || failed) : done) {
+      if (satisfied(r, w->for_value)) {
         --w->remaining;
         w->ready.push_back(pos);
       } else {
@@ -168,7 +166,8 @@ struct ClientCore : std::enable_shared_from_this<ClientCore> {
     ws.resize(kept);
   }
 
-  bool satisfied(const Record& r, bool for_value) const {
+  // Done (for_value: holding its value, or failed).
+  static bool satisfied(const Record& r, bool for_value) {
     const bool failed = r.status == FutureStatus::Error || r.status == FutureStatus::Cancelled;
     return for_value ? (r.has_value || failed) : r.status != FutureStatus::Pending;
   }
@@ -519,6 +518,14 @@ void throw_unregistered(const Op& op) {
       op.name));
 }
 
+// The held result a task stands for, if it is a RemoteKey placeholder (persist()).
+const RemoteKey* remote_key_of(const Task& t) {
+  if (t.is_call() || t.args().size() != 1 || t.args()[0].kind() != Arg::Kind::kValue)
+    return nullptr;
+  const Value& v = t.args()[0].value();
+  return v.is<RemoteKey>() ? &v.get<RemoteKey>() : nullptr;
+}
+
 // Sends a graph whose tasks may reference keys held by `core` (RemoteKey placeholders or
 // futures), wanting `keys`; returns holds on them.
 std::vector<FutureHandlePtr> submit_graph_to(const std::shared_ptr<ClientCore>& core,
@@ -526,34 +533,38 @@ std::vector<FutureHandlePtr> submit_graph_to(const std::shared_ptr<ClientCore>& 
                                              std::span<const FutureHandlePtr> held) {
   // References to held keys: placeholders in the graph (for ordering), left out of the
   // message. A RemoteKey literal is such a placeholder already.
-  Graph full = graph;
-  std::unordered_map<Key, bool, KeyHash> remote;
-  for (const auto& h : held) remote.emplace(h->key(), true);
+  std::unordered_set<Key, KeyHash> remote;
+  for (const auto& h : held) remote.insert(h->key());
   for (const auto& e : graph.entries()) {
-    const Task& t = *e.task;
-    if (t.is_call() || t.args().size() != 1 || t.args()[0].kind() != Arg::Kind::kValue) continue;
-    const Value& v = t.args()[0].value();
-    if (!v.is<RemoteKey>()) continue;
-    const auto& h = v.get<RemoteKey>().handle;
-    if (!h || h->core() != core) {
+    const RemoteKey* rk = remote_key_of(*e.task);
+    if (!rk) continue;
+    if (!rk->handle || rk->handle->core() != core) {
       throw SchedulerError(fmt::format(
           "'{}' was persisted on another client (or that client is closed); compute it there",
           e.key.str()));
     }
-    remote.emplace(e.key, true);
+    remote.insert(e.key);
   }
-  std::vector<Key> refs;
-  for (const auto& e : graph.entries()) e.task->collect_refs(refs);
-  for (const Key& r : refs) {
-    if (!full.contains(r) && remote.count(r)) full.add(r, Task::literal(Value()));
+  // Futures referenced by the graph get placeholders (a copy of the graph only then).
+  Graph with_placeholders;
+  const Graph* full = &graph;
+  if (!held.empty()) {
+    std::vector<Key> refs;
+    for (const auto& e : graph.entries()) e.task->collect_refs(refs);
+    with_placeholders = graph;
+    for (const Key& r : refs) {
+      if (!with_placeholders.contains(r) && remote.count(r))
+        with_placeholders.add(r, Task::literal(Value()));
+    }
+    full = &with_placeholders;
   }
   comm::Envelope msg = comm::pack(
-      pr::to_update_graph(full, keys, [&](const Key& k) { return remote.count(k) != 0; }));
+      pr::to_update_graph(*full, keys, [&](const Key& k) { return remote.count(k) != 0; }));
   if (msg.body.header.size() > core->limits.max_header_bytes) {
     throw ValueError(fmt::format(
         "a graph of {} tasks makes a message header of {} bytes, over the limit of {}; submit it "
         "in parts",
-        full.size(), msg.body.header.size(), core->limits.max_header_bytes));
+        full->size(), msg.body.header.size(), core->limits.max_header_bytes));
   }
   std::vector<FutureHandlePtr> out;
   out.reserve(keys.size());
@@ -578,10 +589,7 @@ std::vector<FutureHandlePtr> submit_graph_to(const std::shared_ptr<ClientCore>& 
 Graph fused_for_cluster(const Graph& graph, std::span<const Key> outputs) {
   std::vector<Key> keep(outputs.begin(), outputs.end());
   for (const auto& e : graph.entries()) {
-    const Task& t = *e.task;
-    if (!t.is_call() && t.args().size() == 1 && t.args()[0].kind() == Arg::Kind::kValue &&
-        t.args()[0].value().is<RemoteKey>())
-      keep.push_back(e.key);
+    if (remote_key_of(*e.task)) keep.push_back(e.key);
   }
   return fuse_linear(graph, keep);
 }
@@ -593,8 +601,7 @@ std::vector<Value> ClientScheduler::get(const Graph& graph, std::span<const Key>
   std::vector<FutureHandlePtr> hs =
       options.optimize_graph ? submit_graph_to(core, fused_for_cluster(graph, outputs), outputs, {})
                              : submit_graph_to(core, graph, outputs, {});
-  std::vector<Key> keys(outputs.begin(), outputs.end());
-  return core->values(keys, kForever);
+  return core->values(outputs, kForever);
 }
 
 }  // namespace detail
@@ -766,7 +773,6 @@ Client::Client(const std::string& address, ClientOptions options)
     throw SchedulerError(
         fmt::format("the scheduler at {} refused this client: {}", address, r.error));
   }
-  c.id = r.id;
   c.scheduler_name = fmt::format("client-{}", number);
   register_scheduler(c.scheduler_name,
                      std::make_shared<detail::ClientScheduler>(core_, c.scheduler_name));

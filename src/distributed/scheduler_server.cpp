@@ -372,11 +372,7 @@ struct SchedulerServer::Impl {
       state.handle(ReleaseKeys{kFireAndForget, std::move(forget)}, actions);
       dispatch(actions);
     }
-    while (!unreachable.empty()) {
-      const WorkerId w = unreachable.back();
-      unreachable.pop_back();
-      remove_worker(w);
-    }
+    remove_unreachable();
   }
 };
 

@@ -16,9 +16,7 @@ SpillStore::SpillStore(Options options) : options_(std::move(options)) {
 
 SpillStore::~SpillStore() {
   std::error_code ec;
-  for (const auto& entry : entries_) {
-    if (!entry.second.value) std::filesystem::remove(file_of(entry.second), ec);
-  }
+  if (!options_.directory.empty()) std::filesystem::remove_all(options_.directory, ec);
 }
 
 std::filesystem::path SpillStore::file_of(const Entry& e) const {

@@ -23,12 +23,12 @@ namespace tessera::distributed {
 class SpillStore {
  public:
   struct Options {
-    std::filesystem::path directory{};  // empty: never spill
+    std::filesystem::path directory{};  // its own: made, and removed with it; empty: never spill
     uint64_t target_bytes = 0;          // 0: never spill
   };
 
   explicit SpillStore(Options options);
-  ~SpillStore();  // removes its files
+  ~SpillStore();  // removes its directory
   SpillStore(const SpillStore&) = delete;
   SpillStore& operator=(const SpillStore&) = delete;
 

@@ -83,8 +83,6 @@ struct WorkerServer::Impl {
   std::atomic<bool> serving{false};
   std::string reason;  // why serving stopped (set by the loop thread before serving = false)
 
-  std::filesystem::path spill_directory;
-
   explicit Impl(Options o) : options(std::move(o)), data(options.listen, options.limits) {
     if (options.nthreads < 1)
       throw ValueError(fmt::format("a worker needs at least one thread, not {}", options.nthreads));
@@ -97,29 +95,26 @@ struct WorkerServer::Impl {
     SpillStore::Options so;
     if (options.memory_limit > 0) {
       so.target_bytes = static_cast<uint64_t>(m.target * static_cast<double>(options.memory_limit));
+      const std::filesystem::path base = options.local_directory.empty()
+                                             ? std::filesystem::temp_directory_path()
+                                             : std::filesystem::path(options.local_directory);
       so.directory =
-          options.local_directory.empty()
-              ? std::filesystem::temp_directory_path() /
-                    fmt::format("tessera-worker-{}-{}", ::getpid(), static_cast<void*>(this))
-              : std::filesystem::path(options.local_directory) /
-                    fmt::format("tessera-worker-{}-{}", ::getpid(), static_cast<void*>(this));
+          base / fmt::format("tessera-worker-{}-{}", ::getpid(), static_cast<void*>(this));
     }
-    spill_directory = so.directory;
     store = std::make_unique<SpillStore>(so);
   }
 
-  ~Impl() {
-    std::error_code ec;
-    const auto dir = store ? store_directory() : std::filesystem::path();
-    store.reset();
-    if (!dir.empty()) std::filesystem::remove_all(dir, ec);
+  // The counters other threads read (stored(), memory_bytes(), …).
+  void publish_counters() {
+    stored_count = store->size();
+    memory_bytes = store->memory_bytes();
+    spilled_bytes = store->disk_bytes();
+    spilled_count = store->spilled_count();
   }
-
-  std::filesystem::path store_directory() const { return spill_directory; }
 
   // The process's resident memory against the limit: spill above `spill`, stop taking
   // tasks above `pause` (the scheduler is told at once), take them again below it.
-  void check_memory(std::vector<WorkerInstruction>& ins) {
+  void check_memory() {
     if (options.memory_limit == 0) return;
     const auto now = Clock::now();
     if (now - last_memory_check < std::chrono::milliseconds(50)) return;
@@ -131,7 +126,7 @@ struct WorkerServer::Impl {
       // Spill until the process would be back at the target.
       const double excess = static_cast<double>(rss) - options.memory.target * limit;
       store->spill_to(static_cast<uint64_t>(std::max(0.0, static_cast<double>(managed) - excess)));
-      apply(ins);  // refreshes the counters
+      publish_counters();
     }
     const bool over = static_cast<double>(rss) > options.memory.pause * limit;
     if (over != paused.load()) {
@@ -247,10 +242,7 @@ struct WorkerServer::Impl {
       }
     }
     ins.clear();
-    stored_count = store->size();
-    memory_bytes = store->memory_bytes();
-    spilled_bytes = store->disk_bytes();
-    spilled_count = store->spilled_count();
+    publish_counters();
   }
 
   // Fetches from peers that died (their connection dropped) or did not answer in time: the
@@ -378,7 +370,7 @@ struct WorkerServer::Impl {
         }
       }
       check_gathers(ins);
-      check_memory(ins);
+      check_memory();
       if (items[2].ready) finished.clear();
       std::deque<Done> results;
       {

@@ -29,19 +29,6 @@ using tessera::Value;
 
 namespace {
 
-int64_t dtest_inc(int64_t x) {
-  return x + 1;
-}
-TESSERA_REGISTER(dtest_inc);
-int64_t dtest_add(int64_t x, int64_t y) {
-  return x + y;
-}
-TESSERA_REGISTER(dtest_add);
-int64_t dtest_fail(int64_t x) {
-  throw tessera::ValueError("no good: " + std::to_string(x));
-}
-TESSERA_REGISTER(dtest_fail);
-
 struct Client {
   comm::Connection conn;
   explicit Client(const std::string& address) : conn(address) {
@@ -90,7 +77,7 @@ TEST(WorkerServer, RunsAGraphAcrossTwoWorkersEndToEnd) {
   std::vector<Key> level;
   for (int64_t i = 0; i < 20; ++i) {
     Key k("inc", {i});
-    g.add(k, Task::call(tessera::get_op("dtest_inc"), {Arg(Value::of(i))}));
+    g.add(k, Task::call(tessera::get_op("ptest_inc"), {Arg(Value::of(i))}));
     level.push_back(k);
   }
   int depth = 0;
@@ -104,7 +91,7 @@ TEST(WorkerServer, RunsAGraphAcrossTwoWorkersEndToEnd) {
       }
       Key k("add-" + std::to_string(depth), {static_cast<int64_t>(i / 2)});
       g.add(k,
-            Task::call(tessera::get_op("dtest_add"), {Arg::ref(level[i]), Arg::ref(level[i + 1])}));
+            Task::call(tessera::get_op("ptest_add"), {Arg::ref(level[i]), Arg::ref(level[i + 1])}));
       next.push_back(k);
     }
     level = std::move(next);
@@ -130,8 +117,9 @@ TEST(WorkerServer, RunsAGraphAcrossTwoWorkersEndToEnd) {
 
   // A task that throws: the client hears the error with the task's key.
   Graph bad;
-  bad.add(Key("boom"), Task::call(tessera::get_op("dtest_fail"), {Arg(Value::of(int64_t{7}))}));
-  bad.add(Key("after"), Task::call(tessera::get_op("dtest_inc"), {Arg::ref(Key("boom"))}));
+  bad.add(Key("boom"),
+          Task::call(tessera::get_op("ptest_fail"), {Arg(Value::of(std::string("no good: 7")))}));
+  bad.add(Key("after"), Task::call(tessera::get_op("ptest_inc"), {Arg::ref(Key("boom"))}));
   client.conn.send(comm::pack(pr::to_update_graph(bad, std::vector<Key>{Key("after")})));
   const comm::Envelope e = client.next_report();
   ASSERT_EQ(e.op, pr::KeyErred::kOp);
@@ -155,9 +143,9 @@ TEST(WorkerServer, AnOpTheWorkerDoesNotKnowFailsItsTaskNamingTheOp) {
   pr::UpdateGraph u;
   {
     Graph one;
-    one.add(Key("x"), Task::call(tessera::get_op("dtest_inc"), {Arg(Value::of(int64_t{1}))}));
+    one.add(Key("x"), Task::call(tessera::get_op("ptest_inc"), {Arg(Value::of(int64_t{1}))}));
     std::vector<std::byte> bytes = tessera::to_bytes(tessera::encode_graph(one));
-    const std::string from = "dtest_inc", to = "dtest_zzz";
+    const std::string from = "ptest_inc", to = "ptest_zzz";
     auto it =
         std::search(bytes.begin(), bytes.end(), reinterpret_cast<const std::byte*>(from.data()),
                     reinterpret_cast<const std::byte*>(from.data() + from.size()));
@@ -174,7 +162,7 @@ TEST(WorkerServer, AnOpTheWorkerDoesNotKnowFailsItsTaskNamingTheOp) {
   const auto err = comm::unpack<pr::KeyErred>(e);
   EXPECT_NE(err.exception.find("task 'x' cannot run on this worker"), std::string::npos)
       << err.exception;
-  EXPECT_NE(err.exception.find("dtest_zzz"), std::string::npos) << err.exception;
+  EXPECT_NE(err.exception.find("ptest_zzz"), std::string::npos) << err.exception;
   EXPECT_NE(err.exception.find("--preload"), std::string::npos) << err.exception;
   w.stop();
   scheduler.stop();
