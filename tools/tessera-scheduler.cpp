@@ -2,6 +2,7 @@
 //
 //   tessera-scheduler [--address tcp://127.0.0.1:8786] [--scheduler-file FILE]
 //                     [--worker-timeout SECONDS] [--client-timeout SECONDS]
+//                     [--http HOST:PORT] [--curve-key FILE]
 //
 // Every option also reads TESSERA_SCHEDULER_<OPTION> from the environment. It serves until
 // SIGINT or SIGTERM.
@@ -59,6 +60,11 @@ int main(int argc, char** argv) {
          "any free one)")
       ->envname("TESSERA_SCHEDULER_HTTP")
       ->capture_default_str();
+  std::string curve_key;
+  app.add_option("--curve-key", curve_key,
+                 "the cluster's key file (tessera-keys): encrypt every connection and admit "
+                 "only clients and workers that hold it; refusals are logged")
+      ->envname("TESSERA_CURVE_KEY_FILE");
   app.set_version_flag("--version", std::string("tessera-scheduler ") + TESSERA_VERSION);
   CLI11_PARSE(app, argc, argv);
 
@@ -75,6 +81,7 @@ int main(int argc, char** argv) {
         .worker_timeout = std::chrono::milliseconds(static_cast<long>(worker_timeout * 1000)),
         .client_timeout = std::chrono::milliseconds(static_cast<long>(client_timeout * 1000)),
         .http_address = http};
+    if (!curve_key.empty()) options.security = tessera::Security::from_file(curve_key);
     std::unique_ptr<tessera::distributed::SchedulerServer> made;
     try {
       made = std::make_unique<tessera::distributed::SchedulerServer>(options);

@@ -2,7 +2,7 @@
 //
 //   tessera-worker tcp://127.0.0.1:8786 [--nthreads N] [--name NAME] [--listen ADDRESS]
 //                  [--preload lib.so ...] [--death-timeout SECONDS] [--memory-limit 4GiB]
-//                  [--local-directory DIR]
+//                  [--local-directory DIR] [--curve-key FILE]
 //   tessera-worker --scheduler-file FILE ...
 //
 // --preload loads a shared library whose static initializers register ops
@@ -80,11 +80,18 @@ int main(int argc, char** argv) {
   app.add_option("--local-directory", local_directory,
                  "where spilled results go (default: the temporary directory)")
       ->envname("TESSERA_WORKER_LOCAL_DIRECTORY");
+  std::string curve_key;
+  app.add_option("--curve-key", curve_key,
+                 "the cluster's key file (tessera-keys): encrypt every connection and admit "
+                 "only peers that hold it")
+      ->envname("TESSERA_CURVE_KEY_FILE");
   app.set_version_flag("--version", std::string("tessera-worker ") + TESSERA_VERSION);
   CLI11_PARSE(app, argc, argv);
 
   uint64_t limit = 0;
+  tessera::Security security;
   try {
+    if (!curve_key.empty()) security = tessera::Security::from_file(curve_key);
     if (scheduler.empty() && scheduler_file.empty())
       throw tessera::ValueError("give the scheduler's address or --scheduler-file");
     if (scheduler.empty()) scheduler = read_scheduler_file(scheduler_file);
@@ -101,6 +108,7 @@ int main(int argc, char** argv) {
        .connect_timeout = std::chrono::milliseconds(static_cast<long>(connect_timeout * 1000)),
        .death_timeout = std::chrono::milliseconds(static_cast<long>(death_timeout * 1000)),
        .memory_limit = limit,
-       .local_directory = local_directory},
+       .local_directory = local_directory,
+       .security = security},
       preload);
 }

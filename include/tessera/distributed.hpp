@@ -4,3 +4,4 @@
 
 #include "tessera/distributed/client.hpp"
 #include "tessera/distributed/local_cluster.hpp"
+#include "tessera/distributed/security.hpp"

@@ -5,8 +5,13 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <mutex>
+#include <thread>
 #include <unordered_set>
 #include <vector>
 #include <zmq.hpp>
@@ -51,22 +56,145 @@ void configure(zmq::socket_t& s, const Limits& limits) {
   s.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(limits.max_frame_bytes));
 }
 
+constexpr int kHandshakeFailures = ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                                   ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                                   ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
+
+// Starts monitoring `socket`'s `events` into a PAIR socket of the same context.
+void start_monitor(zmq::socket_t& socket, zmq::socket_t& monitor, int events,
+                   const void* owner, const std::string& address) {
+  const std::string endpoint = fmt::format("inproc://tessera-monitor-{}", owner);
+  if (zmq_socket_monitor(static_cast<void*>(socket), endpoint.c_str(), events) != 0)
+    throw IOError(fmt::format("cannot monitor the socket of '{}': {}", address,
+                              zmq_strerror(zmq_errno())));
+  monitor.set(zmq::sockopt::linger, 0);
+  monitor.connect(endpoint);
+}
+
+// Calls on_event(event, value, endpoint) for each event queued on `monitor`, without waiting.
+template <class F>
+void drain_monitor(zmq::socket_t& monitor, F&& on_event) {
+  // Each event is two parts: the event (u16 id, u32 value) and the endpoint.
+  while (true) {
+    std::vector<zmq::message_t> parts;
+    if (!zmq::recv_multipart(monitor, std::back_inserter(parts), zmq::recv_flags::dontwait))
+      break;
+    if (parts.size() < 2 || parts[0].size() < 6) continue;
+    uint16_t event = 0;
+    uint32_t value = 0;
+    std::memcpy(&event, parts[0].data(), sizeof event);
+    std::memcpy(&value, static_cast<const char*>(parts[0].data()) + 2, sizeof value);
+    on_event(event, value, parts[1].to_string());
+  }
+}
+
+// Why a handshake failed, from a monitor event.
+std::string describe_handshake_failure(uint16_t event, uint32_t value) {
+  if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
+    return fmt::format("its CURVE key is not the cluster's (authentication refused, status {})",
+                       value);
+  }
+  return "the CURVE handshake failed (the two sides do not share a cluster key, or one of them "
+         "does not use one)";
+}
+
+void secure_server(zmq::socket_t& s, const Security& security) {
+  s.set(zmq::sockopt::curve_server, 1);
+  s.set(zmq::sockopt::curve_secretkey, security.secret_key);
+  s.set(zmq::sockopt::zap_domain, "tessera");
+}
+
+void secure_client(zmq::socket_t& s, const Security& security) {
+  s.set(zmq::sockopt::curve_serverkey, security.public_key);
+  s.set(zmq::sockopt::curve_publickey, security.public_key);
+  s.set(zmq::sockopt::curve_secretkey, security.secret_key);
+}
+
+// ZeroMQ's authentication protocol (ZAP, RFC 27) for one Server's context: admits a CURVE
+// peer whose public key is the cluster's, refuses any other and records why.
+class ZapHandler {
+ public:
+  ZapHandler(zmq::context_t& context, std::string cluster_public_key)
+      : socket_(context, zmq::socket_type::rep) {
+    std::array<uint8_t, 32> key{};
+    zmq_z85_decode(key.data(), cluster_public_key.c_str());
+    key_.assign(reinterpret_cast<const char*>(key.data()), key.size());
+    socket_.set(zmq::sockopt::linger, 0);
+    socket_.bind("inproc://zeromq.zap.01");
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~ZapHandler() {
+    stop_ = true;
+    thread_.join();
+  }
+  std::vector<std::string> take() {
+    std::lock_guard lock(mutex_);
+    return std::exchange(refusals_, {});
+  }
+
+ private:
+  void serve() {
+    while (!stop_) {
+      zmq::pollitem_t item{static_cast<void*>(socket_), 0, ZMQ_POLLIN, 0};
+      if (zmq::poll(&item, 1, std::chrono::milliseconds(50)) == 0) continue;
+      std::vector<zmq::message_t> request;
+      if (!zmq::recv_multipart(socket_, std::back_inserter(request), zmq::recv_flags::dontwait))
+        continue;
+      // version, request id, domain, address, routing id, mechanism, credentials...
+      if (request.size() < 6) continue;
+      const std::string mechanism = request[5].to_string();
+      const bool ok = mechanism == "CURVE" && request.size() >= 7 && request[6].to_string() == key_;
+      if (!ok) {
+        char text[41] = {};
+        if (request.size() >= 7 && request[6].size() == 32)
+          zmq_z85_encode(text, static_cast<const uint8_t*>(request[6].data()), 32);
+        std::lock_guard lock(mutex_);
+        refusals_.push_back(fmt::format(
+            "refused a connection from {}: its CURVE key {}... is not the cluster's",
+            request[3].to_string(), std::string(text).substr(0, 8)));
+      }
+      std::array<zmq::message_t, 6> reply{zmq::message_t(std::string("1.0")),
+                                           std::move(request[1]),
+                                           zmq::message_t(std::string(ok ? "200" : "400")),
+                                           zmq::message_t(std::string(ok ? "OK" : "not the cluster's key")),
+                                           zmq::message_t(), zmq::message_t()};
+      zmq::send_multipart(socket_, reply);
+    }
+  }
+
+  zmq::socket_t socket_;
+  std::string key_;  // the cluster's public key, 32 bytes
+  std::atomic<bool> stop_ = false;
+  std::mutex mutex_;
+  std::vector<std::string> refusals_;
+  std::thread thread_;
+};
+
 }  // namespace
 
 struct Server::Impl {
   Limits limits;
   zmq::context_t context{1};
+  std::unique_ptr<ZapHandler> zap;  // with security: before the socket, which asks it
   zmq::socket_t socket{context, zmq::socket_type::router};
+  zmq::socket_t monitor{context, zmq::socket_type::pair};  // handshake failures of `socket`
   std::string address;
   std::unordered_set<PeerId> blocked;
   size_t dropped = 0;
+  size_t refused = 0;
   std::string last_error;
 };
 
-Server::Server(const std::string& address, Limits limits) : impl_(std::make_unique<Impl>()) {
+Server::Server(const std::string& address, Limits limits, const Security& security)
+    : impl_(std::make_unique<Impl>()) {
   impl_->limits = limits;
   configure(impl_->socket, limits);
   impl_->socket.set(zmq::sockopt::router_mandatory, 1);
+  if (security.enabled()) {
+    impl_->zap = std::make_unique<ZapHandler>(impl_->context, security.public_key);
+    secure_server(impl_->socket, security);
+    start_monitor(impl_->socket, impl_->monitor, kHandshakeFailures, impl_.get(), address);
+  }
   try {
     impl_->socket.bind(address);
   } catch (const zmq::error_t& e) {
@@ -147,26 +275,51 @@ bool Server::blocked(const PeerId& peer) const {
   return impl_->blocked.count(peer) != 0;
 }
 
+std::vector<std::string> Server::take_refusals() {
+  if (!impl_->zap) return {};
+  // The handler knows the peer and its key; the monitor also sees handshakes that failed
+  // before a key could be checked (a peer with another cluster's key, or none).
+  std::vector<std::string> out = impl_->zap->take();
+  drain_monitor(impl_->monitor, [&](uint16_t event, uint32_t value, const std::string& where) {
+    if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) return;  // the handler described it
+    out.push_back(fmt::format("refused a connection on {}: {}", where,
+                              describe_handshake_failure(event, value)));
+  });
+  impl_->refused += out.size();
+  return out;
+}
+
+size_t Server::refused() const {
+  return impl_->refused;
+}
+
 struct Connection::Impl {
   Limits limits;
   zmq::context_t context{1};
   zmq::socket_t socket{context, zmq::socket_type::dealer};
   zmq::socket_t monitor{context, zmq::socket_type::pair};  // disconnect events of `socket`
   size_t disconnects = 0;
+  std::string handshake_error;
+
+  void drain() {
+    drain_monitor(monitor, [&](uint16_t event, uint32_t value, const std::string&) {
+      if (event == ZMQ_EVENT_DISCONNECTED || event == ZMQ_EVENT_CONNECT_RETRIED) {
+        ++disconnects;
+      } else {
+        handshake_error = describe_handshake_failure(event, value);
+      }
+    });
+  }
 };
 
-Connection::Connection(const std::string& address, Limits limits)
+Connection::Connection(const std::string& address, Limits limits, const Security& security)
     : impl_(std::make_unique<Impl>()) {
   impl_->limits = limits;
   configure(impl_->socket, limits);
-  const std::string monitor =
-      fmt::format("inproc://tessera-monitor-{}", static_cast<void*>(impl_.get()));
-  if (zmq_socket_monitor(static_cast<void*>(impl_->socket), monitor.c_str(),
-                         ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CONNECT_RETRIED) != 0)
-    throw IOError(fmt::format("cannot monitor the connection to '{}': {}", address,
-                              zmq_strerror(zmq_errno())));
-  impl_->monitor.set(zmq::sockopt::linger, 0);
-  impl_->monitor.connect(monitor);
+  if (security.enabled()) secure_client(impl_->socket, security);
+  start_monitor(impl_->socket, impl_->monitor,
+                ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CONNECT_RETRIED | kHandshakeFailures,
+                impl_.get(), address);
   try {
     impl_->socket.connect(address);
   } catch (const zmq::error_t& e) {
@@ -196,24 +349,31 @@ std::optional<Envelope> Connection::receive(std::chrono::milliseconds timeout) {
   return parse(std::move(msgs), 0, impl_->limits);
 }
 
+std::optional<Envelope> Connection::receive_reply(std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (auto m = receive(std::clamp(left, std::chrono::milliseconds(0),
+                                    std::chrono::milliseconds(50))))
+      return m;
+    if (!handshake_error().empty()) throw IOError(impl_->handshake_error);
+    if (left.count() <= 0) return std::nullopt;
+  }
+}
+
 void* Connection::handle() const {
   return static_cast<void*>(impl_->socket);
 }
 
 size_t Connection::disconnects() {
-  // Each event is two parts: the event (u16 id, u32 value) and the endpoint.
-  while (true) {
-    std::vector<zmq::message_t> parts;
-    if (!zmq::recv_multipart(impl_->monitor, std::back_inserter(parts), zmq::recv_flags::dontwait))
-      break;
-    if (!parts.empty() && parts[0].size() >= 2) {
-      uint16_t event = 0;
-      std::memcpy(&event, parts[0].data(), sizeof event);
-      if (event == ZMQ_EVENT_DISCONNECTED || event == ZMQ_EVENT_CONNECT_RETRIED)
-        ++impl_->disconnects;
-    }
-  }
+  impl_->drain();
   return impl_->disconnects;
+}
+
+const std::string& Connection::handshake_error() {
+  impl_->drain();
+  return impl_->handshake_error;
 }
 
 Waker::Waker() : fd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {

@@ -9,6 +9,10 @@
 // (its later messages are ignored), and receive() goes on serving everyone else. Every
 // wait takes a timeout.
 //
+// With a Security key pair (tessera/distributed/security.hpp) every connection is CURVE:
+// encrypted, and a Server admits only peers that prove they hold the same key pair (a ZAP
+// handler of its own checks each one); refusals are kept for the owner to log.
+//
 //   comm::Server server;                                  // tcp://127.0.0.1:<free port>
 //   comm::Connection conn(server.address());
 //   conn.send(comm::pack(comm::Handshake{.role = "client"}));
@@ -21,8 +25,10 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "comm/message.hpp"
+#include "tessera/distributed/security.hpp"
 
 namespace tessera::comm {
 
@@ -37,7 +43,8 @@ struct Received {
 class Server {
  public:
   // Binds `address`; port 0 picks a free one. IOError naming the address if it cannot.
-  explicit Server(const std::string& address = "tcp://127.0.0.1:0", Limits limits = {});
+  explicit Server(const std::string& address = "tcp://127.0.0.1:0", Limits limits = {},
+                  const Security& security = {});
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
@@ -56,6 +63,11 @@ class Server {
   // Ignores a peer from now on.
   void block(const PeerId& peer);
   bool blocked(const PeerId& peer) const;
+  // Connections refused since the last call (a peer without the cluster's key, or not
+  // speaking CURVE to a secured server), each described with its address; and how many
+  // were refused in all. Called from the owner's thread.
+  std::vector<std::string> take_refusals();
+  size_t refused() const;
 
  private:
   struct Impl;
@@ -65,7 +77,8 @@ class Server {
 class Connection {
  public:
   // Connects to `address` (ZeroMQ connects in the background and reconnects on its own).
-  explicit Connection(const std::string& address, Limits limits = {});
+  explicit Connection(const std::string& address, Limits limits = {},
+                      const Security& security = {});
   ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
@@ -76,6 +89,9 @@ class Connection {
             std::chrono::milliseconds timeout = std::chrono::milliseconds(5000));
   // The next message from the server within `timeout`; ProtocolError if it is malformed.
   std::optional<Envelope> receive(std::chrono::milliseconds timeout);
+  // As receive(), for the answer to a first message: a handshake the server refuses ends
+  // the wait at once with an IOError saying why (see handshake_error()).
+  std::optional<Envelope> receive_reply(std::chrono::milliseconds timeout);
   // The ZeroMQ socket, for poll() only.
   void* handle() const;
   // Times the connection to the server dropped (the server's process died, or its socket
@@ -83,6 +99,9 @@ class Connection {
   // how a caller learns that what it asked may never be answered. Cheap: reads a monitor
   // queue without waiting.
   size_t disconnects();
+  // Why the server refused this connection's handshake the last time (its CURVE key is not
+  // the cluster's, or one side speaks CURVE and the other does not); "" if it has not.
+  const std::string& handshake_error();
 
  private:
   struct Impl;

@@ -304,7 +304,7 @@ struct ClientCore {
     for (auto& [holder, ks] : by_holder) {
       auto& c = data[holder];
       if (!c) {
-        c = std::make_unique<comm::Connection>(holder, limits);
+        c = std::make_unique<comm::Connection>(holder, limits, options.security);
         data_order.push_back(holder);
       }
       c->send(comm::pack(pr::GetData{std::move(ks)}));
@@ -744,15 +744,25 @@ std::optional<size_t> detail::CompletionQueue::next(std::chrono::milliseconds ti
 
 // ---- Client ----
 
+namespace {
+
+ClientOptions with_cluster_security(const LocalCluster& cluster, ClientOptions options) {
+  if (!options.security.enabled()) options.security = cluster.security();
+  return options;
+}
+
+}  // namespace
+
 Client::Client(const LocalCluster& cluster, ClientOptions options)
-    : Client(cluster.scheduler_address(), std::move(options)) {}
+    : Client(cluster.scheduler_address(), with_cluster_security(cluster, std::move(options))) {}
 
 Client::Client(const std::string& address, ClientOptions options)
     : core_(std::make_shared<ClientCore>()) {
   auto& c = *core_;
   c.options = std::move(options);
   c.address = address;
-  c.conn = std::make_unique<comm::Connection>(address, c.limits);
+  if (!c.options.security.enabled()) c.options.security = Security::from_environment();
+  c.conn = std::make_unique<comm::Connection>(address, c.limits, c.options.security);
   const uint32_t number = ++detail::next_client_number;
   const auto wait = c.options.connect_timeout;
   if (!c.conn->send(
@@ -763,7 +773,13 @@ Client::Client(const std::string& address, ClientOptions options)
     throw SchedulerError(
         fmt::format("cannot reach the scheduler at {} within {} ms", address, wait.count()));
   }
-  auto reply = c.conn->receive(wait);
+  std::optional<comm::Envelope> reply;
+  try {
+    reply = c.conn->receive_reply(wait);
+  } catch (const IOError& e) {
+    throw SchedulerError(fmt::format("the scheduler at {} refused this client: {}", address,
+                                     e.what()));
+  }
   if (!reply) {
     throw SchedulerError(
         fmt::format("the scheduler at {} did not answer within {} ms", address, wait.count()));

@@ -27,6 +27,12 @@ std::string prometheus_text(const SchedulerMetrics& m) {
       "# TYPE tessera_scheduler_dropped_messages_total counter\n";
   out += fmt::format("tessera_scheduler_dropped_messages_total {}\n", m.dropped_messages.load());
   out +=
+      "# HELP tessera_scheduler_refused_connections_total Connections refused for want of the "
+      "cluster's CURVE key.\n"
+      "# TYPE tessera_scheduler_refused_connections_total counter\n";
+  out += fmt::format("tessera_scheduler_refused_connections_total {}\n",
+                     m.refused_connections.load());
+  out +=
       "# HELP tessera_scheduler_tasks Tasks the scheduler knows, by state.\n# TYPE "
       "tessera_scheduler_tasks gauge\n";
   for (size_t s = 0; s < m.tasks.size(); ++s) {

@@ -15,6 +15,7 @@ namespace tessera::distributed {
 struct SchedulerMetrics {
   std::atomic<uint64_t> workers{0}, clients{0}, paused_workers{0};
   std::atomic<uint64_t> dropped_messages{0};
+  std::atomic<uint64_t> refused_connections{0};  // peers without the cluster's key
   std::atomic<uint64_t> managed_bytes{0};        // results in workers' memory (their heartbeats)
   std::array<std::atomic<uint64_t>, 8> tasks{};  // by TaskStatus
 };

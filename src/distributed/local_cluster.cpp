@@ -112,9 +112,14 @@ struct LocalCluster::Impl {
     std::vector<std::string> env;
     for (char** e = environ; *e; ++e) {
       std::string_view v(*e);
-      if (v.starts_with("TESSERA_RUN_WORKER=") || v.starts_with("TESSERA_WORKER_")) continue;
+      if (v.starts_with("TESSERA_RUN_WORKER=") || v.starts_with("TESSERA_WORKER_") ||
+          v.starts_with("TESSERA_CURVE_KEY_FILE="))
+        continue;
       env.emplace_back(v);
     }
+    // The cluster's key, from a file only this user can read (the cluster's directory).
+    if (options.security.enabled())
+      env.push_back("TESSERA_CURVE_KEY_FILE=" + (directory / "cluster.key").string());
     const std::string nthreads = std::to_string(options.threads_per_worker);
     const std::string death = fmt::format("{}", options.death_timeout.count() / 1000.0);
     const std::string name = fmt::format("local-worker-{}", started);
@@ -235,9 +240,11 @@ LocalCluster::LocalCluster(Options options) : impl_(std::make_unique<Impl>()) {
   if (!mkdtemp(tmpl.data()))
     throw IOError(fmt::format("LocalCluster: cannot create a directory like '{}'", tmpl));
   m.directory = tmpl;
+  if (m.options.security.enabled()) m.options.security.write((m.directory / "cluster.key").string());
   distributed::SchedulerServer::Options so;
   so.address = m.options.scheduler_address;
   so.worker_timeout = m.options.worker_timeout;
+  so.security = m.options.security;
   m.scheduler = std::make_unique<distributed::SchedulerServer>(so);
   m.scheduler->start();
   try {
@@ -254,6 +261,10 @@ LocalCluster::~LocalCluster() {
 
 const std::string& LocalCluster::scheduler_address() const {
   return impl_->scheduler->address();
+}
+
+const Security& LocalCluster::security() const {
+  return impl_->options.security;
 }
 
 size_t LocalCluster::worker_count() const {

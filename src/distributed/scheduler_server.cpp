@@ -8,6 +8,7 @@
 
 #include "comm/transport.hpp"
 #include "distributed/http_server.hpp"
+#include "distributed/logging.hpp"
 #include "distributed/protocol.hpp"
 
 namespace tessera::distributed {
@@ -42,14 +43,15 @@ struct SchedulerServer::Impl {
   std::vector<WorkerId> unreachable;  // workers a send failed to, removed after dispatch
   std::unordered_map<comm::PeerId, std::vector<comm::Envelope>> outgoing;
   std::vector<comm::PeerId> outgoing_order;
-  std::atomic<size_t> workers{0}, clients{0}, dropped{0}, tasks{0};
+  std::atomic<size_t> workers{0}, clients{0}, dropped{0}, tasks{0}, refused{0};
   std::atomic<bool> stopping{false};
   std::thread thread;
   std::shared_ptr<SchedulerMetrics> metrics = std::make_shared<SchedulerMetrics>();
   std::unique_ptr<HttpServer> http;
 
   explicit Impl(Options o)
-      : options(std::move(o)), server(options.address, options.limits), state(options.state) {
+      : options(std::move(o)), server(options.address, options.limits, options.security),
+        state(options.state) {
     if (!options.http_address.empty())
       http = std::make_unique<HttpServer>(options.http_address, metrics);
   }
@@ -60,6 +62,7 @@ struct SchedulerServer::Impl {
     m.workers = workers.load();
     m.clients = clients.load();
     m.dropped_messages = dropped.load() + server.dropped();
+    m.refused_connections = refused.load();
     for (size_t s = 0; s < m.tasks.size(); ++s)
       m.tasks[s] = state.count(static_cast<TaskStatus>(s));
     uint64_t managed = 0, paused = 0;
@@ -88,6 +91,8 @@ struct SchedulerServer::Impl {
       flush();
       if (Clock::now() - last_check > std::chrono::milliseconds(50)) {
         check_timeouts();
+        for (const auto& why : server.take_refusals()) logger("scheduler")->warn("{}", why);
+        refused = server.refused();
         if (http) publish();
         last_check = Clock::now();
       }
@@ -412,6 +417,10 @@ std::string SchedulerServer::http_url() const {
 
 size_t SchedulerServer::task_count() const {
   return impl_->tasks.load();
+}
+
+size_t SchedulerServer::refused_connections() const {
+  return impl_->refused.load();
 }
 
 size_t SchedulerServer::dropped_messages() const {

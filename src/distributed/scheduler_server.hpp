@@ -16,6 +16,7 @@
 
 #include "comm/message.hpp"
 #include "distributed/scheduler_state.hpp"
+#include "tessera/distributed/security.hpp"
 
 namespace tessera::distributed {
 
@@ -28,6 +29,8 @@ class SchedulerServer {
     // A client silent this long is removed (its futures released).
     std::chrono::milliseconds client_timeout{60000};
     comm::Limits limits{};
+    // The cluster's CURVE key pair: only peers holding it are admitted (none: plain TCP).
+    Security security{};
     SchedulerState::Options state{};
     // GET /health and /metrics (Prometheus) on this host:port ("" = none; port 0: any).
     std::string http_address{};
@@ -49,6 +52,8 @@ class SchedulerServer {
   size_t worker_count() const;
   size_t client_count() const;
   size_t dropped_messages() const;
+  // Connections refused for want of the cluster's key (each is logged as a warning).
+  size_t refused_connections() const;
   // Tasks the scheduler knows (held, waiting or running): 0 once every future is released.
   size_t task_count() const;
   // Where /health and /metrics are served ("http://127.0.0.1:8787"), or "" if not.

@@ -1,5 +1,7 @@
 #include "distributed/worker_main.hpp"
 
+#include "distributed/logging.hpp"
+
 #include <dlfcn.h>
 #include <fmt/format.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -25,12 +27,7 @@ namespace distributed {
 namespace {
 
 std::shared_ptr<spdlog::logger> worker_logger() {
-  if (auto log = spdlog::get("worker")) return log;
-  try {
-    return spdlog::stderr_color_mt("worker");
-  } catch (const spdlog::spdlog_ex&) {
-    return spdlog::get("worker");  // created by another thread meanwhile
-  }
+  return logger("worker");
 }
 
 std::string env(const char* name) {
@@ -150,6 +147,7 @@ int run_worker_from_environment(const std::string& scheduler) {
     if (std::string m = env("TESSERA_WORKER_MEMORY_LIMIT"); !m.empty())
       o.memory_limit = parse_memory_limit(m);
     o.local_directory = env("TESSERA_WORKER_LOCAL_DIRECTORY");
+    o.security = Security::from_environment();
     const std::string libs = env("TESSERA_WORKER_PRELOAD");
     for (size_t at = 0; at < libs.size();) {
       size_t end = libs.find(':', at);

@@ -24,7 +24,7 @@ uint64_t parse_memory_limit(std::string_view text);
 
 // run_worker with the options of the environment: TESSERA_WORKER_NTHREADS, _NAME, _LISTEN,
 // _DEATH_TIMEOUT and _CONNECT_TIMEOUT (seconds), _PRELOAD (':'-separated), _MEMORY_LIMIT,
-// _LOCAL_DIRECTORY, and `scheduler`.
+// _LOCAL_DIRECTORY, TESSERA_CURVE_KEY_FILE (the cluster's key), and `scheduler`.
 int run_worker_from_environment(const std::string& scheduler);
 
 }  // namespace tessera::distributed

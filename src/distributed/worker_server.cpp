@@ -14,6 +14,7 @@
 #include <unordered_map>
 
 #include "comm/transport.hpp"
+#include "distributed/logging.hpp"
 #include "distributed/protocol.hpp"
 #include "distributed/spill_store.hpp"
 #include "distributed/worker_state.hpp"
@@ -83,7 +84,7 @@ struct WorkerServer::Impl {
   std::atomic<bool> serving{false};
   std::string reason;  // why serving stopped (set by the loop thread before serving = false)
 
-  explicit Impl(Options o) : options(std::move(o)), data(options.listen, options.limits) {
+  explicit Impl(Options o) : options(std::move(o)), data(options.listen, options.limits, options.security) {
     if (options.nthreads < 1)
       throw ValueError(fmt::format("a worker needs at least one thread, not {}", options.nthreads));
     const auto& m = options.memory;
@@ -150,12 +151,19 @@ struct WorkerServer::Impl {
   }
 
   void handshake() {
-    scheduler = std::make_unique<comm::Connection>(options.scheduler, options.limits);
+    scheduler =
+        std::make_unique<comm::Connection>(options.scheduler, options.limits, options.security);
     scheduler->send(comm::pack(comm::Handshake{comm::kProtocolVersion, "worker",
                                                options.name.empty() ? data.address() : options.name,
                                                options.nthreads, data.address()}),
                     options.connect_timeout);
-    auto reply = scheduler->receive(options.connect_timeout);
+    std::optional<comm::Envelope> reply;
+    try {
+      reply = scheduler->receive_reply(options.connect_timeout);
+    } catch (const IOError& e) {
+      throw SchedulerError(
+          fmt::format("the scheduler at {} refused this worker: {}", options.scheduler, e.what()));
+    }
     if (!reply) {
       throw SchedulerError(fmt::format("the scheduler at {} did not answer within {} ms",
                                        options.scheduler, options.connect_timeout.count()));
@@ -227,7 +235,8 @@ struct WorkerServer::Impl {
       } else if (auto* g = std::get_if<GatherDep>(&i)) {
         auto& conn = peer_conn[g->peer];
         if (!conn)
-          conn = std::make_unique<comm::Connection>(peer_address.at(g->peer), options.limits);
+          conn = std::make_unique<comm::Connection>(peer_address.at(g->peer), options.limits,
+                                                    options.security);
         gathers[g->peer] = Gather{g->keys, Clock::now(), conn->disconnects()};
         conn->send(comm::pack(pr::GetData{g->keys}));
       } else if (auto* r = std::get_if<ReleaseData>(&i)) {
@@ -328,6 +337,7 @@ struct WorkerServer::Impl {
         break;
       }
       if (now - last_beat > options.heartbeat_interval) {
+        for (const auto& why : data.take_refusals()) logger("worker")->warn("{}", why);
         scheduler->send(comm::pack(pr::Heartbeat{store->memory_bytes(), paused.load()}));
         last_beat = now;
       }

@@ -16,6 +16,7 @@
 #include <string>
 
 #include "comm/message.hpp"
+#include "tessera/distributed/security.hpp"
 
 namespace tessera::distributed {
 
@@ -50,6 +51,8 @@ class WorkerServer {
     // The process's memory in bytes (default: resident set size); tests give their own.
     std::function<uint64_t()> process_memory{};
     comm::Limits limits{};
+    // The cluster's CURVE key pair, for the scheduler, the peers and the data server.
+    Security security{};
   };
 
   // Binds the data server (IOError naming the address if it cannot).

@@ -8,8 +8,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <random>
 #include <thread>
 
@@ -373,4 +376,138 @@ TEST(Transport, AConnectionCountsDropsAndRefusals) {
   while (nowhere.disconnects() == 0 && std::chrono::steady_clock::now() < later)
     std::this_thread::sleep_for(5ms);
   EXPECT_GE(nowhere.disconnects(), 1U);
+}
+
+namespace {
+
+// Waits until `cond` or 5 s pass.
+template <class F>
+bool eventually(F&& cond) {
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (!cond()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(10ms);
+  }
+  return true;
+}
+
+}  // namespace
+
+TEST(Security, CurveAdmitsTheClusterKeyOnlyAndReportsRefusals) {
+  const tessera::Security cluster = tessera::Security::generate();
+  ASSERT_TRUE(cluster.enabled());
+  EXPECT_EQ(cluster.public_key.size(), 40U);
+  comm::Server server("tcp://127.0.0.1:0", {}, cluster);
+  // The cluster's key: served, both ways, with a large frame.
+  comm::Connection good(server.address(), {}, cluster);
+  const Blob big{Key("big"), 1, bytes_of(1 << 20, 3)};
+  ASSERT_TRUE(good.send(comm::pack(big)));
+  auto in = server.receive(5s);
+  ASSERT_TRUE(in.has_value());
+  EXPECT_EQ(*comm::unpack<Blob>(in->message).data, *big.data);
+  ASSERT_TRUE(server.send(in->peer, comm::pack(comm::HandshakeReply{.accepted = true, .id = 5})));
+  auto reply = good.receive(5s);
+  ASSERT_TRUE(reply.has_value());
+  EXPECT_EQ(comm::unpack<comm::HandshakeReply>(*reply).id, 5U);
+  EXPECT_TRUE(server.take_refusals().empty());
+  EXPECT_EQ(good.handshake_error(), "");
+
+  // A peer that knows the server's public key but holds another key pair: the ZAP handler
+  // refuses it, names its key, and the peer learns why.
+  tessera::Security impostor = tessera::Security::generate();
+  const std::string impostor_key = impostor.public_key;
+  comm::Connection wrong(server.address(), {}, impostor);  // uses its own key as the server's
+  {
+    // Connect with the right server key but the wrong client key, through raw ZeroMQ.
+    zmq::context_t ctx(1);
+    zmq::socket_t s(ctx, zmq::socket_type::dealer);
+    s.set(zmq::sockopt::linger, 0);
+    s.set(zmq::sockopt::curve_serverkey, cluster.public_key);
+    s.set(zmq::sockopt::curve_publickey, impostor.public_key);
+    s.set(zmq::sockopt::curve_secretkey, impostor.secret_key);
+    s.connect(server.address());
+    s.send(zmq::str_buffer("let me in"), zmq::send_flags::dontwait);
+    std::vector<std::string> refusals;
+    ASSERT_TRUE(eventually([&] {
+      for (auto& r : server.take_refusals()) refusals.push_back(r);
+      return std::any_of(refusals.begin(), refusals.end(),
+                         [&](const std::string& r) { return r.find("key") != std::string::npos &&
+                                                            r.find(impostor_key.substr(0, 8)) !=
+                                                                std::string::npos; });
+    })) << ::testing::PrintToString(refusals);
+    EXPECT_NE(refusals.front().find("refused a connection from 127.0.0.1"), std::string::npos)
+        << refusals.front();
+  }
+  // Another cluster's key altogether, and a peer without CURVE: both refused and reported,
+  // and their messages never arrive.
+  comm::Connection plain(server.address());
+  ASSERT_TRUE(wrong.send(comm::pack(comm::Handshake{.role = "client", .name = "wrong"}), 100ms) ||
+              true);
+  ASSERT_TRUE(plain.send(comm::pack(comm::Handshake{.role = "client", .name = "plain"}), 100ms) ||
+              true);
+  size_t refused_before = server.refused();
+  ASSERT_TRUE(eventually([&] {
+    server.take_refusals();
+    return server.refused() >= refused_before + 2;
+  })) << server.refused();
+  EXPECT_FALSE(server.receive(300ms).has_value());
+  EXPECT_TRUE(eventually([&] { return !wrong.handshake_error().empty(); }));
+  EXPECT_NE(wrong.handshake_error().find("CURVE"), std::string::npos) << wrong.handshake_error();
+  // The good peer is still served.
+  ASSERT_TRUE(good.send(comm::pack(comm::Handshake{.role = "client", .name = "again"})));
+  in = server.receive(5s);
+  ASSERT_TRUE(in.has_value());
+  EXPECT_EQ(comm::unpack<comm::Handshake>(in->message).name, "again");
+}
+
+TEST(Security, KeyFilesRoundTripAndBadOnesAreNamed) {
+  const std::string dir = ::testing::TempDir() + "tessera-keys-" + std::to_string(::getpid());
+  std::filesystem::create_directories(dir);
+  const std::string path = dir + "/cluster.key";
+  std::filesystem::remove(path);
+  const tessera::Security keys = tessera::Security::generate();
+  keys.write(path);
+  EXPECT_EQ(std::filesystem::status(path).permissions() & std::filesystem::perms::all,
+            std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  const auto back = tessera::Security::from_file(path);
+  EXPECT_EQ(back.public_key, keys.public_key);
+  EXPECT_EQ(back.secret_key, keys.secret_key);
+  EXPECT_NE(error_of<tessera::IOError>([&] { keys.write(path); }).find("File exists"),
+            std::string::npos);
+  keys.write(path, /*overwrite=*/true);
+  // Readable by others: refused, with the fix.
+  std::filesystem::permissions(path, std::filesystem::perms::group_read,
+                               std::filesystem::perm_options::add);
+  EXPECT_NE(error_of<tessera::IOError>([&] { tessera::Security::from_file(path); })
+                .find("may be read by other users (mode 0640); whoever holds it can join the "
+                      "cluster: chmod 600"),
+            std::string::npos);
+  // Malformed, and keys that do not belong together.
+  auto write_text = [&](const std::string& text) {
+    std::filesystem::remove(path);
+    std::ofstream(path) << text;
+    std::filesystem::permissions(path, std::filesystem::perms::owner_read |
+                                           std::filesystem::perms::owner_write);
+  };
+  write_text("public-key = short\n");
+  EXPECT_EQ(error_of<tessera::ValueError>([&] { tessera::Security::from_file(path); }),
+            "the key file '" + path +
+                "' holds no CURVE key pair (lines 'public-key = ' and 'secret-key = ' with 40 "
+                "Z85 characters each; tessera-keys writes such a file)");
+  const auto other = tessera::Security::generate();
+  write_text("public-key = " + other.public_key + "\nsecret-key = " + keys.secret_key + "\n");
+  EXPECT_EQ(error_of<tessera::ValueError>([&] { tessera::Security::from_file(path); }),
+            "the key file '" + path + "': its public key does not belong to its secret key");
+  EXPECT_NE(error_of<tessera::IOError>([&] { tessera::Security::from_file(dir + "/none"); })
+                .find("cannot read the key file '" + dir + "/none': No such file"),
+            std::string::npos);
+  EXPECT_EQ(error_of<tessera::ValueError>([] { tessera::Security{}.write("/tmp/x"); }),
+            "Security::write: there is no key pair to write");
+  // The environment names the file for every program and client.
+  write_text("public-key = " + keys.public_key + "\nsecret-key = " + keys.secret_key + "\n");
+  ::setenv("TESSERA_CURVE_KEY_FILE", path.c_str(), 1);
+  EXPECT_EQ(tessera::Security::from_environment().secret_key, keys.secret_key);
+  ::unsetenv("TESSERA_CURVE_KEY_FILE");
+  EXPECT_FALSE(tessera::Security::from_environment().enabled());
+  std::filesystem::remove_all(dir);
 }

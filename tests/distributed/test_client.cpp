@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <spdlog/sinks/ringbuffer_sink.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -17,6 +18,7 @@
 #include <random>
 #include <thread>
 
+#include "distributed/logging.hpp"
 #include "distributed/scheduler_server.hpp"
 #include "distributed/worker_main.hpp"
 #include "distributed/worker_server.hpp"
@@ -582,4 +584,54 @@ TEST(Client, ComputeFusesLinearChainsBeforeSendingThem) {
   opts.optimize_graph = false;
   EXPECT_EQ(e.compute(opts), 23);
   EXPECT_EQ(c.w1.executed() + c.w2.executed() - before2, 3U);
+}
+
+// The security test: a cluster secured with a CURVE key computes as usual (the
+// workers fetch from each other with it too); a client with another key, or none, is
+// refused at once with the reason, and the scheduler logs each refusal.
+TEST(Security, ASecuredClusterAdmitsItsKeyAndRefusesAndLogsOthers) {
+  auto ring = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(64);
+  td::logger("scheduler")->sinks().push_back(ring);
+  ::unsetenv("TESSERA_CURVE_KEY_FILE");
+  tessera::LocalCluster cluster({.n_workers = 2,
+                                 .threads_per_worker = 1,
+                                 .worker_program = TESSERA_WORKER_PROGRAM,
+                                 .preload = {TESSERA_TEST_OPS},
+                                 .security = tessera::Security::generate()});
+  EXPECT_TRUE(cluster.security().enabled());
+  {
+    Client client(cluster, quiet());
+    std::vector<int64_t> xs(40);
+    std::iota(xs.begin(), xs.end(), 0);
+    auto incs = client.map(ptest_inc, xs);
+    EXPECT_EQ(client.submit(ptest_sum, incs).result(20000ms), 40 * 41 / 2);
+    const auto big = client.scatter(std::vector<double>(1 << 18, 0.5));
+    EXPECT_EQ(big.result().size(), size_t{1} << 18);
+  }
+  const std::string address = cluster.scheduler_address();
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::string wrong = error_of<tessera::SchedulerError>([&] {
+    Client(address, {.connect_timeout = 10000ms, .set_as_default = false,
+                     .security = tessera::Security::generate()});
+  });
+  EXPECT_EQ(wrong.rfind("the scheduler at " + address + " refused this client: the CURVE "
+                        "handshake failed", 0), 0U) << wrong;
+  const std::string plain = error_of<tessera::SchedulerError>(
+      [&] { Client(address, {.connect_timeout = 10000ms, .set_as_default = false}); });
+  EXPECT_EQ(plain.rfind("the scheduler at " + address + " refused this client: the CURVE "
+                        "handshake failed", 0), 0U) << plain;
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5000ms);  // not the connect timeout
+  // Each refusal logged as a warning by the scheduler (it looks every 50 ms).
+  std::vector<std::string> logged;
+  EXPECT_TRUE(InProcessCluster::wait_until([&] {
+    logged = ring->last_formatted();
+    return std::count_if(logged.begin(), logged.end(), [](const std::string& l) {
+             return l.find("[warning] refused a connection") != std::string::npos;
+           }) >= 2;
+  })) << ::testing::PrintToString(logged);
+  // The cluster still serves its own clients.
+  Client again(cluster, quiet());
+  EXPECT_EQ(again.submit(ptest_add, int64_t{40}, int64_t{2}).result(), 42);
+  auto& sinks = td::logger("scheduler")->sinks();
+  sinks.erase(std::remove(sinks.begin(), sinks.end(), ring), sinks.end());
 }

@@ -48,6 +48,7 @@
 #include "tessera/core/error.hpp"
 #include "tessera/core/op.hpp"
 #include "tessera/delayed/delayed.hpp"
+#include "tessera/distributed/security.hpp"
 
 namespace tessera {
 
@@ -173,6 +174,9 @@ struct ClientOptions {
   std::string name = {};
   // Make this client the default scheduler of compute() (as Dask does), until it closes.
   bool set_as_default = true;
+  // The cluster's CURVE key pair (security.hpp). None: the LocalCluster's when made from
+  // one, else the file TESSERA_CURVE_KEY_FILE names, else plain TCP.
+  Security security = {};
 };
 
 namespace detail {

@@ -23,6 +23,8 @@
 #include <string>
 #include <vector>
 
+#include "tessera/distributed/security.hpp"
+
 namespace tessera {
 
 class LocalCluster {
@@ -45,6 +47,9 @@ class LocalCluster {
     std::chrono::milliseconds worker_timeout{10000};
     // Workers exit when the scheduler has been silent this long.
     std::chrono::milliseconds death_timeout{60000};
+    // Secures the cluster with this CURVE key pair (Security::generate() for a fresh one);
+    // a Client made from the cluster uses it.
+    Security security = {};
   };
 
   // Starts the scheduler and the workers and waits until every worker has connected
@@ -57,6 +62,8 @@ class LocalCluster {
 
   // The scheduler's address ("tcp://127.0.0.1:41234").
   const std::string& scheduler_address() const;
+  // The cluster's key pair (none if it is not secured).
+  const Security& security() const;
   // The workers connected now.
   size_t worker_count() const;
   // Process ids of the workers started (for tests that kill one).
