@@ -1,6 +1,7 @@
 // tessera-worker: a worker process.
 //
-//   tessera-worker tcp://127.0.0.1:8786 [--nthreads N] [--name NAME] [--listen ADDRESS]
+//   tessera-worker tcp://127.0.0.1:8786 [--nthreads N] [--nworkers N] [--nanny|--no-nanny]
+//                  [--name NAME] [--listen ADDRESS]
 //                  [--preload lib.so ...] [--death-timeout SECONDS] [--memory-limit 4GiB]
 //                  [--local-directory DIR] [--curve-key FILE]
 //   tessera-worker --scheduler-file FILE ...
@@ -9,6 +10,10 @@
 // (TESSERA_REGISTER), so that graphs calling them run here. Every option also reads
 // TESSERA_WORKER_<OPTION> from the environment. It serves until SIGINT or SIGTERM, or until
 // the scheduler has been silent for --death-timeout seconds (then it exits with 3).
+//
+// By default the process is a nanny (distributed/nanny.hpp): it runs the worker(s) as
+// child processes (this program again, with --no-nanny) and starts one again if it dies or
+// passes --memory-terminate of its --memory-limit.
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
@@ -18,6 +23,9 @@
 #include <sstream>
 #include <thread>
 
+#include <unistd.h>
+
+#include "distributed/nanny.hpp"
 #include "distributed/worker_main.hpp"
 #include "tessera/core/error.hpp"
 
@@ -53,8 +61,21 @@ int main(int argc, char** argv) {
       ->envname("TESSERA_WORKER_NTHREADS")
       ->check(CLI::Range(1, 4096))
       ->capture_default_str();
-  app.add_option("--name", name, "how the scheduler calls this worker")
-      ->envname("TESSERA_WORKER_NAME");
+  app.add_option("--name", name, "how the scheduler calls this worker (NAME-i with --nworkers)")
+      ->envname("TESSERA_WORKER_NAME")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  int nworkers = 1;
+  bool nanny = true;
+  app.add_option("--nworkers", nworkers, "worker processes to start (each with --nthreads)")
+      ->envname("TESSERA_WORKER_NWORKERS")
+      ->check(CLI::Range(1, 4096))
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast)
+      ->capture_default_str();
+  app.add_flag("--nanny,!--no-nanny", nanny,
+               "run the workers under a nanny process that restarts them when they die or pass "
+               "--memory-terminate (default), or run one worker in this process")
+      ->envname("TESSERA_WORKER_NANNY")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.add_option("--listen", listen, "where peers fetch results from (port 0: any free one)")
       ->envname("TESSERA_WORKER_LISTEN")
       ->capture_default_str();
@@ -80,6 +101,19 @@ int main(int argc, char** argv) {
   app.add_option("--local-directory", local_directory,
                  "where spilled results go (default: the temporary directory)")
       ->envname("TESSERA_WORKER_LOCAL_DIRECTORY");
+  tessera::distributed::WorkerServer::Options::Fractions fractions;
+  double terminate = 0.95;
+  auto fraction = [&](const char* flag, double& value, const char* env, const char* what) {
+    app.add_option(flag, value, what)->envname(env)->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  };
+  fraction("--memory-target", fractions.target, "TESSERA_WORKER_MEMORY_TARGET",
+           "spill results to disk past this fraction of --memory-limit");
+  fraction("--memory-spill", fractions.spill, "TESSERA_WORKER_MEMORY_SPILL",
+           "spill more while the process's memory is past this fraction");
+  fraction("--memory-pause", fractions.pause, "TESSERA_WORKER_MEMORY_PAUSE",
+           "take no new tasks while the process's memory is past this fraction");
+  fraction("--memory-terminate", terminate, "TESSERA_WORKER_MEMORY_TERMINATE",
+           "the nanny restarts a worker whose memory passes this fraction");
   std::string curve_key;
   app.add_option("--curve-key", curve_key,
                  "the cluster's key file (tessera-keys): encrypt every connection and admit "
@@ -100,6 +134,28 @@ int main(int argc, char** argv) {
     spdlog::stderr_color_mt("worker")->error("{}", e.what());
     return 1;
   }
+  if (nanny) {
+    std::vector<std::string> child_args(argv, argv + argc);
+    child_args.insert(child_args.end(), {"--no-nanny", "--nworkers", "1"});
+    std::vector<std::string> env;
+    for (char** e = environ; *e != nullptr; ++e) env.emplace_back(*e);
+    const std::string program = tessera::distributed::self_executable();
+    return tessera::distributed::run_nanny(
+        {.nworkers = nworkers,
+         .name = name,
+         .memory_limit = limit,
+         .terminate = terminate,
+         .spawn = [&](int, const std::string& child_name) {
+           auto args = child_args;
+           if (!child_name.empty()) args.insert(args.end(), {"--name", child_name});
+           return tessera::distributed::spawn_child(program, args, env);
+         }});
+  }
+  if (nworkers != 1) {
+    spdlog::stderr_color_mt("worker")->error(
+        "--nworkers {} needs the nanny, which starts them (drop --no-nanny)", nworkers);
+    return 1;
+  }
   return tessera::distributed::run_worker(
       {.scheduler = scheduler,
        .listen = listen,
@@ -108,6 +164,7 @@ int main(int argc, char** argv) {
        .connect_timeout = std::chrono::milliseconds(static_cast<long>(connect_timeout * 1000)),
        .death_timeout = std::chrono::milliseconds(static_cast<long>(death_timeout * 1000)),
        .memory_limit = limit,
+       .memory = fractions,
        .local_directory = local_directory,
        .security = security},
       preload);

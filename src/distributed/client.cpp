@@ -17,6 +17,7 @@
 #include <variant>
 
 #include "comm/transport.hpp"
+#include "distributed/logging.hpp"
 #include "distributed/protocol.hpp"
 #include "tessera/core/optimize.hpp"
 #include "tessera/core/tokenize.hpp"
@@ -393,8 +394,15 @@ struct ClientCore {
     while (!stopping.load()) {
       const auto now = Clock::now();
       if (now - last_heard > options.scheduler_timeout) {
-        fail_all(fmt::format("lost the scheduler at {}: silent for {} ms", address,
-                             options.scheduler_timeout.count()));
+        const std::string why = fmt::format("lost the scheduler at {}: silent for {} ms",
+                                            address, options.scheduler_timeout.count());
+        bool first = false;
+        {
+          std::lock_guard lock(mu);
+          first = broken.empty();
+        }
+        if (first) distributed::logger("client")->error("{}; pending futures fail", why);
+        fail_all(why);
         last_heard = now;  // keep serving fetches of what is already computed
       }
       if (now - last_beat >= options.heartbeat_interval) {

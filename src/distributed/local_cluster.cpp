@@ -133,12 +133,14 @@ struct LocalCluster::Impl {
       if (!libs.empty()) env.push_back("TESSERA_WORKER_PRELOAD=" + libs);
       if (options.memory_limit > 0)
         env.push_back("TESSERA_WORKER_MEMORY_LIMIT=" + std::to_string(options.memory_limit));
+      if (options.nanny) env.push_back("TESSERA_WORKER_NANNY=1");
     } else {
       args.insert(args.end(), {scheduler->address(), "--nthreads", nthreads, "--death-timeout",
                                death, "--name", name});
       for (const auto& p : options.preload) args.insert(args.end(), {"--preload", p});
       if (options.memory_limit > 0)
         args.insert(args.end(), {"--memory-limit", std::to_string(options.memory_limit)});
+      args.push_back(options.nanny ? "--nanny" : "--no-nanny");
     }
     std::vector<char*> argv, envp;
     for (auto& a : args) argv.push_back(a.data());

@@ -1,6 +1,7 @@
 #include "distributed/worker_main.hpp"
 
 #include "distributed/logging.hpp"
+#include "distributed/nanny.hpp"
 
 #include <dlfcn.h>
 #include <fmt/format.h>
@@ -147,6 +148,9 @@ int run_worker_from_environment(const std::string& scheduler) {
     if (std::string m = env("TESSERA_WORKER_MEMORY_LIMIT"); !m.empty())
       o.memory_limit = parse_memory_limit(m);
     o.local_directory = env("TESSERA_WORKER_LOCAL_DIRECTORY");
+    o.memory.target = env_number("TESSERA_WORKER_MEMORY_TARGET", o.memory.target, 0, 1);
+    o.memory.spill = env_number("TESSERA_WORKER_MEMORY_SPILL", o.memory.spill, 0, 1);
+    o.memory.pause = env_number("TESSERA_WORKER_MEMORY_PAUSE", o.memory.pause, 0, 1);
     o.security = Security::from_environment();
     const std::string libs = env("TESSERA_WORKER_PRELOAD");
     for (size_t at = 0; at < libs.size();) {
@@ -154,6 +158,36 @@ int run_worker_from_environment(const std::string& scheduler) {
       if (end == std::string::npos) end = libs.size();
       if (end > at) preload.push_back(libs.substr(at, end - at));
       at = end + 1;
+    }
+    const std::string nanny = env("TESSERA_WORKER_NANNY");
+    if (nanny == "1" || nanny == "true") {
+      NannyOptions n{
+          .nworkers = static_cast<int>(env_number("TESSERA_WORKER_NWORKERS", 1, 1, 4096)),
+          .name = o.name,
+          .memory_limit = o.memory_limit,
+          .terminate = env_number("TESSERA_WORKER_MEMORY_TERMINATE", 0.95, 0, 1)};
+      // The workers: this program again, its command line and environment, without a nanny.
+      const std::string program = self_executable();
+      const std::vector<std::string> args = self_command_line();
+      std::vector<std::string> base;
+      for (char** e = environ; *e != nullptr; ++e) {
+        std::string_view v(*e);
+        if (v.starts_with("TESSERA_WORKER_NANNY=") || v.starts_with("TESSERA_WORKER_NAME=")) continue;
+        base.emplace_back(v);
+      }
+      base.push_back("TESSERA_WORKER_NANNY=0");
+      n.spawn = [=](int, const std::string& name) {
+        auto child_env = base;
+        if (!name.empty()) child_env.push_back("TESSERA_WORKER_NAME=" + name);
+        return spawn_child(program, args, child_env);
+      };
+      return run_nanny(n);
+    }
+    if (const double n = env_number("TESSERA_WORKER_NWORKERS", 1, 1, 4096); n != 1) {
+      throw ValueError(
+          fmt::format("TESSERA_WORKER_NWORKERS={} needs the nanny, which starts them "
+                      "(TESSERA_WORKER_NANNY=1)",
+                      n));
     }
   } catch (const std::exception& e) {
     worker_logger()->error("{}", e.what());

@@ -24,7 +24,10 @@ uint64_t parse_memory_limit(std::string_view text);
 
 // run_worker with the options of the environment: TESSERA_WORKER_NTHREADS, _NAME, _LISTEN,
 // _DEATH_TIMEOUT and _CONNECT_TIMEOUT (seconds), _PRELOAD (':'-separated), _MEMORY_LIMIT,
-// _LOCAL_DIRECTORY, TESSERA_CURVE_KEY_FILE (the cluster's key), and `scheduler`.
+// _LOCAL_DIRECTORY, _MEMORY_TARGET, _SPILL, _PAUSE and _TERMINATE (fractions),
+// TESSERA_CURVE_KEY_FILE (the cluster's key), and `scheduler`. With TESSERA_WORKER_NANNY=1
+// this process becomes a nanny (nanny.hpp) of TESSERA_WORKER_NWORKERS workers, each this
+// program run again.
 int run_worker_from_environment(const std::string& scheduler);
 
 }  // namespace tessera::distributed

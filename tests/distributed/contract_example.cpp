@@ -50,6 +50,13 @@ int main(int argc, char** argv) {
   CHECK(w == 4);
   CHECK(tessera::delayed(inc)(p).compute(client) == 5);
   CHECK(client.submit(total, sc).result() == double(1 << 20));
+  // The same program as the workers of a secured cluster, each under a nanny.
+  {
+    tessera::LocalCluster guarded(
+        {.n_workers = 1, .nanny = true, .security = tessera::Security::generate()});
+    tessera::Client secured(guarded, {.set_as_default = false});
+    CHECK(secured.submit(add, secured.submit(inc, 40), 1).result() == 42);
+  }
   std::printf("v = %lld, vs = {%lld, %lld, %lld}, w = %lld: ok\n", static_cast<long long>(v),
               static_cast<long long>(vs[0]), static_cast<long long>(vs[1]),
               static_cast<long long>(vs[2]), static_cast<long long>(w));

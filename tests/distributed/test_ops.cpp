@@ -54,3 +54,11 @@ std::vector<double> ptest_block(int64_t seed, int64_t n) {
   return v;
 }
 TESSERA_REGISTER(ptest_block);
+
+int64_t ptest_hog(int64_t mib, int64_t hold_ms) {
+  std::vector<char> memory(static_cast<size_t>(mib) << 20);
+  for (size_t i = 0; i < memory.size(); i += 4096) memory[i] = 1;
+  std::this_thread::sleep_for(std::chrono::milliseconds(hold_ms));
+  return static_cast<int64_t>(memory[4096] != 0) * mib;
+}
+TESSERA_REGISTER(ptest_hog);

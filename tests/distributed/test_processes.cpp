@@ -8,18 +8,25 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "comm/transport.hpp"
 #include "distributed/protocol.hpp"
+#include "distributed/scheduler_server.hpp"
 #include "tessera/core.hpp"
+#include "tessera/distributed.hpp"
+#include "test_ops.hpp"
 #include "test_support.hpp"
 
 extern char** environ;
 
 namespace comm = tessera::comm;
+namespace td = tessera::distributed;
+using tessera::testing::error_of;
 namespace pr = tessera::distributed::protocol;
 using namespace std::chrono_literals;
 using tessera::Arg;
@@ -64,6 +71,7 @@ class Process {
     return -1;
   }
   bool started() const { return pid_ > 0; }
+  pid_t pid() const { return pid_; }
 
  private:
   pid_t pid_ = -1;
@@ -95,7 +103,8 @@ TEST(Processes, ASigkilledWorkerLosesNothing) {
   std::vector<std::unique_ptr<Process>> workers;
   for (int i = 0; i < 3; ++i) {
     workers.push_back(std::make_unique<Process>(std::vector<std::string>{
-        TESSERA_WORKER_PROGRAM, address, "--nthreads", "2", "--preload", TESSERA_TEST_OPS}));
+        TESSERA_WORKER_PROGRAM, address, "--nthreads", "2", "--preload", TESSERA_TEST_OPS,
+        "--no-nanny"}));  // the worker itself is killed, not a nanny
   }
   // 60 slow increments (20 ms each) summed by a tree: about 0.4 s of work on 3 workers.
   Graph g;
@@ -149,18 +158,121 @@ TEST(Processes, ASigkilledWorkerLosesNothing) {
   EXPECT_EQ(values.values[0].second.get<int64_t>(), want);
 }
 
-TEST(Processes, WorkersExitWhenTheSchedulerDies) {
+// The test: the scheduler killed under a running computation. The client's futures
+// fail within its scheduler_timeout, and the worker (under its nanny, the default) exits
+// after --death-timeout, the nanny with it.
+TEST(Processes, TheSchedulerKilledUnderAComputation) {
   tessera::testing::TempDir dir;
   const auto file = dir.path() / "scheduler.json";
   auto scheduler = std::make_unique<Process>(
       std::vector<std::string>{TESSERA_SCHEDULER_PROGRAM, "--address", "tcp://127.0.0.1:0",
-                               "--scheduler-file", file.string()});
+                               "--scheduler-file", file.string(), "--http", ""});
   const std::string address = wait_for_address(file);
   ASSERT_FALSE(address.empty());
   Process worker({TESSERA_WORKER_PROGRAM, "--scheduler-file", file.string(), "--nthreads", "1",
-                  "--death-timeout", "1"});
-  std::this_thread::sleep_for(500ms);
-  EXPECT_EQ(worker.wait_exit(10ms), -1);  // serving
+                  "--death-timeout", "1", "--preload", TESSERA_TEST_OPS});
+  tessera::Client client(address, {.heartbeat_interval = 100ms,
+                                   .scheduler_timeout = 1000ms,
+                                   .set_as_default = false});
+  EXPECT_EQ(client.submit(ptest_inc, int64_t{1}).result(10000ms), 2);  // the worker serves
+  auto slow = client.map(ptest_slow_inc, std::vector<int64_t>{1, 2, 3, 4},
+                         std::vector<int64_t>(4, 500));
+  std::this_thread::sleep_for(200ms);
+  EXPECT_FALSE(slow[0].done());
   scheduler->kill_now();
+  const auto t0 = std::chrono::steady_clock::now();
+  for (auto& f : slow) {
+    EXPECT_EQ(error_of<tessera::SchedulerError>([&] { (void)f.result(10000ms); }),
+              "lost the scheduler at " + address + ": silent for 1000 ms");
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 3000ms);
   EXPECT_EQ(worker.wait_exit(10s), 3);  // "the scheduler ... was silent for 1000 ms"
+}
+
+namespace {
+
+// The live children of process `parent` (from /proc/*/stat).
+std::vector<pid_t> children_of(pid_t parent) {
+  std::vector<pid_t> out;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream f(entry.path() / "stat");
+    std::string stat;
+    std::getline(f, stat);
+    const auto close = stat.rfind(')');
+    if (close == std::string::npos) continue;
+    char state = 0;
+    pid_t ppid = 0;
+    std::istringstream rest(stat.substr(close + 2));
+    rest >> state >> ppid;
+    if (ppid == parent && state != 'Z') out.push_back(static_cast<pid_t>(std::stoi(name)));
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+template <class F>
+bool eventually(F&& ok, std::chrono::milliseconds limit = 10000ms) {
+  const auto end = std::chrono::steady_clock::now() + limit;
+  while (!ok()) {
+    if (std::chrono::steady_clock::now() > end) return false;
+    std::this_thread::sleep_for(10ms);
+  }
+  return true;
+}
+
+}  // namespace
+
+TEST(Nanny, StartsNWorkersAndStartsAgainOneThatDies) {
+  td::SchedulerServer scheduler({.address = "tcp://127.0.0.1:0", .worker_timeout = 1000ms});
+  scheduler.start();
+  Process nanny({TESSERA_WORKER_PROGRAM, scheduler.address(), "--nworkers", "2", "--nthreads",
+                 "1", "--name", "nw", "--preload", TESSERA_TEST_OPS});
+  ASSERT_TRUE(eventually([&] { return scheduler.worker_count() == 2; }));
+  const auto first = children_of(nanny.pid());
+  ASSERT_EQ(first.size(), 2U);
+  kill(first[0], SIGKILL);  // a worker crashes: the nanny starts another
+  ASSERT_TRUE(eventually([&] {
+    const auto now = children_of(nanny.pid());
+    return now.size() == 2 && now != first;
+  }));
+  // The dead one is removed after worker_timeout; its replacement serves.
+  ASSERT_TRUE(eventually([&] { return scheduler.worker_count() == 2; }));
+  tessera::Client client(scheduler.address(), {.set_as_default = false});
+  auto fs = client.map(ptest_inc, std::vector<int64_t>{1, 2, 3, 4, 5, 6});
+  EXPECT_EQ(client.gather(fs), (std::vector<int64_t>{2, 3, 4, 5, 6, 7}));
+  // SIGTERM to the nanny stops its workers and itself.
+  const auto workers = children_of(nanny.pid());
+  kill(nanny.pid(), SIGTERM);
+  EXPECT_EQ(nanny.wait_exit(10s), 0);
+  for (pid_t w : workers) EXPECT_NE(kill(w, 0), 0) << "worker " << w << " outlived its nanny";
+  // --nworkers without a nanny, and a bad count, are refused with the reason.
+  Process alone({TESSERA_WORKER_PROGRAM, scheduler.address(), "--nworkers", "2", "--no-nanny"});
+  EXPECT_EQ(alone.wait_exit(10s), 1);
+}
+
+// A task that outgrows its worker: the nanny kills the worker past 95% of its memory limit
+// and starts another; after the task has killed 3 workers it fails with KilledWorker, and
+// the cluster goes on serving.
+TEST(Nanny, RestartsAWorkerPastItsMemoryLimitAndTheTaskFailsWithKilledWorker) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "sanitizers' shadow memory makes resident sizes meaningless";
+#endif
+  tessera::LocalCluster cluster({.n_workers = 1,
+                                 .threads_per_worker = 1,
+                                 .worker_program = TESSERA_WORKER_PROGRAM,
+                                 .preload = {TESSERA_TEST_OPS},
+                                 .memory_limit = 256ULL << 20,
+                                 .worker_timeout = 1000ms,
+                                 .nanny = true});
+  tessera::Client client(cluster, {.set_as_default = false});
+  EXPECT_EQ(client.submit(ptest_hog, int64_t{50}, int64_t{0}).result(20000ms), 50);
+  auto hog = client.submit(ptest_hog, int64_t{400}, int64_t{3000});
+  const std::string error = error_of<tessera::TaskError>([&] { (void)hog.result(60000ms); });
+  EXPECT_NE(error.find("KilledWorker: attempted to run task '" + hog.key().str() +
+                       "' on 3 different workers"),
+            std::string::npos)
+      << error;
+  EXPECT_EQ(client.submit(ptest_inc, int64_t{41}).result(20000ms), 42);
 }

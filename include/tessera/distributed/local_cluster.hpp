@@ -47,6 +47,10 @@ class LocalCluster {
     std::chrono::milliseconds worker_timeout{10000};
     // Workers exit when the scheduler has been silent this long.
     std::chrono::milliseconds death_timeout{60000};
+    // Runs each worker under a nanny process that starts it again if it dies or passes
+    // 95% of memory_limit (its tasks are then recomputed; one that kills 3 workers fails
+    // with KilledWorker). worker_pids() are then the nannies'.
+    bool nanny = false;
     // Secures the cluster with this CURVE key pair (Security::generate() for a fresh one);
     // a Client made from the cluster uses it.
     Security security = {};

@@ -1,0 +1,56 @@
+// The nanny (Dask's Nanny): a small process that starts worker processes, watches them,
+// and restarts one that dies or whose memory passes the terminate threshold (95% of its
+// limit by default), so a task that outgrows its worker costs that worker, not the machine.
+// The scheduler sees the killed worker leave and recomputes what it held; a task that kills
+// three workers fails with KilledWorker.
+//
+// tessera-worker runs one by default (--nanny; --no-nanny runs the worker in its own
+// process), and --nworkers N makes it start N workers. A program serving as its own worker
+// (tessera::init) does the same with TESSERA_WORKER_NANNY=1 and TESSERA_WORKER_NWORKERS.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace tessera::distributed {
+
+struct NannyOptions {
+  int nworkers = 1;
+  // The workers are called NAME-0, NAME-1, ... (NAME alone when there is one); "": each
+  // worker names itself (after its data address).
+  std::string name{};
+  // Bytes of memory per worker (0: none); past `terminate` × limit the worker is killed and
+  // started again.
+  uint64_t memory_limit = 0;
+  double terminate = 0.95;
+  // How often the workers' memory and exits are looked at.
+  std::chrono::milliseconds interval{100};
+  // Starts worker `index` called `name` ("" to let it choose) and returns its pid (see
+  // spawn_child).
+  std::function<pid_t(int index, const std::string& name)> spawn;
+};
+
+// Starts the workers and watches them until SIGINT or SIGTERM (it stops them, returns 0),
+// a worker exits with 3 (its scheduler went silent: the others are stopped, returns 3) or
+// with 1 (it cannot start: returns 1). A worker killed by a signal or exiting otherwise is
+// started again. Logs to the spdlog logger "nanny".
+int run_nanny(const NannyOptions& options);
+
+// Starts `program` with `args` (argv[0] first) and `env` as a child process that is sent
+// SIGTERM if this process dies. IOError naming the program if it cannot.
+pid_t spawn_child(const std::string& program, const std::vector<std::string>& args,
+                  const std::vector<std::string>& env);
+
+// A process's resident set size in bytes (0 if it is gone).
+uint64_t resident_bytes(pid_t pid);
+
+// This program's path (/proc/self/exe) and its command line (/proc/self/cmdline).
+std::string self_executable();
+std::vector<std::string> self_command_line();
+
+}  // namespace tessera::distributed
