@@ -3,7 +3,13 @@
 include(CMakePackageConfigHelpers)
 
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/include/tessera DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
-install(TARGETS tessera EXPORT tesseraTargets
+set(tessera_installed tessera)
+set(TESSERA_WITH_MPI FALSE)
+if(TARGET tessera_mpi)
+  list(APPEND tessera_installed tessera_mpi)
+  set(TESSERA_WITH_MPI TRUE)
+endif()
+install(TARGETS ${tessera_installed} EXPORT tesseraTargets
         LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
         RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}

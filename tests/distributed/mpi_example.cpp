@@ -1,0 +1,71 @@
+// tessera::mpi under mpirun (ctest runs it with -np 4): rank 0 the scheduler, rank 1 this
+// client, ranks 2 and 3 workers running this program's ops. Checks the values, that both
+// worker ranks ran tasks (and not the client's process), and, by mpirun's exit status, that
+// every rank exits cleanly when main returns.
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tessera/delayed.hpp"
+#include "tessera/distributed.hpp"
+#include "tessera/distributed/mpi.hpp"
+
+int64_t inc(int64_t x) { return x + 1; }
+TESSERA_REGISTER(inc);
+int64_t add(int64_t x, int64_t y) { return x + y; }
+TESSERA_REGISTER(add);
+// The process that ran the task, after a pause (so that tasks spread over the workers).
+int64_t where(int64_t) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  return static_cast<int64_t>(::getpid());
+}
+TESSERA_REGISTER(where);
+
+#define CHECK(cond)                                                   \
+  do {                                                                \
+    if (!(cond)) {                                                    \
+      std::fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, #cond); \
+      return 1;                                                       \
+    }                                                                 \
+  } while (0)
+
+int main() {
+  try {
+    (void)tessera::mpi::scheduler_address();
+    return 1;
+  } catch (const tessera::ValueError& e) {
+    CHECK(std::string(e.what()) ==
+          "tessera::mpi::scheduler_address: call tessera::mpi::initialize() first (on the "
+          "client's rank, 1)");
+  }
+  tessera::mpi::initialize({.nthreads = 1});
+  // Only rank 1 gets here.
+  tessera::Client client(tessera::mpi::scheduler_address());
+  auto f = client.submit(inc, 1);
+  CHECK(client.submit(add, f, 10).result() == 12);
+  std::vector<int64_t> xs(100);
+  for (int64_t i = 0; i < 100; ++i) xs[static_cast<size_t>(i)] = i;
+  int64_t want = 0;
+  for (auto x : xs) want += x + 1;
+  auto incs = client.map(inc, xs);
+  int64_t total = 0;
+  for (auto v : client.gather(incs)) total += v;
+  CHECK(total == want);
+  CHECK(tessera::delayed(add)(tessera::delayed(inc)(1), 2).compute(client) == 4);
+  std::set<int64_t> pids;
+  for (auto p : client.gather(client.map(where, std::vector<int64_t>{1, 2, 3, 4, 5, 6, 7, 8})))
+    pids.insert(p);
+  // Every worker rank ran some (Open MPI tells each rank the world's size).
+  const char* world = std::getenv("OMPI_COMM_WORLD_SIZE");
+  CHECK(world != nullptr && pids.size() == static_cast<size_t>(std::atoi(world) - 2));
+  CHECK(pids.count(::getpid()) == 0);
+  // One machine: no key unless the environment names one (the secured variant of the test).
+  CHECK(tessera::mpi::security().enabled() == (std::getenv("TESSERA_CURVE_KEY_FILE") != nullptr));
+  std::printf("tessera::mpi: %zu worker ranks, results exact: ok\n", pids.size());
+  return 0;
+}
