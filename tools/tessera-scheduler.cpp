@@ -16,6 +16,7 @@
 #include <fstream>
 
 #include "distributed/scheduler_server.hpp"
+#include "tool_config.hpp"
 #include "tessera/core/error.hpp"
 
 namespace {
@@ -34,9 +35,24 @@ void write_scheduler_file(const std::string& path, const std::string& address) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  namespace config = tessera::config;
   CLI::App app{"tessera-scheduler: the distributed scheduler (workers and clients connect to it)"};
-  std::string address = "tcp://127.0.0.1:8786", scheduler_file;
+  std::string address, scheduler_file, http, curve_key, config_file;
   double worker_timeout = 10, client_timeout = 60;
+  // Every default from the configuration (tessera/core/config.hpp), then the command line.
+  try {
+    tessera::tools::load_config_flag(argc, argv);
+    address = config::get_string("scheduler.address", "tcp://127.0.0.1:8786");
+    scheduler_file = config::get_string("scheduler.file", "");
+    worker_timeout = config::get_number("scheduler.worker-timeout", 10);
+    client_timeout = config::get_number("scheduler.client-timeout", 60);
+    http = config::get_string("scheduler.http", "127.0.0.1:8787");
+    curve_key = config::get_string("curve.key-file", "");
+  } catch (const std::exception& e) {
+    spdlog::stderr_color_mt("scheduler")->error("{}", e.what());
+    return 1;
+  }
+  tessera::tools::add_config_option(app, config_file);
   app.add_option("--address", address, "where to listen: tcp://host:port (port 0: any free one)")
       ->envname("TESSERA_SCHEDULER_ADDRESS")
       ->capture_default_str();
@@ -53,14 +69,12 @@ int main(int argc, char** argv) {
       ->envname("TESSERA_SCHEDULER_CLIENT_TIMEOUT")
       ->check(CLI::Range(0.001, 1e6))
       ->capture_default_str();
-  std::string http = "127.0.0.1:8787";
   app.add_option(
          "--http", http,
          "serve GET /health and /metrics (Prometheus) on host:port; \"\" for none (a busy port: "
          "any free one)")
       ->envname("TESSERA_SCHEDULER_HTTP")
       ->capture_default_str();
-  std::string curve_key;
   app.add_option("--curve-key", curve_key,
                  "the cluster's key file (tessera-keys): encrypt every connection and admit "
                  "only clients and workers that hold it; refusals are logged")

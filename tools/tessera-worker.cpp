@@ -27,6 +27,7 @@
 
 #include "distributed/nanny.hpp"
 #include "distributed/worker_main.hpp"
+#include "tool_config.hpp"
 #include "tessera/core/error.hpp"
 
 namespace {
@@ -48,11 +49,45 @@ std::string read_scheduler_file(const std::string& path) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  namespace config = tessera::config;
   CLI::App app{"tessera-worker: runs tasks for a tessera scheduler"};
-  std::string scheduler, scheduler_file, name, listen = "tcp://127.0.0.1:0";
-  int nthreads = static_cast<int>(std::max(1U, std::thread::hardware_concurrency()));
+  std::string scheduler, scheduler_file, name, listen, memory_limit, local_directory, curve_key,
+      config_file;
+  int nthreads = 1, nworkers = 1;
+  bool nanny = true;
   std::vector<std::string> preload;
-  double death_timeout = 60, connect_timeout = 10;
+  double death_timeout = 60, connect_timeout = 10, terminate = 0.95;
+  tessera::distributed::WorkerServer::Options::Fractions fractions;
+  // Every default from the configuration (tessera/core/config.hpp), then the command line.
+  try {
+    tessera::tools::load_config_flag(argc, argv);
+    scheduler = config::get_string("worker.scheduler", "");
+    scheduler_file = config::get_string("worker.scheduler-file", "");
+    name = config::get_string("worker.name", "");
+    listen = config::get_string("worker.listen", "tcp://127.0.0.1:0");
+    nthreads = static_cast<int>(config::get_number(
+        "worker.nthreads", std::max(1U, std::thread::hardware_concurrency())));
+    nworkers = static_cast<int>(config::get_number("worker.nworkers", 1));
+    nanny = config::get_bool("worker.nanny", true);
+    death_timeout = config::get_number("worker.death-timeout", 60);
+    connect_timeout = config::get_number("worker.connect-timeout", 10);
+    memory_limit = config::get_string("worker.memory-limit", "0");
+    local_directory = config::get_string("worker.local-directory", "");
+    fractions.target = config::get_number("worker.memory-target", fractions.target);
+    fractions.spill = config::get_number("worker.memory-spill", fractions.spill);
+    fractions.pause = config::get_number("worker.memory-pause", fractions.pause);
+    terminate = config::get_number("worker.memory-terminate", terminate);
+    curve_key = config::get_string("curve.key-file", "");
+    for (std::string libs = config::get_string("worker.preload", ""); !libs.empty();) {
+      const auto end = libs.find(':');
+      if (end != 0) preload.push_back(libs.substr(0, end));
+      libs = end == std::string::npos ? "" : libs.substr(end + 1);
+    }
+  } catch (const std::exception& e) {
+    spdlog::stderr_color_mt("worker")->error("{}", e.what());
+    return 1;
+  }
+  tessera::tools::add_config_option(app, config_file);
   app.add_option("scheduler", scheduler, "the scheduler's address (tcp://host:port)")
       ->envname("TESSERA_WORKER_SCHEDULER");
   app.add_option("--scheduler-file", scheduler_file, "read the scheduler's address from this file")
@@ -64,8 +99,6 @@ int main(int argc, char** argv) {
   app.add_option("--name", name, "how the scheduler calls this worker (NAME-i with --nworkers)")
       ->envname("TESSERA_WORKER_NAME")
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
-  int nworkers = 1;
-  bool nanny = true;
   app.add_option("--nworkers", nworkers, "worker processes to start (each with --nthreads)")
       ->envname("TESSERA_WORKER_NWORKERS")
       ->check(CLI::Range(1, 4096))
@@ -80,8 +113,10 @@ int main(int argc, char** argv) {
       ->envname("TESSERA_WORKER_LISTEN")
       ->capture_default_str();
   app.add_option("--preload", preload,
-                 "a shared library to load first (it registers ops); repeatable")
+                 "a shared library to load first (it registers ops); repeatable, or several "
+                 "separated by ':'")
       ->allow_extra_args(false)
+      ->delimiter(':')
       ->envname("TESSERA_WORKER_PRELOAD");
   app.add_option("--death-timeout", death_timeout, "seconds without the scheduler before exiting")
       ->envname("TESSERA_WORKER_DEATH_TIMEOUT")
@@ -91,7 +126,6 @@ int main(int argc, char** argv) {
       ->envname("TESSERA_WORKER_CONNECT_TIMEOUT")
       ->check(CLI::Range(0.001, 1e6))
       ->capture_default_str();
-  std::string memory_limit = "0", local_directory;
   app.add_option(
          "--memory-limit", memory_limit,
          "bytes of memory for this worker: 4GiB, 500MB, a fraction of RAM like 0.5, or 0 for "
@@ -101,8 +135,6 @@ int main(int argc, char** argv) {
   app.add_option("--local-directory", local_directory,
                  "where spilled results go (default: the temporary directory)")
       ->envname("TESSERA_WORKER_LOCAL_DIRECTORY");
-  tessera::distributed::WorkerServer::Options::Fractions fractions;
-  double terminate = 0.95;
   auto fraction = [&](const char* flag, double& value, const char* env, const char* what) {
     app.add_option(flag, value, what)->envname(env)->check(CLI::Range(0.0, 1.0))->capture_default_str();
   };
@@ -114,7 +146,6 @@ int main(int argc, char** argv) {
            "take no new tasks while the process's memory is past this fraction");
   fraction("--memory-terminate", terminate, "TESSERA_WORKER_MEMORY_TERMINATE",
            "the nanny restarts a worker whose memory passes this fraction");
-  std::string curve_key;
   app.add_option("--curve-key", curve_key,
                  "the cluster's key file (tessera-keys): encrypt every connection and admit "
                  "only peers that hold it")

@@ -4,6 +4,7 @@
 
 #include "tessera/core/callbacks.hpp"
 #include "tessera/core/collection.hpp"
+#include "tessera/core/config.hpp"
 #include "tessera/core/error.hpp"
 #include "tessera/core/graph.hpp"
 #include "tessera/core/init.hpp"

@@ -276,3 +276,25 @@ TEST(Nanny, RestartsAWorkerPastItsMemoryLimitAndTheTaskFailsWithKilledWorker) {
       << error;
   EXPECT_EQ(client.submit(ptest_inc, int64_t{41}).result(20000ms), 42);
 }
+
+// The programs take every default from a config file (--config, or TESSERA_CONFIG), and a
+// malformed one stops them with its file and line.
+TEST(Processes, ProgramsReadTheirDefaultsFromAConfigFile) {
+  td::SchedulerServer scheduler({.address = "tcp://127.0.0.1:0"});
+  scheduler.start();
+  tessera::testing::TempDir dir;
+  const std::string file = dir.file("tessera.toml");
+  std::ofstream(file) << "[worker]\nscheduler = \"" << scheduler.address()
+                      << "\"\nnthreads = 1\nnanny = false\npreload = \"" TESSERA_TEST_OPS "\"\n";
+  Process worker({TESSERA_WORKER_PROGRAM, "--config", file});
+  ASSERT_TRUE(eventually([&] { return scheduler.worker_count() == 1; }));
+  tessera::Client client(scheduler.address(), {.set_as_default = false});
+  EXPECT_EQ(client.submit(ptest_inc, int64_t{1}).result(10000ms), 2);  // the preloaded op
+  const std::string bad = dir.file("bad.toml");
+  std::ofstream(bad) << "[worker]\nnthreads = many\n";
+  Process refused({TESSERA_WORKER_PROGRAM, "--config", bad});
+  EXPECT_EQ(refused.wait_exit(10s), 1);
+  Process scheduler_refused({TESSERA_SCHEDULER_PROGRAM, "--config=" + bad});
+  EXPECT_EQ(scheduler_refused.wait_exit(10s), 1);
+}
+

@@ -45,6 +45,7 @@
 #include <vector>
 
 #include "tessera/core/collection.hpp"
+#include "tessera/core/config.hpp"
 #include "tessera/core/error.hpp"
 #include "tessera/core/op.hpp"
 #include "tessera/delayed/delayed.hpp"
@@ -163,13 +164,16 @@ class Future : public FutureBase {
   }
 };
 
+// The defaults come from the configuration (tessera/core/config.hpp): client.connect-timeout,
+// client.heartbeat-interval and client.scheduler-timeout, in seconds.
 struct ClientOptions {
   // How long to wait for the scheduler to accept the connection.
-  std::chrono::milliseconds connect_timeout{10000};
+  std::chrono::milliseconds connect_timeout = config::get_seconds("client.connect-timeout", 10);
   // How often the client tells the scheduler it is alive (and hears it is).
-  std::chrono::milliseconds heartbeat_interval{1000};
+  std::chrono::milliseconds heartbeat_interval =
+      config::get_seconds("client.heartbeat-interval", 1);
   // The scheduler silent this long: pending futures fail with SchedulerError.
-  std::chrono::milliseconds scheduler_timeout{30000};
+  std::chrono::milliseconds scheduler_timeout = config::get_seconds("client.scheduler-timeout", 30);
   // How the scheduler calls this client (in its logs).
   std::string name = {};
   // Make this client the default scheduler of compute() (as Dask does), until it closes.

@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "tessera/core/config.hpp"
 #include "tessera/distributed/security.hpp"
 
 namespace tessera {
@@ -43,10 +44,11 @@ class LocalCluster {
     uint64_t memory_limit = 0;
     // How long to wait for every worker to connect.
     std::chrono::milliseconds start_timeout{30000};
-    // A worker silent this long is considered dead (its work is redone elsewhere).
-    std::chrono::milliseconds worker_timeout{10000};
-    // Workers exit when the scheduler has been silent this long.
-    std::chrono::milliseconds death_timeout{60000};
+    // A worker silent this long is considered dead (its work is redone elsewhere); default:
+    // the configuration's scheduler.worker-timeout (tessera/core/config.hpp), else 10 s.
+    std::chrono::milliseconds worker_timeout = config::get_seconds("scheduler.worker-timeout", 10);
+    // Workers exit when the scheduler has been silent this long (worker.death-timeout).
+    std::chrono::milliseconds death_timeout = config::get_seconds("worker.death-timeout", 60);
     // Runs each worker under a nanny process that starts it again if it dies or passes
     // 95% of memory_limit (its tasks are then recomputed; one that kills 3 workers fails
     // with KilledWorker). worker_pids() are then the nannies'.
