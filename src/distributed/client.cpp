@@ -322,6 +322,10 @@ struct ClientCore {
       r.status = FutureStatus::Finished;
       r.holders = std::move(msg.holders);
       r.fetching = false;
+      if (msg.value && !r.has_value) {  // a small result, carried along
+        r.value = std::move(*msg.value);
+        r.has_value = true;
+      }
       if (r.want_value && !r.has_value) fetch_now.push_back(msg.key);
       resolve(r);
     } else if (m.op == pr::KeyErred::kOp) {

@@ -36,6 +36,18 @@ std::vector<std::string> read_strings(Decoder& d, size_t max) {
   return out;
 }
 
+// An optional value: an array of none or one.
+void write_optional_value(Encoder& e, const std::optional<Value>& v) {
+  e.begin_array(v ? 1 : 0);
+  if (v) e.write_value(*v);
+}
+std::optional<Value> read_optional_value(Decoder& d) {
+  const size_t n = d.read_array();
+  if (n > 1) throw ProtocolError(fmt::format("an optional value holds {} values, not 0 or 1", n));
+  if (n == 0) return std::nullopt;
+  return d.read_value();
+}
+
 uint64_t read_count(Decoder& d, size_t max, const char* what) {
   const size_t n = d.read_array();
   if (n > max) throw ProtocolError(fmt::format("{} {}, more than the limit of {}", n, what, max));
@@ -149,12 +161,14 @@ void KeyInMemory::encode(Encoder& e) const {
   write_key(e, key);
   e.write_uint(nbytes);
   write_strings(e, holders);
+  write_optional_value(e, value);
 }
 KeyInMemory KeyInMemory::decode(Decoder& d) {
   KeyInMemory m;
   m.key = read_key(d);
   m.nbytes = d.read_uint();
   m.holders = read_strings(d, kMaxHolders);
+  m.value = read_optional_value(d);
   return m;
 }
 
@@ -241,12 +255,14 @@ void TaskFinished::encode(Encoder& e) const {
   write_key(e, key);
   e.write_uint(nbytes);
   e.write_double(duration);
+  write_optional_value(e, value);
 }
 TaskFinished TaskFinished::decode(Decoder& d) {
   TaskFinished t;
   t.key = read_key(d);
   t.nbytes = d.read_uint();
   t.duration = d.read_double();
+  t.value = read_optional_value(d);
   return t;
 }
 

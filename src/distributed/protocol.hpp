@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -80,6 +81,7 @@ struct KeyInMemory {
   Key key;
   uint64_t nbytes = 0;
   std::vector<std::string> holders;  // data addresses of the workers holding it
+  std::optional<Value> value{};       // a small result, carried along (no fetch needed)
   void encode(Encoder& e) const;
   static KeyInMemory decode(Decoder& d);
 };
@@ -128,6 +130,9 @@ struct TaskFinished {
   Key key;
   uint64_t nbytes = 0;
   double duration = 0;
+  // The result itself when it is small (WorkerServer::Options::inline_bytes), for the
+  // scheduler to pass to the clients that want it: result() then needs no fetch.
+  std::optional<Value> value{};
   void encode(Encoder& e) const;
   static TaskFinished decode(Decoder& d);
 };

@@ -40,6 +40,8 @@ struct SchedulerServer::Impl {
   std::unordered_map<ClientId, comm::PeerId> client_peers;
   std::unordered_map<std::string, WorkerId> worker_by_address;
   uint32_t next_id = 0;
+  // Small results that came with task-finished, until the reports they cause are sent.
+  std::unordered_map<Key, Value, KeyHash> inline_values;
   std::vector<WorkerId> unreachable;  // workers a send failed to, removed after dispatch
   std::unordered_map<comm::PeerId, std::vector<comm::Envelope>> outgoing;
   std::vector<comm::PeerId> outgoing_order;
@@ -222,6 +224,7 @@ struct SchedulerServer::Impl {
       if (p.worker) {
         if (op == pr::TaskFinished::kOp) {
           auto m = comm::unpack<pr::TaskFinished>(msg, options.limits);
+          if (m.value) inline_values.insert_or_assign(m.key, std::move(*m.value));
           state.handle(TaskFinished{p.id, std::move(m.key), m.nbytes, m.duration}, actions);
         } else if (op == pr::TaskErred::kOp) {
           auto m = comm::unpack<pr::TaskErred>(msg, options.limits);
@@ -357,8 +360,9 @@ struct SchedulerServer::Impl {
           forget.push_back(m->key);
           continue;
         }
-        to_client(m->client,
-                  comm::pack(pr::KeyInMemory{m->key, m->nbytes, addresses(state.who_has(m->key))}));
+        pr::KeyInMemory out{m->key, m->nbytes, addresses(state.who_has(m->key))};
+        if (auto v = inline_values.find(m->key); v != inline_values.end()) out.value = v->second;
+        to_client(m->client, comm::pack(out));
       } else if (auto* e = std::get_if<ReportErred>(&a)) {
         if (e->client == kFireAndForget) {
           forget.push_back(e->key);
@@ -372,6 +376,7 @@ struct SchedulerServer::Impl {
       }
     }
     actions.clear();
+    inline_values.clear();  // only for the reports of the message that carried them
     tasks = state.size();
     if (!forget.empty()) {
       state.handle(ReleaseKeys{kFireAndForget, std::move(forget)}, actions);

@@ -56,7 +56,7 @@ struct WorkerServer::Impl {
   std::unique_ptr<comm::Connection> scheduler;
   std::unique_ptr<WorkerState> state;
   std::unique_ptr<SpillStore> store;
-  std::atomic<size_t> stored_count{0}, executed_count{0};
+  std::atomic<size_t> stored_count{0}, executed_count{0}, served_count{0};
   std::atomic<uint64_t> memory_bytes{0}, spilled_bytes{0}, spilled_count{0};
   std::atomic<bool> paused{false};
   Clock::time_point last_memory_check{};
@@ -75,6 +75,7 @@ struct WorkerServer::Impl {
   std::mutex mu;
   std::condition_variable cv;
   std::deque<Job> jobs;
+  size_t running = 0;  // jobs an executor has taken and not finished
   std::deque<Done> done;
   std::vector<std::thread> executors;
   std::vector<comm::Envelope> to_scheduler;  // sent as one batch per loop iteration
@@ -187,6 +188,7 @@ struct WorkerServer::Impl {
         if (stopping.load()) return;
         job = std::move(jobs.front());
         jobs.pop_front();
+        ++running;
       }
       Done d{job.key};
       const auto t0 = Clock::now();
@@ -214,6 +216,7 @@ struct WorkerServer::Impl {
       {
         std::lock_guard lock(mu);
         done.push_back(std::move(d));
+        --running;
       }
       finished.wake();
     }
@@ -242,7 +245,9 @@ struct WorkerServer::Impl {
       } else if (auto* r = std::get_if<ReleaseData>(&i)) {
         store->erase(r->key);
       } else if (auto* f = std::get_if<SendTaskFinished>(&i)) {
-        to_scheduler.push_back(comm::pack(pr::TaskFinished{f->key, f->nbytes, f->duration}));
+        pr::TaskFinished m{f->key, f->nbytes, f->duration};
+        if (f->nbytes <= options.inline_bytes) m.value = store->get(f->key);
+        to_scheduler.push_back(comm::pack(m));
       } else if (auto* x = std::get_if<SendTaskErred>(&i)) {
         to_scheduler.push_back(comm::pack(pr::TaskErred{x->key, x->exception}));
       } else if (auto* m = std::get_if<SendMissingData>(&i)) {
@@ -320,13 +325,21 @@ struct WorkerServer::Impl {
           reply.missing.push_back(k);
         }
       }
+      served_count += reply.values.size();
       data.send(r->peer, comm::pack(reply));
     }
   }
 
+  // Whether tasks are queued or running on the executors.
+  bool busy() {
+    std::lock_guard lock(mu);
+    return running > 0 || !jobs.empty();
+  }
+
   void serve() {
     std::vector<WorkerInstruction> ins;
-    auto last_beat = Clock::now(), last_heard = Clock::now();
+    auto last_beat = Clock::now(), last_heard = Clock::now(), last_send = Clock::now();
+    bool holding = false;  // finished tasks wait for the batch interval
     std::vector<comm::PollItem> items;
     std::vector<WorkerId> item_peer;
     while (!stopping.load()) {
@@ -351,8 +364,9 @@ struct WorkerServer::Impl {
         items.push_back({conn->handle(), -1, false});
         item_peer.push_back(peer);
       }
-      const auto wait = std::min<Clock::duration>(std::chrono::milliseconds(100),
-                                                  options.heartbeat_interval - (now - last_beat));
+      auto wait = std::min<Clock::duration>(std::chrono::milliseconds(100),
+                                            options.heartbeat_interval - (now - last_beat));
+      if (holding) wait = std::min<Clock::duration>(wait, last_send + options.batch_interval - now);
       comm::poll(items, std::chrono::duration_cast<std::chrono::microseconds>(
                             std::max<Clock::duration>(wait, Clock::duration::zero())));
       if (items[0].ready) {
@@ -397,10 +411,19 @@ struct WorkerServer::Impl {
         }
         apply(ins);
       }
+      // Report at once when idle (a chain's next task waits on it); while busy, gather what
+      // finishes within the batch interval into one message.
+      holding = false;
       if (!to_scheduler.empty()) {
-        for (auto& b : comm::pack_batches(std::move(to_scheduler), options.limits))
-          scheduler->send(b);
-        to_scheduler.clear();
+        const auto t = Clock::now();
+        if (t - last_send < options.batch_interval && to_scheduler.size() < 4096 && busy()) {
+          holding = true;
+        } else {
+          for (auto& b : comm::pack_batches(std::move(to_scheduler), options.limits))
+            scheduler->send(b);
+          to_scheduler.clear();
+          last_send = t;
+        }
       }
     }
     if (reason.empty()) reason = "stopped";
@@ -449,6 +472,10 @@ void WorkerServer::stop() {
 
 size_t WorkerServer::executed() const {
   return impl_->executed_count.load();
+}
+
+size_t WorkerServer::served() const {
+  return impl_->served_count.load();
 }
 
 uint64_t WorkerServer::memory_bytes() const {

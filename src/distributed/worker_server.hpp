@@ -28,6 +28,12 @@ class WorkerServer {
     std::string name{};
     int nthreads = 1;
     std::chrono::milliseconds heartbeat_interval{500};
+    // While tasks are still queued or running here, finished ones are reported at most this
+    // often, in one batch (Dask's BatchedSend); an idle worker reports at once.
+    std::chrono::microseconds batch_interval{1000};
+    // Results this small travel with task-finished, and the scheduler hands them to the
+    // clients that want them (result() then needs no fetch from this worker).
+    uint64_t inline_bytes = 1024;
     // Give up when the scheduler has not answered the handshake this long.
     std::chrono::milliseconds connect_timeout{10000};
     // Stop serving when the scheduler has been silent this long (it answers heartbeats).
@@ -81,6 +87,8 @@ class WorkerServer {
   uint64_t spilled_count() const;
   bool paused() const;
   size_t executed() const;
+  // Values sent to peers and clients that asked for them (get-data).
+  size_t served() const;
 
  private:
   struct Impl;

@@ -184,7 +184,8 @@ TEST(Messages, MalformedInputIsNamed) {
   EXPECT_EQ(with_head([](auto& h) { h[0] = std::byte{'X'}; }), "not a tessera message (bad magic)");
   EXPECT_EQ(with_head([](auto& h) { h.resize(5); }), "not a tessera message (bad magic)");
   EXPECT_EQ(with_head([](auto& h) { h[4] = std::byte{9}; }),
-            "protocol version 9 is not supported (this process speaks 1)");
+            "protocol version 9 is not supported (this process speaks " +
+                std::to_string(comm::kProtocolVersion) + ")");
   EXPECT_EQ(with_head([](auto& h) { h[6] = std::byte{200}; }), "truncated message head");
   EXPECT_EQ(with_head([](auto& h) { h[7] = std::byte{'!'}; }), "invalid op name in message head");
   EXPECT_EQ(error_of<comm::ProtocolError>([&] { reread({}); }), "empty message");
@@ -221,8 +222,10 @@ TEST(Messages, MalformedInputIsNamed) {
             }),
             "invalid op name 'Bad Op'");
   // A handshake that decodes but is refused.
-  EXPECT_EQ(comm::check_handshake({.version = 2, .role = "client"}),
-            "protocol version 2 is not supported (the scheduler speaks 1)");
+  EXPECT_EQ(comm::check_handshake({.version = comm::kProtocolVersion + 1, .role = "client"}),
+            "protocol version " + std::to_string(comm::kProtocolVersion + 1) +
+                " is not supported (the scheduler speaks " +
+                std::to_string(comm::kProtocolVersion) + ")");
   EXPECT_EQ(comm::check_handshake({.role = "spy"}),
             "unknown role 'spy' (expected client or worker)");
   EXPECT_EQ(comm::check_handshake({.role = "worker", .nthreads = 0}),

@@ -635,3 +635,19 @@ TEST(Security, ASecuredClusterAdmitsItsKeyAndRefusesAndLogsOthers) {
   auto& sinks = td::logger("scheduler")->sinks();
   sinks.erase(std::remove(sinks.begin(), sinks.end(), ring), sinks.end());
 }
+
+// A small result travels with task-finished and the scheduler's report, so result() asks no
+// worker for it; a large one is fetched from the worker that holds it.
+TEST(Client, SmallResultsArriveWithoutAFetch) {
+  InProcessCluster c;
+  Client client(c.scheduler.address(), quiet());
+  EXPECT_EQ(client.submit(ptest_inc, int64_t{41}).result(), 42);
+  auto fs = client.map(ptest_inc, std::vector<int64_t>{1, 2, 3, 4, 5});
+  EXPECT_EQ(client.gather(fs), (std::vector<int64_t>{2, 3, 4, 5, 6}));
+  EXPECT_EQ(c.w1.served() + c.w2.served(), 0U);
+  const auto big = client.submit(ptest_block, int64_t{0}, int64_t{1000}).result();  // 8000 B
+  EXPECT_EQ(big.size(), 1000U);
+  EXPECT_EQ(big[999], 999.0);
+  EXPECT_EQ(c.w1.served() + c.w2.served(), 1U);
+}
+

@@ -107,6 +107,15 @@ TEST(Protocol, EveryMessageRoundTrips) {
   const auto f = through_wire(pr::TaskFinished{Key("t"), 64, 0.25});
   EXPECT_EQ(f.nbytes, 64U);
   EXPECT_EQ(f.duration, 0.25);
+  EXPECT_FALSE(f.value.has_value());
+  // Small results travel inline, with task-finished and on to the client.
+  const auto fv = through_wire(pr::TaskFinished{Key("t"), 8, 0.5, tessera::Value::of(int64_t{7})});
+  ASSERT_TRUE(fv.value.has_value());
+  EXPECT_EQ(fv.value->get<int64_t>(), 7);
+  const auto kv =
+      through_wire(pr::KeyInMemory{Key("k"), 8, {"tcp://w:1"}, tessera::Value::of(int64_t{9})});
+  ASSERT_TRUE(kv.value.has_value());
+  EXPECT_EQ(kv.value->get<int64_t>(), 9);
   EXPECT_EQ(through_wire(pr::TaskErred{Key("t"), "boom"}).exception, "boom");
   const auto m = through_wire(pr::MissingData{Key("t"), Key("d"), "tcp://w:3"});
   EXPECT_EQ(m.missing, Key("d"));
@@ -165,6 +174,20 @@ TEST(Protocol, MalformedFieldsAreRefused) {
               comm::unpack<pr::Data>(data);
             }).rfind("malformed 'data' message: ", 0),
             0U);
+
+  // An inline result that holds two values.
+  tessera::Encoder two;
+  comm::write_key(two, Key("t"));
+  two.write_uint(8);
+  two.write_double(0.5);
+  two.begin_array(2);
+  two.write_value(tessera::Value::of(int64_t{1}));
+  two.write_value(tessera::Value::of(int64_t{2}));
+  comm::Envelope finished{"task-finished", {}};
+  finished.body.header = two.finish_header();
+  finished.body.frames = std::move(two.frames());
+  EXPECT_EQ(error_of<comm::ProtocolError>([&] { comm::unpack<pr::TaskFinished>(finished); }),
+            "an optional value holds 2 values, not 0 or 1");
 
   // Payload lengths that do not add up to the payload frame.
   auto graph = comm::pack(pr::UpdateGraph{{{Key("a"), {}, 1, payload_of("abc")}}, {Key("a")}});

@@ -128,7 +128,8 @@ TEST(SchedulerServer, RefusesAndCutsOffPeersThatBreakTheProtocol) {
   old.send(comm::pack(comm::Handshake{.version = 0, .role = "client"}));
   const auto r = expect<comm::HandshakeReply>(old);
   EXPECT_FALSE(r.accepted);
-  EXPECT_EQ(r.error, "protocol version 0 is not supported (the scheduler speaks 1)");
+  EXPECT_EQ(r.error, "protocol version 0 is not supported (the scheduler speaks " +
+                         std::to_string(comm::kProtocolVersion) + ")");
   // A message before the handshake: ignored, and the peer with it.
   comm::Connection rude(server.address());
   rude.send(comm::pack(pr::Heartbeat{0}));
