@@ -266,6 +266,24 @@ TaskFinished TaskFinished::decode(Decoder& d) {
   return t;
 }
 
+void StealRequest::encode(Encoder& e) const {
+  write_key(e, key);
+}
+StealRequest StealRequest::decode(Decoder& d) {
+  return StealRequest{read_key(d)};
+}
+
+void StealResponse::encode(Encoder& e) const {
+  write_key(e, key);
+  e.write_bool(stolen);
+}
+StealResponse StealResponse::decode(Decoder& d) {
+  StealResponse r;
+  r.key = read_key(d);
+  r.stolen = d.read_bool();
+  return r;
+}
+
 void TaskErred::encode(Encoder& e) const {
   write_key(e, key);
   e.write_string(exception);

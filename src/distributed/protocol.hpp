@@ -136,6 +136,21 @@ struct TaskFinished {
   void encode(Encoder& e) const;
   static TaskFinished decode(Decoder& d);
 };
+// Scheduler to worker: give this task back if it has not started (work stealing).
+struct StealRequest {
+  static constexpr std::string_view kOp = "steal-request";
+  Key key;
+  void encode(Encoder& e) const;
+  static StealRequest decode(Decoder& d);
+};
+// Worker to scheduler: whether it gave the task up.
+struct StealResponse {
+  static constexpr std::string_view kOp = "steal-response";
+  Key key;
+  bool stolen = false;
+  void encode(Encoder& e) const;
+  static StealResponse decode(Decoder& d);
+};
 struct TaskErred {
   static constexpr std::string_view kOp = "task-erred";
   Key key;

@@ -79,6 +79,7 @@ struct SchedulerServer::Impl {
 
   void serve() {
     Clock::time_point last_check = Clock::now();
+    uint64_t checks = 0;
     while (!stopping.load()) {
       if (auto in = server.receive(std::chrono::milliseconds(20))) {
         on_message(*in);
@@ -93,6 +94,12 @@ struct SchedulerServer::Impl {
       flush();
       if (Clock::now() - last_check > std::chrono::milliseconds(50)) {
         check_timeouts();
+        if (++checks % 2 == 0) {  // every 100 ms: idle workers steal from saturated ones
+          std::vector<Action> actions;
+          state.handle(Rebalance{}, actions);
+          dispatch(actions);
+          flush();
+        }
         for (const auto& why : server.take_refusals()) logger("scheduler")->warn("{}", why);
         refused = server.refused();
         if (http) publish();
@@ -235,6 +242,9 @@ struct SchedulerServer::Impl {
           state.handle(MissingData{p.id, std::move(m.key), std::move(m.missing),
                                    h == worker_by_address.end() ? kUnknownWorker : h->second},
                        actions);
+        } else if (op == pr::StealResponse::kOp) {
+          auto m = comm::unpack<pr::StealResponse>(msg, options.limits);
+          state.handle(StealResponse{p.id, std::move(m.key), m.stolen}, actions);
         } else if (op == pr::Heartbeat::kOp) {
           const auto h = comm::unpack<pr::Heartbeat>(msg, options.limits);
           peers[peer].managed_bytes = h.managed_bytes;
@@ -373,6 +383,8 @@ struct SchedulerServer::Impl {
         to_client(l->client, comm::pack(pr::KeyLost{l->key}));
       } else if (auto* g = std::get_if<ReportGraphError>(&a)) {
         to_client(g->client, comm::pack(pr::GraphRefused{g->message, g->keys}));
+      } else if (auto* st = std::get_if<StealRequest>(&a)) {
+        to_worker(st->worker, comm::pack(pr::StealRequest{st->key}));
       }
     }
     actions.clear();

@@ -169,6 +169,7 @@ struct SchedulerState::Impl {
     uint32_t slot = 0;  // position in its worker's processing list
     TaskStatus status = TaskStatus::Forgotten;
     uint8_t suspicious = 0;  // workers that died while running it
+    WorkerId stealing_to = kNone;  // a StealRequest is out: the worker it would go to
     std::unique_ptr<Error> error;
   };
   struct Worker {
@@ -178,6 +179,7 @@ struct SchedulerState::Impl {
     uint32_t heap_pos = kNone;  // position in the load heap (kNone: not running)
     // Tasks assigned to it (a task knows its slot here: O(1) removal, no allocation).
     std::vector<TaskId> processing;
+    uint32_t incoming = 0;  // tasks being stolen for it (StealRequests out)
     // Tasks whose results it holds. Entries are not removed when a result is released
     // (that would cost a search); `held` counts the live ones, and the list is compacted
     // when it is mostly stale. A live entry's task lists this worker in its who_has.
@@ -285,6 +287,7 @@ struct SchedulerState::Impl {
   std::string last_prefix;
   uint32_t generation = 0;
   std::array<size_t, 8> counts{};
+  size_t steals = 0;  // tasks with a StealRequest out
   // FreeKeys gathered during one event, flushed as one action per worker.
   std::vector<std::pair<WorkerId, Key>> to_free;
   std::vector<Action>* out = nullptr;
@@ -293,6 +296,7 @@ struct SchedulerState::Impl {
 
   // ---- small helpers ----
   Task& T(TaskId id) { return tasks[id]; }
+  const Task& T(TaskId id) const { return tasks[id]; }
   TaskId find(const Key& k) const {
     return ids.find(k, [this](TaskId id) -> const Key& { return tasks[id].key; });
   }
@@ -393,7 +397,15 @@ struct SchedulerState::Impl {
     T(id).slot = static_cast<uint32_t>(w.processing.size());
     w.processing.push_back(id);
   }
+  // A pending steal of `id` is over (answered, or the task left processing).
+  void end_steal(Task& t) {
+    if (t.stealing_to == kNone) return;
+    if (auto th = workers.find(t.stealing_to); th != workers.end()) --th->second.incoming;
+    t.stealing_to = kNone;
+    --steals;
+  }
   void stop_processing(Worker& w, TaskId id) {
+    end_steal(T(id));
     const uint32_t at = T(id).slot;
     const TaskId last = w.processing.back();
     w.processing[at] = last;
@@ -1001,6 +1013,102 @@ struct SchedulerState::Impl {
     fill_all();
   }
 
+  // Idle threads take tasks queued behind the running ones on saturated workers: each idle
+  // worker asks for as many as it has free threads, from the workers with the most tasks per
+  // thread, the tasks those would run last, if moving the inputs costs less than the task.
+  void on(const Rebalance&) {
+    if (!options.work_stealing || by_load.size() < 2) return;
+    std::vector<Worker*> thieves, victims;
+    for (auto& [id, w] : workers) {
+      if (w.paused) continue;
+      const size_t n = w.processing.size() + w.incoming;
+      if (n < static_cast<size_t>(w.nthreads)) thieves.push_back(&w);
+      if (w.processing.size() > static_cast<size_t>(w.nthreads)) victims.push_back(&w);
+    }
+    if (thieves.empty() || victims.empty()) return;
+    // Excess per victim: the tasks beyond its threads not already being stolen.
+    auto excess = [](const Worker& w) {
+      return static_cast<int64_t>(w.processing.size()) - w.nthreads;
+    };
+    std::sort(thieves.begin(), thieves.end(), [](Worker* a, Worker* b) { return a->id < b->id; });
+    for (Worker* thief : thieves) {
+      int64_t free = thief->nthreads - static_cast<int64_t>(thief->processing.size() + thief->incoming);
+      while (free > 0) {
+        // The victim with the most tasks per thread still to give.
+        Worker* victim = nullptr;
+        for (Worker* v : victims) {
+          const int64_t left = excess(*v) - pending_from(*v);
+          if (left <= 0) continue;
+          if (!victim || left * victim->nthreads > (excess(*victim) - pending_from(*victim)) * v->nthreads)
+            victim = v;
+        }
+        if (!victim) return;
+        const TaskId id = steal_candidate(*victim, thief->id);
+        if (id == kNone) {
+          std::erase(victims, victim);
+          continue;
+        }
+        Task& t = T(id);
+        t.stealing_to = thief->id;
+        ++thief->incoming;
+        ++steals;
+        out->push_back(StealRequest{victim->id, t.key});
+        --free;
+      }
+    }
+  }
+
+  // Tasks being stolen from a victim.
+  int64_t pending_from(const Worker& v) const {
+    int64_t n = 0;
+    for (TaskId id : v.processing) n += T(id).stealing_to != kNone;
+    return n;
+  }
+
+  // The task on `victim` worth moving to `thief` that the victim would run last, or kNone.
+  TaskId steal_candidate(const Worker& victim, WorkerId thief) const {
+    TaskId best = kNone;
+    for (TaskId id : victim.processing) {
+      const Task& t = T(id);
+      if (t.stealing_to != kNone) continue;
+      const Group& g = groups[t.group];
+      if (!g.seen || g.duration < options.steal_min_duration) continue;  // not worth a trip
+      uint64_t transfer = 0;
+      for (TaskId d : t.deps) {
+        const Task& dt = T(d);
+        if (std::find(dt.who_has.begin(), dt.who_has.end(), thief) == dt.who_has.end())
+          transfer += dt.nbytes;
+      }
+      if (static_cast<double>(transfer) / kBandwidth >= g.duration) continue;
+      if (best == kNone || t.priority > T(best).priority) best = id;
+    }
+    return best;
+  }
+
+  void on(const StealResponse& e) {
+    const TaskId id = find(e.key);
+    if (id == kNone) return;
+    Task& t = T(id);
+    if (t.status != TaskStatus::Processing || t.processing_on != e.worker ||
+        t.stealing_to == kNone)
+      return;  // finished, moved or lost meanwhile: the answer is stale
+    const WorkerId thief = t.stealing_to;
+    end_steal(t);
+    if (!e.stolen) return;  // it had started
+    // The victim dropped it: it goes to the thief, or (gone or paused) where it fits now.
+    update_processing(e.worker, [this, id](Worker& ws) { stop_processing(ws, id); });
+    t.processing_on = kNone;
+    auto th = workers.find(thief);
+    if (th != workers.end() && !th->second.paused) {
+      assign(id, thief);
+    } else {
+      set_status(id, TaskStatus::Released);
+      const TaskId roots[] = {id};
+      make_waiting(roots);
+    }
+    fill(e.worker);
+  }
+
   // ---- validation ----
   [[noreturn]] void broken(const Task& t, std::string_view what) const {
     throw SchedulerError(fmt::format("scheduler state: task '{}' ({}): {}", t.key.str(),
@@ -1009,7 +1117,8 @@ struct SchedulerState::Impl {
 
   void validate() const {
     std::array<size_t, 8> seen{};
-    std::unordered_map<WorkerId, size_t> processing;
+    std::unordered_map<WorkerId, size_t> processing, incoming;
+    size_t stealing = 0;
     for (TaskId id = 0; id < tasks.size(); ++id) {
       const Task& t = tasks[id];
       if (t.status == TaskStatus::Forgotten) continue;
@@ -1042,6 +1151,11 @@ struct SchedulerState::Impl {
       }
       if ((t.status == TaskStatus::Processing) != (t.processing_on != kNone))
         broken(t, "processing_on does not match");
+      if (t.stealing_to != kNone) {
+        if (t.status != TaskStatus::Processing) broken(t, "being stolen but not processing");
+        ++stealing;
+        if (workers.count(t.stealing_to)) ++incoming[t.stealing_to];
+      }
       if (t.status == TaskStatus::Processing) {
         auto ws = workers.find(t.processing_on);
         if (ws == workers.end() || t.slot >= ws->second.processing.size() ||
@@ -1075,8 +1189,17 @@ struct SchedulerState::Impl {
                                          status_name(static_cast<TaskStatus>(s)), counts[s]));
       }
     }
+    if (stealing != steals) {
+      throw SchedulerError(
+          fmt::format("scheduler state: {} tasks being stolen, counted {}", stealing, steals));
+    }
     size_t running = 0;
     for (const auto& [id, w] : workers) {
+      if (w.incoming != incoming[id]) {
+        throw SchedulerError(fmt::format(
+            "scheduler state: worker {} counts {} tasks stolen for it, {} are", id, w.incoming,
+            incoming[id]));
+      }
       if (w.processing.size() != processing[id]) {
         throw SchedulerError(
             fmt::format("scheduler state: worker {} lists {} processing tasks, {} "
@@ -1160,6 +1283,10 @@ size_t SchedulerState::size() const {
 
 size_t SchedulerState::count(TaskStatus status) const {
   return impl_->counts[static_cast<size_t>(status)];
+}
+
+size_t SchedulerState::steals_pending() const {
+  return impl_->steals;
 }
 
 size_t SchedulerState::processing_count(WorkerId worker) const {

@@ -96,8 +96,18 @@ struct SetWorkerPaused {
   WorkerId worker = 0;
   bool paused = true;
 };
+// Time to balance the load (the shell sends it every 100 ms): idle workers steal queued
+// tasks from saturated ones (Dask's work stealing).
+struct Rebalance {};
+// A worker's answer to a StealRequest: whether it gave the task up (it had not started it).
+struct StealResponse {
+  WorkerId worker = 0;
+  Key key;
+  bool stolen = false;
+};
 using Event = std::variant<UpdateGraph, AddWorker, RemoveWorker, TaskFinished, TaskErred,
-                           ReleaseKeys, RemoveClient, MissingData, SetWorkerPaused>;
+                           ReleaseKeys, RemoveClient, MissingData, SetWorkerPaused, Rebalance,
+                           StealResponse>;
 
 // ---- actions ----
 struct ComputeTask {
@@ -135,8 +145,14 @@ struct ReportGraphError {
   std::string message;
   std::vector<Key> keys;  // the update's wanted keys (whose futures fail)
 };
-using Action =
-    std::variant<ComputeTask, FreeKeys, ReportMemory, ReportErred, ReportLost, ReportGraphError>;
+// Ask `worker` to give `key` back if it has not started it (work stealing); it answers with
+// a StealResponse, and the task then goes to the idle worker that asked for work.
+struct StealRequest {
+  WorkerId worker = 0;
+  Key key;
+};
+using Action = std::variant<ComputeTask, FreeKeys, ReportMemory, ReportErred, ReportLost,
+                            ReportGraphError, StealRequest>;
 
 class SchedulerState {
  public:
@@ -151,6 +167,11 @@ class SchedulerState {
     double max_saturation = 64;
     // A task running on this many workers that died fails with KilledWorker.
     int allowed_failures = 3;
+    // On Rebalance, a worker with idle threads takes tasks queued on saturated workers:
+    // those of a kind measured to take at least steal_min_duration seconds, whose inputs
+    // it could fetch in less time than the task takes.
+    bool work_stealing = true;
+    double steal_min_duration = 0.005;
     // Check every invariant after each event (tests); InternalError naming the task.
     bool validate = false;
   };
@@ -179,6 +200,7 @@ class SchedulerState {
   size_t size() const;                             // tasks in the state
   size_t count(TaskStatus status) const;           // tasks in one state
   size_t processing_count(WorkerId worker) const;  // tasks assigned to a worker
+  size_t steals_pending() const;                   // StealRequests not answered yet
   size_t worker_count() const;
 
  private:

@@ -248,6 +248,8 @@ struct WorkerServer::Impl {
         pr::TaskFinished m{f->key, f->nbytes, f->duration};
         if (f->nbytes <= options.inline_bytes) m.value = store->get(f->key);
         to_scheduler.push_back(comm::pack(m));
+      } else if (auto* st = std::get_if<SendStealResponse>(&i)) {
+        to_scheduler.push_back(comm::pack(pr::StealResponse{st->key, st->stolen}));
       } else if (auto* x = std::get_if<SendTaskErred>(&i)) {
         to_scheduler.push_back(comm::pack(pr::TaskErred{x->key, x->exception}));
       } else if (auto* m = std::get_if<SendMissingData>(&i)) {
@@ -299,6 +301,9 @@ struct WorkerServer::Impl {
     } else if (m.op == pr::FreeKeys::kOp) {
       auto f = comm::unpack<pr::FreeKeys>(m, options.limits);
       state->handle(FreeKeys{0, std::move(f.keys)}, ins);
+    } else if (m.op == pr::StealRequest::kOp) {
+      auto r = comm::unpack<pr::StealRequest>(m, options.limits);
+      state->handle(StealRequest{0, std::move(r.key)}, ins);
     }
     apply(ins);
   }

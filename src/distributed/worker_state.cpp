@@ -312,6 +312,18 @@ struct WorkerState::Impl {
     }
   }
 
+  // A task not started yet (waiting for inputs, or ready) is given up to another worker.
+  void on(const StealRequest& e) {
+    Task* t = find(e.key);
+    const bool give = t && t->run_here && !t->deferred &&
+                      (t->status == WorkerTaskStatus::Waiting || t->status == WorkerTaskStatus::Ready);
+    if (give) {
+      t->run_here = false;
+      drop_task(*t);
+    }
+    out->push_back(SendStealResponse{e.key, give});
+  }
+
   void on(const ExecuteSuccess& e) {
     Task* t = find(e.key);
     if (!t || t->status != WorkerTaskStatus::Executing) return;

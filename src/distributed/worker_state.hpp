@@ -61,8 +61,9 @@ struct UpdateWhoHas {
   Key key;
   std::vector<WorkerId> holders;
 };
+// (StealRequest, from the scheduler: give the task back if it has not started.)
 using WorkerEvent = std::variant<ComputeTask, FreeKeys, ExecuteSuccess, ExecuteFailure,
-                                 GatherDepDone, GatherDepFailed, UpdateWhoHas>;
+                                 GatherDepDone, GatherDepFailed, UpdateWhoHas, StealRequest>;
 
 // ---- instructions ----
 // Run the task (its payload), with its inputs (all in local data by now).
@@ -95,8 +96,13 @@ struct SendMissingData {
   Key missing;  // the dependency no known holder had
   WorkerId holder = 0;
 };
-using WorkerInstruction =
-    std::variant<Execute, GatherDep, ReleaseData, SendTaskFinished, SendTaskErred, SendMissingData>;
+// The answer to a StealRequest: whether the task was given up (it was waiting or ready).
+struct SendStealResponse {
+  Key key;
+  bool stolen = false;
+};
+using WorkerInstruction = std::variant<Execute, GatherDep, ReleaseData, SendTaskFinished,
+                                       SendTaskErred, SendMissingData, SendStealResponse>;
 
 class WorkerState {
  public:

@@ -651,3 +651,26 @@ TEST(Client, SmallResultsArriveWithoutAFetch) {
   EXPECT_EQ(c.w1.served() + c.w2.served(), 1U);
 }
 
+
+// Work stealing through the real shells: six slow tasks that need a result held by worker A
+// all go to A (their input is there); a worker B that joins later is idle, so once the
+// tasks' duration is known it steals queued ones from A, fetching the input itself.
+TEST(Client, AnIdleWorkerStealsQueuedTasks) {
+  td::SchedulerServer scheduler({.address = "tcp://127.0.0.1:0", .worker_timeout = 5000ms});
+  scheduler.start();
+  td::WorkerServer a({.scheduler = scheduler.address(), .nthreads = 1});
+  a.start();
+  ASSERT_TRUE(InProcessCluster::wait_until([&] { return scheduler.worker_count() == 1; }));
+  Client client(scheduler.address(), quiet());
+  auto root = client.submit(ptest_block, int64_t{0}, int64_t{1000});
+  root.wait();
+  std::vector<Future<double>> slow;
+  for (int64_t i = 0; i < 6; ++i) slow.push_back(client.submit(ptest_slow_total, root, 150 + i));
+  std::this_thread::sleep_for(50ms);
+  td::WorkerServer b({.scheduler = scheduler.address(), .nthreads = 1});
+  b.start();
+  const double want = 999.0 * 1000 / 2;
+  for (auto& f : slow) EXPECT_EQ(f.result(20000ms), want);
+  EXPECT_GE(b.executed(), 1U) << "nothing was stolen";
+  EXPECT_EQ(a.executed() + b.executed(), 7U);
+}

@@ -62,3 +62,11 @@ int64_t ptest_hog(int64_t mib, int64_t hold_ms) {
   return static_cast<int64_t>(memory[4096] != 0) * mib;
 }
 TESSERA_REGISTER(ptest_hog);
+
+double ptest_slow_total(const std::vector<double>& xs, int64_t sleep_ms) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(sleep_ms));
+  double s = 0;
+  for (double x : xs) s += x;
+  return s;
+}
+TESSERA_REGISTER(ptest_slow_total);

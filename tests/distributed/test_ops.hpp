@@ -21,3 +21,5 @@ std::vector<double> ptest_block(int64_t seed, int64_t n);
 // Holds `mib` MiB of touched memory for `hold_ms`, then returns mib (a task that outgrows
 // its worker, for the nanny).
 int64_t ptest_hog(int64_t mib, int64_t hold_ms);
+// The sum of xs, after `sleep_ms`.
+double ptest_slow_total(const std::vector<double>& xs, int64_t sleep_ms);

@@ -117,6 +117,11 @@ TEST(Protocol, EveryMessageRoundTrips) {
   ASSERT_TRUE(kv.value.has_value());
   EXPECT_EQ(kv.value->get<int64_t>(), 9);
   EXPECT_EQ(through_wire(pr::TaskErred{Key("t"), "boom"}).exception, "boom");
+  EXPECT_EQ(through_wire(pr::StealRequest{Key("s", {3})}).key, Key("s", {3}));
+  const auto sr = through_wire(pr::StealResponse{Key("s"), true});
+  EXPECT_EQ(sr.key, Key("s"));
+  EXPECT_TRUE(sr.stolen);
+  EXPECT_FALSE(through_wire(pr::StealResponse{Key("s"), false}).stolen);
   const auto m = through_wire(pr::MissingData{Key("t"), Key("d"), "tcp://w:3"});
   EXPECT_EQ(m.missing, Key("d"));
   EXPECT_EQ(m.holder, "tcp://w:3");

@@ -342,8 +342,77 @@ TEST(SchedulerState, DropsWorkNobodyWants) {
 // Random graphs on simulated workers that really compute: each task's value is the sum of
 // its dependencies' values plus its own number, fetched from the workers the scheduler names.
 // Workers die, join and pause at random; every wanted result must come out exact.
+// Work stealing: an idle worker asks for the tasks a saturated worker would run last, if
+// they are long enough to be worth the trip; answers that come too late change nothing.
+TEST(SchedulerState, IdleWorkersStealQueuedTasks) {
+  td::SchedulerState s(validating());
+  s.handle(td::AddWorker{.worker = 1, .nthreads = 1});
+  std::vector<td::TaskSpec> specs{spec("r")};
+  for (int i = 0; i < 6; ++i)
+    specs.push_back(spec("s-" + std::to_string(i), {"r"}, static_cast<uint64_t>(10 + i)));
+  std::vector<Key> wanted;
+  for (int i = 0; i < 6; ++i) wanted.emplace_back("s-" + std::to_string(i));
+  s.handle(td::UpdateGraph{.client = 7, .tasks = specs, .wanted = wanted});
+  s.handle(td::TaskFinished{.worker = 1, .key = Key("r"), .nbytes = 1000, .duration = 0.001});
+  EXPECT_EQ(s.processing_count(1), 6U);  // all where their input is
+  s.handle(td::AddWorker{.worker = 2, .nthreads = 1});
+  EXPECT_EQ(s.processing_count(2), 0U);
+  // No duration known for the kind yet: nothing is stolen.
+  EXPECT_TRUE(only<td::StealRequest>(s.handle(td::Rebalance{})).empty());
+  s.handle(td::TaskFinished{.worker = 1, .key = Key("s-0"), .nbytes = 8, .duration = 1.0});
+  auto out = s.handle(td::Rebalance{});
+  auto steals = only<td::StealRequest>(out);
+  ASSERT_EQ(steals.size(), 1U);  // worker 2 has one free thread
+  EXPECT_EQ(steals[0].worker, 1U);
+  EXPECT_EQ(steals[0].key, Key("s-5"));  // the one worker 1 would run last
+  EXPECT_EQ(s.steals_pending(), 1U);
+  EXPECT_TRUE(only<td::StealRequest>(s.handle(td::Rebalance{})).empty());  // already asked
+  out = s.handle(td::StealResponse{.worker = 1, .key = Key("s-5"), .stolen = true});
+  ASSERT_EQ(computed(out), std::vector<std::string>{"s-5@2"});
+  EXPECT_EQ(only<td::ComputeTask>(out)[0].who_has.at(0).second, std::vector<td::WorkerId>{1});
+  EXPECT_EQ(s.processing_on(Key("s-5")), 2U);
+  EXPECT_EQ(s.steals_pending(), 0U);
+  EXPECT_TRUE(only<td::StealRequest>(s.handle(td::Rebalance{})).empty());  // 2 is busy now
+
+  // The victim finished the task before the request reached it: the late "no" is ignored.
+  s.handle(td::AddWorker{.worker = 3, .nthreads = 1});
+  steals = only<td::StealRequest>(s.handle(td::Rebalance{}));
+  ASSERT_EQ(steals.size(), 1U);
+  EXPECT_EQ(steals[0].key, Key("s-4"));
+  s.handle(td::TaskFinished{.worker = 1, .key = Key("s-4"), .nbytes = 8, .duration = 1.0});
+  EXPECT_EQ(s.steals_pending(), 0U);
+  out = s.handle(td::StealResponse{.worker = 1, .key = Key("s-4"), .stolen = false});
+  EXPECT_TRUE(out.empty());
+  EXPECT_EQ(s.status(Key("s-4")), TaskStatus::Memory);
+
+  // The thief died before the answer: the task goes where it fits now.
+  s.handle(td::RemoveWorker{.worker = 3});
+  s.handle(td::AddWorker{.worker = 4, .nthreads = 1});
+  steals = only<td::StealRequest>(s.handle(td::Rebalance{}));
+  ASSERT_EQ(steals.size(), 1U);
+  EXPECT_EQ(steals[0].key, Key("s-3"));
+  s.handle(td::RemoveWorker{.worker = 4});
+  out = s.handle(td::StealResponse{.worker = 1, .key = Key("s-3"), .stolen = true});
+  ASSERT_EQ(only<td::ComputeTask>(out).size(), 1U);
+  EXPECT_EQ(s.status(Key("s-3")), TaskStatus::Processing);
+  EXPECT_EQ(s.steals_pending(), 0U);
+
+  // Tasks shorter than steal_min_duration stay where they are, and so does everything when
+  // stealing is off.
+  td::SchedulerState quick({.steal_min_duration = 2.0, .validate = true});
+  td::SchedulerState off({.work_stealing = false, .validate = true});
+  for (td::SchedulerState* x : {&quick, &off}) {
+    x->handle(td::AddWorker{.worker = 1, .nthreads = 1});
+    x->handle(td::UpdateGraph{.client = 7, .tasks = specs, .wanted = wanted});
+    x->handle(td::TaskFinished{.worker = 1, .key = Key("r"), .nbytes = 8, .duration = 1.0});
+    x->handle(td::TaskFinished{.worker = 1, .key = Key("s-0"), .nbytes = 8, .duration = 1.0});
+    x->handle(td::AddWorker{.worker = 2, .nthreads = 1});
+    EXPECT_TRUE(only<td::StealRequest>(x->handle(td::Rebalance{})).empty());
+  }
+}
+
 TEST(SchedulerState, RandomSimulationGivesExactResults) {
-  int deaths = 0, missing_reports = 0, lost_reports = 0, pauses = 0;
+  int deaths = 0, missing_reports = 0, lost_reports = 0, pauses = 0, stolen = 0, kept = 0;
   for (uint64_t seed = 1; seed <= 40; ++seed) {
     std::mt19937_64 rng(seed);
     td::SchedulerState s({.worker_saturation = 1.1, .allowed_failures = 1000, .validate = true});
@@ -377,6 +446,7 @@ TEST(SchedulerState, RandomSimulationGivesExactResults) {
     std::map<td::WorkerId, Sim> sims;
     std::map<std::string, int64_t> reported;
     std::deque<td::Action> pending;
+    std::deque<td::StealResponse> answers;  // delivered later, in order, if the worker lives
     td::WorkerId next_worker = 1;
     auto apply = [&](const std::vector<td::Action>& actions) {
       for (const auto& a : actions) pending.push_back(a);
@@ -401,6 +471,14 @@ TEST(SchedulerState, RandomSimulationGivesExactResults) {
         } else if (auto* l = std::get_if<td::ReportLost>(&a)) {
           reported.erase(l->key.str());
           ++lost_reports;
+        } else if (auto* st = std::get_if<td::StealRequest>(&a)) {
+          if (!sims.count(st->worker)) continue;
+          auto& todo = sims[st->worker].todo;  // not started yet: given back
+          auto at = std::find_if(todo.begin(), todo.end(),
+                                 [&](const td::ComputeTask& t) { return t.key == st->key; });
+          const bool give = at != todo.end();
+          if (give) todo.erase(at);
+          answers.push_back({st->worker, st->key, give});
         } else if (std::get_if<td::ReportErred>(&a) || std::get_if<td::ReportGraphError>(&a)) {
           FAIL() << "seed " << seed << ": unexpected error";
         }
@@ -429,7 +507,18 @@ TEST(SchedulerState, RandomSimulationGivesExactResults) {
         auto& store = it->second.store;
         if (!store.empty())
           store.erase(std::next(store.begin(), static_cast<long>(rng() % store.size())));
-      } else if (r < 8) {
+      } else if (r < 11) {  // time to balance, or a steal answer arrives
+        if (r < 9 || answers.empty()) {
+          apply(s.handle(td::Rebalance{}));
+        } else {
+          const td::StealResponse a = answers.front();
+          answers.pop_front();
+          if (sims.count(a.worker)) {
+            (a.stolen ? stolen : kept) += 1;
+            apply(s.handle(a));
+          }
+        }
+      } else if (r < 14) {
         auto it = std::next(sims.begin(), static_cast<long>(rng() % sims.size()));
         pauses += 1;
         apply(s.handle(td::SetWorkerPaused{.worker = it->first, .paused = rng() % 2 == 0}));
@@ -469,8 +558,10 @@ TEST(SchedulerState, RandomSimulationGivesExactResults) {
         }
         ASSERT_EQ(v, want_value[i]) << "seed " << seed << " task " << i;
         sim.store[c.key.str()] = v;
-        apply(s.handle(td::TaskFinished{
-            .worker = it->first, .key = c.key, .nbytes = static_cast<uint64_t>(v)}));
+        apply(s.handle(td::TaskFinished{.worker = it->first,
+                                        .key = c.key,
+                                        .nbytes = static_cast<uint64_t>(v),
+                                        .duration = 0.05}));
       }
       deliver();
       // Without any running worker nothing moves: unpause one.
@@ -493,6 +584,8 @@ TEST(SchedulerState, RandomSimulationGivesExactResults) {
   EXPECT_GT(missing_reports, 0);
   EXPECT_GT(lost_reports, 0);
   EXPECT_GT(pauses, 20);
+  EXPECT_GT(stolen, 10);
   std::cout << "simulation: " << deaths << " deaths, " << missing_reports << " missing-data, "
-            << lost_reports << " lost results, " << pauses << " pause changes\n";
+            << lost_reports << " lost results, " << pauses << " pause changes, " << stolen
+            << " tasks stolen, " << kept << " steals refused or stale\n";
 }

@@ -113,10 +113,42 @@ TEST(WorkerState, FreedTasksAreCancelled) {
   EXPECT_EQ(only<td::SendTaskErred>(out)[0].exception, "ValueError: no");
 }
 
+// Work stealing: a task not started (ready, or waiting for its inputs) is given back, and
+// the inputs fetched only for it are dropped; a running or finished one is not.
+TEST(WorkerState, GivesBackTasksNotStartedWhenStolen) {
+  td::WorkerState w({.self = 1, .nthreads = 1, .validate = true});
+  w.handle(compute("run"));
+  w.handle(compute("ready"));
+  w.handle(compute("waits", {{"input", {2}}}));
+  EXPECT_EQ(w.status(Key("ready")), WorkerTaskStatus::Ready);
+  EXPECT_EQ(w.status(Key("input")), WorkerTaskStatus::Flight);
+  auto out = w.handle(td::StealRequest{1, Key("ready")});
+  auto r = only<td::SendStealResponse>(out);
+  ASSERT_EQ(r.size(), 1U);
+  EXPECT_EQ(r[0].key, Key("ready"));
+  EXPECT_TRUE(r[0].stolen);
+  EXPECT_EQ(w.status(Key("ready")), WorkerTaskStatus::Gone);
+  out = w.handle(td::StealRequest{1, Key("waits")});
+  EXPECT_TRUE(only<td::SendStealResponse>(out).at(0).stolen);
+  EXPECT_EQ(w.status(Key("waits")), WorkerTaskStatus::Gone);
+  // The input in flight for it is forgotten when its request returns.
+  out = w.handle(td::GatherDepDone{2, {{Key("input"), 8}}, {}});
+  EXPECT_EQ(only<td::ReleaseData>(out).size(), 1U);
+  EXPECT_EQ(w.status(Key("input")), WorkerTaskStatus::Gone);
+  // Running, finished, or unknown: kept.
+  EXPECT_FALSE(only<td::SendStealResponse>(w.handle(td::StealRequest{1, Key("run")})).at(0).stolen);
+  EXPECT_EQ(w.status(Key("run")), WorkerTaskStatus::Executing);
+  w.handle(td::ExecuteSuccess{Key("run"), 8, 0});
+  EXPECT_FALSE(only<td::SendStealResponse>(w.handle(td::StealRequest{1, Key("run")})).at(0).stolen);
+  EXPECT_EQ(w.status(Key("run")), WorkerTaskStatus::Memory);
+  EXPECT_FALSE(
+      only<td::SendStealResponse>(w.handle(td::StealRequest{1, Key("never")})).at(0).stolen);
+}
+
 // Scheduler and workers in one process.
 TEST(WorkerState, WithTheSchedulerGivesExactResultsThroughDeaths) {
   constexpr int64_t kMod = 1'000'000'007;
-  int deaths = 0, gathers = 0;
+  int deaths = 0, gathers = 0, stolen = 0;
   for (uint64_t seed = 1; seed <= 25; ++seed) {
     std::mt19937_64 rng(seed * 7919);
     td::SchedulerState sched(
@@ -159,6 +191,8 @@ TEST(WorkerState, WithTheSchedulerGivesExactResultsThroughDeaths) {
           to_workers.emplace_back(c->worker, *c);
         } else if (auto* f = std::get_if<td::FreeKeys>(&a)) {
           to_workers.emplace_back(f->worker, *f);
+        } else if (auto* st = std::get_if<td::StealRequest>(&a)) {
+          to_workers.emplace_back(st->worker, *st);
         } else if (auto* m = std::get_if<td::ReportMemory>(&a)) {
           reported[m->key.str()] = static_cast<int64_t>(m->nbytes);
         } else if (auto* l = std::get_if<td::ReportLost>(&a)) {
@@ -182,6 +216,9 @@ TEST(WorkerState, WithTheSchedulerGivesExactResultsThroughDeaths) {
           from_scheduler(sched.handle(td::TaskFinished{w, f->key, f->nbytes, f->duration}));
         } else if (auto* m = std::get_if<td::SendMissingData>(&i)) {
           from_scheduler(sched.handle(td::MissingData{w, m->key, m->missing, m->holder}));
+        } else if (auto* st = std::get_if<td::SendStealResponse>(&i)) {
+          stolen += st->stolen ? 1 : 0;
+          from_scheduler(sched.handle(td::StealResponse{w, st->key, st->stolen}));
         } else {
           ADD_FAILURE() << "seed " << seed << ": a task failed";
         }
@@ -215,6 +252,8 @@ TEST(WorkerState, WithTheSchedulerGivesExactResultsThroughDeaths) {
         from_scheduler(sched.handle(td::RemoveWorker{dead}));
       } else if (r < 4 && sims.size() < 5) {
         add_worker();
+      } else if (r < 8) {  // time to balance: idle workers steal
+        from_scheduler(sched.handle(td::Rebalance{}));
       } else if (r < 50) {  // a worker finishes the oldest task it runs
         auto it = pick();
         Sim& sim = it->second;
@@ -231,7 +270,7 @@ TEST(WorkerState, WithTheSchedulerGivesExactResultsThroughDeaths) {
         ASSERT_EQ(v, want[static_cast<size_t>(i)]) << "seed " << seed;
         sim.store[k.str()] = v;
         from_worker(it->first,
-                    sim.state->handle(td::ExecuteSuccess{k, static_cast<uint64_t>(v), 0.001}));
+                    sim.state->handle(td::ExecuteSuccess{k, static_cast<uint64_t>(v), 0.01}));
       } else {  // a peer answers the oldest request of a worker
         auto it = pick();
         Sim& sim = it->second;
@@ -265,4 +304,5 @@ TEST(WorkerState, WithTheSchedulerGivesExactResultsThroughDeaths) {
   }
   EXPECT_GT(deaths, 10);
   EXPECT_GT(gathers, 100);
+  EXPECT_GT(stolen, 5);
 }

@@ -35,6 +35,8 @@ void decode_one(const comm::Envelope& env) {
   if (op == pr::Data::kOp) (void)comm::unpack<pr::Data>(env);
   if (op == pr::FireAndForget::kOp) (void)comm::unpack<pr::FireAndForget>(env);
   if (op == pr::CloseClient::kOp) (void)comm::unpack<pr::CloseClient>(env);
+  if (op == pr::StealRequest::kOp) (void)comm::unpack<pr::StealRequest>(env);
+  if (op == pr::StealResponse::kOp) (void)comm::unpack<pr::StealResponse>(env);
 }
 }  // namespace
 
