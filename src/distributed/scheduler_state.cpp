@@ -260,7 +260,13 @@ struct SchedulerState::Impl {
   struct Group {
     double duration = kUnknownDuration;
     bool seen = false;
+    // For Dask's "root-ish" test: tasks of the group in the state, and the distinct tasks
+    // they depend on (up to kFewDependencies; `many` past that).
+    uint32_t size = 0;
+    std::vector<TaskId> deps;
+    bool many = false;
   };
+  static constexpr size_t kFewDependencies = 5;
   struct Queued {
     uint32_t generation;
     uint64_t priority;
@@ -288,6 +294,7 @@ struct SchedulerState::Impl {
   uint32_t generation = 0;
   std::array<size_t, 8> counts{};
   size_t steals = 0;  // tasks with a StealRequest out
+  size_t total_threads = 0;  // of the workers connected
   // FreeKeys gathered during one event, flushed as one action per worker.
   std::vector<std::pair<WorkerId, Key>> to_free;
   std::vector<Action>* out = nullptr;
@@ -385,6 +392,7 @@ struct SchedulerState::Impl {
     t.priority = spec.priority;
     t.generation = generation;
     t.group = group_of(spec.key);
+    ++groups[t.group].size;
     t.status = TaskStatus::Released;
     ++counts[static_cast<size_t>(TaskStatus::Released)];
     ids.insert(spec.key, id);
@@ -509,7 +517,7 @@ struct SchedulerState::Impl {
       no_worker.insert(id);
       return;
     }
-    if (t.deps.empty()) {
+    if (rootish(t)) {
       const WorkerId w = least_loaded();
       if (saturated(workers.at(w), t.group)) {
         set_status(id, TaskStatus::Queued);
@@ -520,6 +528,16 @@ struct SchedulerState::Impl {
       return;
     }
     assign(id, best_worker(t));
+  }
+
+  // Dask's root-ish tasks: without dependencies, or of a kind much larger than the cluster
+  // (more than twice its threads) that depends on a few tasks in all (less than 5, such as
+  // one shared input). They are queued while workers are saturated and placed on the least
+  // loaded worker: where their few inputs are is no reason to pile them up on one worker.
+  bool rootish(const Task& t) const {
+    if (t.deps.empty()) return true;
+    const Group& g = groups[t.group];
+    return !g.many && g.size > 2 * total_threads;
   }
 
   // Takes queued root tasks while the worker has room.
@@ -681,6 +699,10 @@ struct SchedulerState::Impl {
         }
       }
       ids.erase(t.key, [this](TaskId x) -> const Key& { return tasks[x].key; });
+      if (Group& g = groups[t.group]; --g.size == 0) {  // the kind is gone: start afresh
+        g.deps.clear();
+        g.many = false;
+      }
       --counts[static_cast<size_t>(t.status)];
       ++counts[static_cast<size_t>(TaskStatus::Forgotten)];
       t = Task{};
@@ -814,6 +836,14 @@ struct SchedulerState::Impl {
         if (std::find(deps.begin(), deps.end(), d) != deps.end()) continue;
         deps.push_back(d);
         T(d).dependents.push_back(id);
+        Group& g = groups[T(id).group];
+        if (!g.many && std::find(g.deps.begin(), g.deps.end(), d) == g.deps.end()) {
+          g.deps.push_back(d);
+          if (g.deps.size() >= kFewDependencies) {
+            g.many = true;
+            g.deps.clear();
+          }
+        }
       }
     }
     std::vector<TaskId> roots;
@@ -849,6 +879,7 @@ struct SchedulerState::Impl {
     Worker& w = workers[e.worker];
     w.id = e.worker;
     w.nthreads = std::max(1, e.nthreads);
+    total_threads += static_cast<size_t>(w.nthreads);
     by_load.push(&w);
     wake_no_worker();
     fill_all();
@@ -895,6 +926,7 @@ struct SchedulerState::Impl {
         recompute.push_back(id);
       }
     }
+    total_threads -= static_cast<size_t>(it->second.nthreads);
     workers.erase(it);
     std::erase_if(to_free, [&](const auto& f) { return f.first == e.worker; });
     std::vector<TaskId> roots;

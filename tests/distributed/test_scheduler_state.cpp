@@ -133,6 +133,61 @@ TEST(SchedulerState, RootTasksWaitInTheQueueWhileWorkersAreSaturated) {
   EXPECT_EQ(computed(out), (std::vector<std::string>{"r4@3", "r3@3"}));
 }
 
+// Dask's root-ish tasks: a kind of task much larger than the cluster that depends on a few
+// tasks in all (one shared input here) is queued like root tasks and spread over the least
+// loaded workers, not piled up where the input is; a kind with many inputs, or a small
+// kind, is placed where its inputs are.
+TEST(SchedulerState, TasksSharingAFewInputsAreQueuedLikeRootTasks) {
+  td::SchedulerState s(validating());
+  s.handle(td::AddWorker{.worker = 1, .nthreads = 1});
+  s.handle(td::AddWorker{.worker = 2, .nthreads = 1});
+  std::vector<td::TaskSpec> tasks{spec("shared")};
+  std::vector<Key> wanted;
+  for (int i = 0; i < 10; ++i) {
+    tasks.push_back(spec("load-" + std::to_string(i), {"shared"}, static_cast<uint64_t>(i + 1)));
+    wanted.emplace_back("load-" + std::to_string(i));
+  }
+  auto out = s.handle(td::UpdateGraph{.client = 1, .tasks = tasks, .wanted = wanted});
+  ASSERT_EQ(computed(out).size(), 1U);
+  const td::WorkerId holder = only<td::ComputeTask>(out)[0].worker;
+  out = s.handle(td::TaskFinished{.worker = holder, .key = Key("shared"), .nbytes = 8});
+  // 10 > 2 × 2 threads, one input: 2 per worker (saturation), both workers, 6 queued.
+  EXPECT_EQ(computed(out).size(), 4U);
+  EXPECT_EQ(s.processing_count(1), 2U);
+  EXPECT_EQ(s.processing_count(2), 2U);
+  EXPECT_EQ(s.count(TaskStatus::Queued), 6U);
+
+  // Each task with inputs of its own: placed by locality, none queued.
+  td::SchedulerState many(validating());
+  many.handle(td::AddWorker{.worker = 1, .nthreads = 1});
+  std::vector<td::TaskSpec> specs;
+  std::vector<Key> want;
+  for (int i = 0; i < 10; ++i) {
+    specs.push_back(spec("in-" + std::to_string(i)));
+    specs.push_back(spec("use-" + std::to_string(i), {"in-" + std::to_string(i)}));
+    want.emplace_back("use-" + std::to_string(i));
+  }
+  many.handle(td::UpdateGraph{.client = 1, .tasks = specs, .wanted = want});
+  for (int i = 0; i < 10; ++i)
+    many.handle(td::TaskFinished{.worker = 1, .key = Key("in-" + std::to_string(i)), .nbytes = 8});
+  EXPECT_EQ(many.count(TaskStatus::Queued), 0U);
+  EXPECT_EQ(many.processing_count(1), 10U);
+
+  // A kind no larger than twice the cluster's threads: placed by locality too.
+  td::SchedulerState small(validating());
+  small.handle(td::AddWorker{.worker = 1, .nthreads = 4});
+  std::vector<td::TaskSpec> few{spec("shared")};
+  std::vector<Key> few_wanted;
+  for (int i = 0; i < 8; ++i) {
+    few.push_back(spec("part-" + std::to_string(i), {"shared"}));
+    few_wanted.emplace_back("part-" + std::to_string(i));
+  }
+  small.handle(td::UpdateGraph{.client = 1, .tasks = few, .wanted = few_wanted});
+  small.handle(td::TaskFinished{.worker = 1, .key = Key("shared"), .nbytes = 8});
+  EXPECT_EQ(small.count(TaskStatus::Queued), 0U);
+  EXPECT_EQ(small.processing_count(1), 8U);
+}
+
 TEST(SchedulerState, TinyTasksAreQueuedDeeperToHideTheRoundTrip) {
   td::SchedulerState s({.latency_hiding = 0.002, .max_saturation = 64, .validate = true});
   s.handle(td::AddWorker{.worker = 1, .nthreads = 1});
@@ -347,13 +402,33 @@ TEST(SchedulerState, DropsWorkNobodyWants) {
 TEST(SchedulerState, IdleWorkersStealQueuedTasks) {
   td::SchedulerState s(validating());
   s.handle(td::AddWorker{.worker = 1, .nthreads = 1});
-  std::vector<td::TaskSpec> specs{spec("r")};
-  for (int i = 0; i < 6; ++i)
-    specs.push_back(spec("s-" + std::to_string(i), {"r"}, static_cast<uint64_t>(10 + i)));
+  // Six inputs, all computed on worker 1 (they come a few at a time: root tasks queue)...
+  std::vector<td::TaskSpec> inputs_spec;
+  std::vector<Key> inputs_wanted;
+  for (int i = 0; i < 6; ++i) {
+    inputs_spec.push_back(spec("r-" + std::to_string(i), {}, static_cast<uint64_t>(i)));
+    inputs_wanted.emplace_back("r-" + std::to_string(i));
+  }
+  std::deque<Key> inputs;
+  auto take_inputs = [&](const std::vector<td::Action>& actions) {
+    for (const auto& c : only<td::ComputeTask>(actions)) inputs.push_back(c.key);
+  };
+  take_inputs(s.handle(td::UpdateGraph{.client = 7, .tasks = inputs_spec, .wanted = inputs_wanted}));
+  while (!inputs.empty()) {
+    const Key k = inputs.front();
+    inputs.pop_front();
+    take_inputs(
+        s.handle(td::TaskFinished{.worker = 1, .key = k, .nbytes = 1000, .duration = 0.001}));
+  }
+  // ...then a task on each (a kind with that many inputs is placed by locality).
+  std::vector<td::TaskSpec> specs;
   std::vector<Key> wanted;
-  for (int i = 0; i < 6; ++i) wanted.emplace_back("s-" + std::to_string(i));
+  for (int i = 0; i < 6; ++i) {
+    specs.push_back(
+        spec("s-" + std::to_string(i), {"r-" + std::to_string(i)}, static_cast<uint64_t>(10 + i)));
+    wanted.emplace_back("s-" + std::to_string(i));
+  }
   s.handle(td::UpdateGraph{.client = 7, .tasks = specs, .wanted = wanted});
-  s.handle(td::TaskFinished{.worker = 1, .key = Key("r"), .nbytes = 1000, .duration = 0.001});
   EXPECT_EQ(s.processing_count(1), 6U);  // all where their input is
   s.handle(td::AddWorker{.worker = 2, .nthreads = 1});
   EXPECT_EQ(s.processing_count(2), 0U);
@@ -403,10 +478,16 @@ TEST(SchedulerState, IdleWorkersStealQueuedTasks) {
   td::SchedulerState off({.work_stealing = false, .validate = true});
   for (td::SchedulerState* x : {&quick, &off}) {
     x->handle(td::AddWorker{.worker = 1, .nthreads = 1});
+    take_inputs(x->handle(td::UpdateGraph{.client = 7, .tasks = inputs_spec, .wanted = inputs_wanted}));
+    while (!inputs.empty()) {
+      const Key k = inputs.front();
+      inputs.pop_front();
+      take_inputs(x->handle(td::TaskFinished{.worker = 1, .key = k, .nbytes = 8, .duration = 1.0}));
+    }
     x->handle(td::UpdateGraph{.client = 7, .tasks = specs, .wanted = wanted});
-    x->handle(td::TaskFinished{.worker = 1, .key = Key("r"), .nbytes = 8, .duration = 1.0});
     x->handle(td::TaskFinished{.worker = 1, .key = Key("s-0"), .nbytes = 8, .duration = 1.0});
     x->handle(td::AddWorker{.worker = 2, .nthreads = 1});
+    EXPECT_EQ(x->processing_count(1), 5U);
     EXPECT_TRUE(only<td::StealRequest>(x->handle(td::Rebalance{})).empty());
   }
 }
