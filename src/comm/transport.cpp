@@ -362,6 +362,10 @@ std::optional<Envelope> Connection::receive_reply(std::chrono::milliseconds time
   }
 }
 
+void Connection::set_linger(std::chrono::milliseconds linger) {
+  impl_->socket.set(zmq::sockopt::linger, static_cast<int>(linger.count()));
+}
+
 void* Connection::handle() const {
   return static_cast<void*>(impl_->socket);
 }

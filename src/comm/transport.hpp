@@ -94,6 +94,10 @@ class Connection {
   std::optional<Envelope> receive_reply(std::chrono::milliseconds timeout);
   // The ZeroMQ socket, for poll() only.
   void* handle() const;
+  // How long the destructor waits for queued messages to leave (default 0: they are dropped,
+  // so that nothing blocks on a dead server). A client sets it before closing, so that its
+  // last message (close-client) is not lost.
+  void set_linger(std::chrono::milliseconds linger);
   // Times the connection to the server dropped (the server's process died, or its socket
   // closed) or an attempt to connect was refused; ZeroMQ retries on its own, so this is
   // how a caller learns that what it asked may never be answered. Cheap: reads a monitor

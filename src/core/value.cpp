@@ -72,6 +72,14 @@ const TypeInfo& none_type() noexcept {
 }
 
 void throw_type_error(const TypeInfo& held, std::string_view wanted) {
+  if (held.name == "tessera::detail::RemoteKey") {
+    // A persisted collection's placeholder reached a scheduler that is not its client.
+    throw TypeError(fmt::format(
+        "cannot read a value of type '{}': it is a result held on a cluster by the client that "
+        "persisted it (client.persist()); compute the collection on that client "
+        "(x.compute(client), or while the client is the default scheduler)",
+        wanted));
+  }
   throw TypeError(fmt::format("cannot read a value of type '{}' as '{}'", held.name, wanted));
 }
 

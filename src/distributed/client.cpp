@@ -493,6 +493,9 @@ struct ClientCore {
     stopping = true;
     waker.wake();
     io.join();
+    // close-client may still be queued in ZeroMQ: let it leave when the connection goes
+    // (at most a second, if the scheduler is gone).
+    conn->set_linger(std::chrono::milliseconds(1000));
     fail_all(fmt::format("the client of {} was closed", address));
   }
 };

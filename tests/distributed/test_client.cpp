@@ -182,6 +182,13 @@ TEST(Client, ClosingAClientReleasesWhatItHeld) {
   EXPECT_EQ(f.result(), 6);  // fetched before closing: kept
   EXPECT_EQ(error_of<tessera::SchedulerError>([&] { (void)client->submit(ptest_inc, 7); }),
             fmt::format("the client of {} was closed", c.scheduler.address()));
+  // A client destroyed at once still says goodbye (its close-client is not dropped): the
+  // scheduler forgets it now, not after client_timeout (60 s).
+  for (int i = 0; i < 5; ++i) {
+    Client brief(c.scheduler.address(), quiet());
+    EXPECT_EQ(brief.submit(ptest_inc, int64_t{100 + i}).result(), 101 + i);
+  }
+  EXPECT_TRUE(InProcessCluster::wait_until([&] { return c.scheduler.client_count() == 0; }, 2000ms));
 }
 
 TEST(Client, WaitAsCompletedAndTimeouts) {
@@ -260,11 +267,12 @@ TEST(Client, AnyCollectionComputesOnAClient) {
   // persist keeps the chunks on the workers; later work starts from them.
   auto kept = client.persist(x * 3.0);
   EXPECT_EQ(kept.sum().compute(client).item<double>(), 3.0 * 999.0 * 500.0);
-  // A persisted collection belongs to its client.
-  // A persisted collection's chunks live on its client's cluster: another scheduler names them.
+  // A persisted collection's chunks live on its client's cluster: another scheduler says so.
   const std::string elsewhere =
       error_of<tessera::TaskError>([&] { (void)kept.sum().compute({.scheduler = "sync"}); });
-  EXPECT_NE(elsewhere.find("cannot read a value of type 'tessera::detail::RemoteKey'"),
+  EXPECT_NE(elsewhere.find("it is a result held on a cluster by the client that persisted it "
+                           "(client.persist()); compute the collection on that client "
+                           "(x.compute(client), or while the client is the default scheduler)"),
             std::string::npos)
       << elsewhere;
 }
