@@ -79,6 +79,7 @@ struct ClientCore {
     bool has_value = false;
     bool want_value = false;  // someone waits for the value: fetch it when it is ready
     bool fetching = false;
+    bool scattered = false;  // data this client scattered: it keeps `value` to send again
     Clock::time_point retry_at{};  // a holder said it lacks the key: ask again then
     std::vector<std::pair<std::shared_ptr<Waiter>, size_t>> waiters;
   };
@@ -285,6 +286,15 @@ struct ClientCore {
     cv.notify_all();
   }
 
+  // The update-graph that scatters `value` as `key` (the scheduler may drop its copy).
+  static pr::UpdateGraph scatter_message(const Key& key, const Value& value) {
+    Graph g;
+    g.add(key, Task::literal(value));
+    pr::UpdateGraph up = pr::to_update_graph(g, std::span<const Key>(&key, 1));
+    up.scattered.push_back(key);
+    return up;
+  }
+
   // Asks holders for the values of `keys` (I/O thread; takes mu).
   void fetch(std::vector<Key>& keys) {
     std::unordered_map<std::string, std::vector<Key>> by_holder;
@@ -340,8 +350,16 @@ struct ClientCore {
     } else if (m.op == pr::KeyLost::kOp) {
       auto msg = comm::unpack<pr::KeyLost>(m, limits);
       auto it = records.find(msg.key);
-      if (it == records.end() || it->second.status != FutureStatus::Finished) return;
+      if (it == records.end()) return;
       Record& r = it->second;
+      if (r.scattered && r.has_value && r.refs > 0) {
+        // Scattered data lost with its worker: the scheduler cannot recompute it; send it
+        // again (it goes out with the I/O thread's next turn).
+        outbox.push_back(comm::pack(scatter_message(msg.key, r.value)));
+        waker.wake();
+        return;
+      }
+      if (r.status != FutureStatus::Finished) return;
       if (r.has_value) return;           // fetched already: nothing to wait for
       r.status = FutureStatus::Pending;  // being recomputed
       r.holders.clear();
@@ -493,9 +511,14 @@ struct ClientCore {
     stopping = true;
     waker.wake();
     io.join();
-    // close-client may still be queued in ZeroMQ: let it leave when the connection goes
-    // (at most a second, if the scheduler is gone).
-    conn->set_linger(std::chrono::milliseconds(1000));
+    // close-client may still be queued in ZeroMQ: let it leave when the connection goes (at
+    // most a second), unless the scheduler is known to be gone.
+    bool lost = false;
+    {
+      std::lock_guard lock(mu);
+      lost = !broken.empty();
+    }
+    if (!lost) conn->set_linger(std::chrono::milliseconds(1000));
     fail_all(fmt::format("the client of {} was closed", address));
   }
 };
@@ -894,9 +917,22 @@ std::vector<Value> Client::gather_values(std::span<const detail::FutureHandlePtr
 
 detail::FutureHandlePtr Client::scatter_value(Value v) {
   Key key(fmt::format("scatter-{}", tokenize(v)));
-  Graph g;
-  g.add(key, Task::literal(std::move(v)));
-  return detail::submit_graph_to(core_, g, std::span<const Key>(&key, 1), {}).at(0);
+  // The client keeps the value (result() needs no fetch, and it is sent again if the worker
+  // holding it dies); the scheduler keeps no copy once a worker has it.
+  comm::Envelope msg = comm::pack(ClientCore::scatter_message(key, v));
+  {
+    std::lock_guard lock(core_->mu);
+    if (!core_->broken.empty()) throw SchedulerError(core_->broken);
+    auto& r = core_->acquire_locked(key);
+    if (r.status == FutureStatus::Cancelled) r.status = FutureStatus::Pending;
+    r.released = false;
+    r.scattered = true;
+    r.value = std::move(v);
+    r.has_value = true;
+    core_->outbox.push_back(std::move(msg));
+  }
+  core_->waker.wake();
+  return std::make_shared<const detail::FutureHandle>(core_, key);
 }
 
 std::vector<Value> Client::persist_keys(const HighLevelGraph& hlg, std::span<const Key> keys,

@@ -87,6 +87,7 @@ void UpdateGraph::encode(Encoder& e) const {
     e.write_frame(*all, all);
   }
   write_keys(e, wanted);
+  write_keys(e, scattered);
 }
 
 UpdateGraph UpdateGraph::decode(Decoder& d) {
@@ -117,6 +118,7 @@ UpdateGraph UpdateGraph::decode(Decoder& d) {
   if (at != all.bytes.size())
     throw ProtocolError("the payload frame is longer than the tasks' payloads");
   g.wanted = read_keys(d, kMaxKeys);
+  g.scattered = read_keys(d, kMaxKeys);
   return g;
 }
 

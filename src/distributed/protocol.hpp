@@ -42,6 +42,9 @@ struct UpdateGraph {
   static constexpr std::string_view kOp = "update-graph";
   std::vector<GraphTask> tasks;
   std::vector<Key> wanted;
+  // Tasks that are data the client scattered and keeps: the scheduler drops their payload
+  // once a worker holds them, and asks the client (key-lost) to send them again if lost.
+  std::vector<Key> scattered{};
   void encode(Encoder& e) const;
   static UpdateGraph decode(Decoder& d);
 };

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <atomic>
 #include <thread>
 #include <unordered_map>
@@ -264,8 +265,10 @@ struct SchedulerServer::Impl {
           for (auto& t : m.tasks) {
             auto payload = std::make_shared<const std::string>(
                 reinterpret_cast<const char*>(t.payload.bytes.data()), t.payload.bytes.size());
+            const bool scattered =
+                std::find(m.scattered.begin(), m.scattered.end(), t.key) != m.scattered.end();
             u.tasks.push_back(TaskSpec{std::move(t.key), std::move(t.dependencies), t.priority,
-                                       std::move(payload)});
+                                       std::move(payload), scattered});
           }
           state.handle(u, actions);
         } else if (op == pr::ReleaseKeys::kOp) {

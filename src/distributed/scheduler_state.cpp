@@ -170,6 +170,7 @@ struct SchedulerState::Impl {
     TaskStatus status = TaskStatus::Forgotten;
     uint8_t suspicious = 0;  // workers that died while running it
     WorkerId stealing_to = kNone;  // a StealRequest is out: the worker it would go to
+    bool scattered = false;        // client data: no payload once held (see TaskSpec)
     std::unique_ptr<Error> error;
   };
   struct Worker {
@@ -389,6 +390,7 @@ struct SchedulerState::Impl {
     t = Task{};
     t.key = spec.key;
     t.payload = spec.payload;
+    t.scattered = spec.scattered;
     t.priority = spec.priority;
     t.generation = generation;
     t.group = group_of(spec.key);
@@ -577,19 +579,21 @@ struct SchedulerState::Impl {
       const TaskId id = stack.back();
       stack.pop_back();
       Task& t = T(id);
-      if (t.status != TaskStatus::Released) continue;
+      if (t.status != TaskStatus::Released || awaits_rescatter(t)) continue;
       set_status(id, TaskStatus::Waiting);
       t.waiting = 0;
       TaskId erred = kNone;
       for (TaskId d : t.deps) {
         const TaskStatus s = T(d).status;
         if (s == TaskStatus::Memory) continue;
-        if (s == TaskStatus::Erred) {
+        if (awaits_rescatter(T(d)) && T(d).who_wants.empty()) lost_scatter(d);
+        if (T(d).status == TaskStatus::Erred) {
           erred = d;
           break;
         }
         ++t.waiting;
-        if (s == TaskStatus::Released) stack.push_back(d);
+        // Scattered data comes back from its client, not from a computation.
+        if (s == TaskStatus::Released && !awaits_rescatter(T(d))) stack.push_back(d);
       }
       if (erred != kNone) {
         mark_erred(id, T(erred).error->exception, T(erred).error->blamed);
@@ -730,7 +734,26 @@ struct SchedulerState::Impl {
         ++T(d).waiting;
       }
     }
+    if (awaits_rescatter(t)) {
+      // Scattered data: only a client can send it again (it was told: ReportLost above).
+      if (t.who_wants.empty() && t.waiters != 0) lost_scatter(id);
+      return;
+    }
     if (!t.who_wants.empty() || t.waiters != 0) recompute.push_back(id);
+  }
+
+  // Scattered data whose every copy is gone: it cannot be recomputed, only sent again.
+  static bool awaits_rescatter(const Task& t) {
+    return t.scattered && !t.payload && t.status == TaskStatus::Released;
+  }
+  // ... and no client holds it to send it again: what needs it fails.
+  void lost_scatter(TaskId id) {
+    const Key key = T(id).key;
+    mark_erred(id,
+               fmt::format("scattered data '{}' was lost with the worker that held it, and no "
+                           "client holds it to scatter it again",
+                           key.str()),
+               key);
   }
 
   // ---- events ----
@@ -744,10 +767,16 @@ struct SchedulerState::Impl {
     fresh.reserve(n);
     auto spec_key = [&specs](uint32_t i) -> const Key& { return specs[i].key; };
     std::vector<uint32_t> order;  // positions of the new tasks
+    std::vector<std::pair<TaskId, uint32_t>> rescattered;  // lost data sent again
     for (uint32_t i = 0; i < n; ++i) {
       const Key& k = specs[i].key;
       if (k.empty()) return graph_error(e, "update_graph: a task has an empty key");
-      if (find(k) != kNone || fresh.find(k, spec_key) != kNone) continue;
+      if (const TaskId old = find(k); old != kNone) {
+        if (awaits_rescatter(T(old)) && specs[i].scattered && specs[i].payload)
+          rescattered.emplace_back(old, i);
+        continue;
+      }
+      if (fresh.find(k, spec_key) != kNone) continue;
       fresh.insert(k, i);
       order.push_back(i);
     }
@@ -821,6 +850,7 @@ struct SchedulerState::Impl {
       }
     }
     ++generation;
+    for (const auto& [id, i] : rescattered) T(id).payload = specs[i].payload;
     ids.reserve(ids.size() + order.size());
     tasks.reserve(tasks.size() + order.size());
     std::vector<TaskId> created(n, kNone);  // position -> new task id
@@ -961,6 +991,7 @@ struct SchedulerState::Impl {
     set_status(id, TaskStatus::Memory);
     t.nbytes = e.nbytes;
     add_holder(id, e.worker);
+    if (t.scattered) t.payload.reset();  // the client keeps the data, not the scheduler
     Group& g = groups[t.group];
     const double before = g.seen ? g.duration : kUnknownDuration;
     g.duration = g.seen ? 0.5 * g.duration + 0.5 * e.duration : e.duration;
@@ -1001,6 +1032,10 @@ struct SchedulerState::Impl {
       Task& t = T(id);
       erase_value(t.who_wants, e.client);
       if (c != clients.end()) c->second.erase(id);
+      if (t.who_wants.empty() && awaits_rescatter(t) && t.waiters != 0) {
+        lost_scatter(id);  // nobody is left to send it again
+        continue;
+      }
       if (t.who_wants.empty()) cancel_unneeded(id);
     }
     fill_all();
@@ -1183,6 +1218,10 @@ struct SchedulerState::Impl {
       }
       if ((t.status == TaskStatus::Processing) != (t.processing_on != kNone))
         broken(t, "processing_on does not match");
+      if (t.scattered && !t.payload &&
+          (t.status == TaskStatus::Waiting || t.status == TaskStatus::Queued ||
+           t.status == TaskStatus::NoWorker || t.status == TaskStatus::Processing))
+        broken(t, "scattered data without its payload cannot run");
       if (t.stealing_to != kNone) {
         if (t.status != TaskStatus::Processing) broken(t, "being stolen but not processing");
         ++stealing;

@@ -50,6 +50,11 @@ struct TaskSpec {
   std::vector<Key> dependencies;
   uint64_t priority = 0;  // the graph's static order (tessera::order): smaller runs first
   std::shared_ptr<const std::string> payload{};  // the encoded task, passed to workers as-is
+  // Data a client scattered (and keeps): the payload is dropped once a worker holds the
+  // result; if every copy is lost, the clients that want it are told (ReportLost) and one
+  // sends it again (an UpdateGraph with the payload); with no client holding it, what
+  // needs it fails with a message saying so.
+  bool scattered = false;
 };
 
 // ---- events ----

@@ -685,3 +685,23 @@ TEST(Client, AnIdleWorkerStealsQueuedTasks) {
   EXPECT_GE(b.executed(), 1U) << "nothing was stolen";
   EXPECT_EQ(a.executed() + b.executed(), 12U);
 }
+
+// The rule for scattered data: the scheduler keeps no copy; when every worker that
+// held it dies, the client (which still holds the future) sends it again, and work that
+// needs it completes on the new workers.
+TEST(LocalCluster, ScatteredDataIsSentAgainWhenItsWorkersDie) {
+  tessera::LocalCluster cluster({.n_workers = 2,
+                                 .threads_per_worker = 1,
+                                 .worker_program = TESSERA_WORKER_PROGRAM,
+                                 .preload = {TESSERA_TEST_OPS},
+                                 .worker_timeout = 1000ms});
+  Client client(cluster, quiet());
+  const auto sc = client.scatter(std::vector<double>(1 << 18, 0.5));
+  EXPECT_EQ(client.submit(ptest_total, sc).result(20000ms), 131072.0);
+  for (int pid : cluster.worker_pids()) kill(pid, SIGKILL);
+  ASSERT_TRUE(InProcessCluster::wait_until([&] { return cluster.worker_count() == 0; }, 10000ms));
+  EXPECT_EQ(sc.result().size(), size_t{1} << 18);  // the client's own copy
+  cluster.add_worker();
+  cluster.add_worker();
+  EXPECT_EQ(client.submit(ptest_slow_total, sc, int64_t{1}).result(20000ms), 131072.0);
+}

@@ -313,6 +313,56 @@ TEST(SchedulerState, RecomputesWhatADeadWorkerHeld) {
   EXPECT_TRUE(out.empty());
 }
 
+// Scattered data is not kept by the scheduler once a worker holds it: lost, it is asked
+// back from the client (ReportLost), which sends it again; with no client holding it, the
+// tasks that need it fail with a message saying why.
+TEST(SchedulerState, LostScatteredDataComesBackFromItsClient) {
+  td::SchedulerState s(validating());
+  s.handle(td::AddWorker{.worker = 1, .nthreads = 1});
+  auto data = std::make_shared<const std::string>("the data");
+  td::TaskSpec scattered{Key("scatter-x"), {}, 0, data, true};
+  auto out = s.handle(td::UpdateGraph{.client = 7, .tasks = {scattered}, .wanted = keys({"scatter-x"})});
+  ASSERT_EQ(computed(out), std::vector<std::string>{"scatter-x@1"});
+  s.handle(td::TaskFinished{.worker = 1, .key = Key("scatter-x"), .nbytes = 8});
+  out = s.handle(td::UpdateGraph{.client = 7, .tasks = {spec("use", {"scatter-x"})}, .wanted = keys({"use"})});
+  ASSERT_EQ(computed(out), std::vector<std::string>{"use@1"});
+  s.handle(td::AddWorker{.worker = 2, .nthreads = 1});
+  // Worker 1 dies: "use" waits, nothing recomputes the data, the client is asked for it.
+  out = s.handle(td::RemoveWorker{.worker = 1});
+  EXPECT_TRUE(computed(out).empty());
+  const auto lost = only<td::ReportLost>(out);
+  ASSERT_EQ(lost.size(), 1U);
+  EXPECT_EQ(lost[0].key, Key("scatter-x"));
+  EXPECT_EQ(s.status(Key("scatter-x")), TaskStatus::Released);
+  EXPECT_EQ(s.status(Key("use")), TaskStatus::Waiting);
+  // The client sends it again: placed, then "use" runs.
+  auto again = std::make_shared<const std::string>("the data");
+  out = s.handle(td::UpdateGraph{.client = 7,
+                                 .tasks = {td::TaskSpec{Key("scatter-x"), {}, 0, again, true}},
+                                 .wanted = keys({"scatter-x"})});
+  ASSERT_EQ(computed(out), std::vector<std::string>{"scatter-x@2"});
+  EXPECT_EQ(only<td::ComputeTask>(out)[0].payload, again);
+  out = s.handle(td::TaskFinished{.worker = 2, .key = Key("scatter-x"), .nbytes = 8});
+  EXPECT_EQ(computed(out), std::vector<std::string>{"use@2"});
+
+  // The same loss when no client holds the data any more: "use" (held on the same worker,
+  // to be recomputed) and "use2" (waiting for it) fail, saying why.
+  out = s.handle(td::UpdateGraph{.client = 7, .tasks = {spec("use2", {"scatter-x"}, 5)}, .wanted = keys({"use2"})});
+  s.handle(td::ReleaseKeys{.client = 7, .keys = keys({"scatter-x"})});
+  s.handle(td::AddWorker{.worker = 3, .nthreads = 1});
+  out = s.handle(td::RemoveWorker{.worker = 2});
+  EXPECT_TRUE(computed(out).empty());
+  std::set<std::string> failed;
+  for (const auto& e : only<td::ReportErred>(out)) {
+    failed.insert(e.key.str());
+    EXPECT_EQ(e.exception,
+              "scattered data 'scatter-x' was lost with the worker that held it, and no client "
+              "holds it to scatter it again");
+    EXPECT_EQ(e.blamed, Key("scatter-x"));
+  }
+  EXPECT_EQ(failed, (std::set<std::string>{"use", "use2"}));
+}
+
 TEST(SchedulerState, KilledWorkerAfterThreeDeaths) {
   td::SchedulerState s(validating());
   s.handle(td::UpdateGraph{

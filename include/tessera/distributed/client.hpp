@@ -307,9 +307,11 @@ class Client {
   }
 
   // Places a value on a worker; its future can be passed to submit(). Key:
-  // "scatter-<token of the value>". The value travels as a one-task graph, and the scheduler
-  // keeps that task while the future is held, so the value is placed again if its worker
-  // dies (at the cost of a copy on the scheduler). SerializationError if T has no codec.
+  // "scatter-<token of the value>". The value travels as a one-task graph; the scheduler
+  // drops its copy once a worker holds it, and the client keeps the value while the future
+  // is held (result() needs no fetch): if that worker dies, the client sends it again. Once
+  // no future holds it, tasks that still need lost scattered data fail with an error saying
+  // so. SerializationError if T has no codec.
   template <class T>
   Future<detail::StoredType<T>> scatter(T&& value) {
     return Future<detail::StoredType<T>>(scatter_value(Value::of(std::forward<T>(value))));
