@@ -694,14 +694,14 @@ TEST(LocalCluster, ScatteredDataIsSentAgainWhenItsWorkersDie) {
                                  .threads_per_worker = 1,
                                  .worker_program = TESSERA_WORKER_PROGRAM,
                                  .preload = {TESSERA_TEST_OPS},
-                                 .worker_timeout = 1000ms});
+                                 .worker_timeout = 3000ms});  // sanitized workers are slow
   Client client(cluster, quiet());
   const auto sc = client.scatter(std::vector<double>(1 << 18, 0.5));
-  EXPECT_EQ(client.submit(ptest_total, sc).result(20000ms), 131072.0);
+  EXPECT_EQ(client.submit(ptest_total, sc).result(60000ms), 131072.0);
   for (int pid : cluster.worker_pids()) kill(pid, SIGKILL);
-  ASSERT_TRUE(InProcessCluster::wait_until([&] { return cluster.worker_count() == 0; }, 10000ms));
+  ASSERT_TRUE(InProcessCluster::wait_until([&] { return cluster.worker_count() == 0; }, 20000ms));
   EXPECT_EQ(sc.result().size(), size_t{1} << 18);  // the client's own copy
   cluster.add_worker();
   cluster.add_worker();
-  EXPECT_EQ(client.submit(ptest_slow_total, sc, int64_t{1}).result(20000ms), 131072.0);
+  EXPECT_EQ(client.submit(ptest_slow_total, sc, int64_t{1}).result(60000ms), 131072.0);
 }
