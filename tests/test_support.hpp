@@ -4,15 +4,28 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "tessera/core.hpp"
 
 namespace tessera::testing {
+
+// Waits until `ok()` holds, looking every 2 ms; false if `limit` passes first.
+template <class F>
+bool eventually(F&& ok, std::chrono::milliseconds limit = std::chrono::milliseconds(10000)) {
+  const auto end = std::chrono::steady_clock::now() + limit;
+  while (!ok()) {
+    if (std::chrono::steady_clock::now() > end) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return true;
+}
 
 // Runs `fn` and returns the message of the exception of type E it throws (fails if none).
 template <class E, class F>

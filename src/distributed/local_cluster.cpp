@@ -14,6 +14,7 @@
 #include <sstream>
 #include <thread>
 
+#include "distributed/nanny.hpp"
 #include "distributed/scheduler_server.hpp"
 #include "tessera/core/error.hpp"
 
@@ -193,23 +194,12 @@ struct LocalCluster::Impl {
   }
 
   void stop_workers() {
+    std::vector<pid_t> pids;
     for (auto& w : workers) {
-      if (w.pid > 0) kill(w.pid, SIGTERM);
+      pids.push_back(w.pid);
+      w.pid = -1;
     }
-    const auto deadline = Clock::now() + std::chrono::seconds(3);
-    for (auto& w : workers) {
-      while (w.pid > 0) {
-        if (waitpid(w.pid, nullptr, WNOHANG) == w.pid) {
-          w.pid = -1;
-        } else if (Clock::now() > deadline) {
-          kill(w.pid, SIGKILL);
-          waitpid(w.pid, nullptr, 0);
-          w.pid = -1;
-        } else {
-          std::this_thread::sleep_for(std::chrono::milliseconds(2));
-        }
-      }
-    }
+    distributed::stop_children(pids, std::chrono::seconds(3));
   }
 
   void close() {

@@ -34,28 +34,37 @@ struct Child {
   bool killed_for_memory = false;
 };
 
-// SIGTERM to every live child, then SIGKILL to those still there after `grace`.
+// Stops every live child (see stop_children).
 void stop_all(std::vector<Child>& children, std::chrono::milliseconds grace) {
+  std::vector<pid_t> pids;
   for (auto& c : children) {
-    if (c.pid > 0) kill(c.pid, SIGTERM);
+    pids.push_back(c.pid);
+    c.pid = -1;
+  }
+  stop_children(pids, grace);
+}
+
+}  // namespace
+
+void stop_children(const std::vector<pid_t>& pids, std::chrono::milliseconds grace) {
+  for (pid_t pid : pids) {
+    if (pid > 0) kill(pid, SIGTERM);
   }
   const auto deadline = Clock::now() + grace;
-  for (auto& c : children) {
-    while (c.pid > 0) {
-      if (waitpid(c.pid, nullptr, WNOHANG) == c.pid) {
-        c.pid = -1;
+  for (pid_t pid : pids) {
+    while (pid > 0) {
+      if (waitpid(pid, nullptr, WNOHANG) == pid) {
+        pid = -1;
       } else if (Clock::now() > deadline) {
-        kill(c.pid, SIGKILL);
-        waitpid(c.pid, nullptr, 0);
-        c.pid = -1;
+        kill(pid, SIGKILL);
+        waitpid(pid, nullptr, 0);
+        pid = -1;
       } else {
-        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
       }
     }
   }
 }
-
-}  // namespace
 
 uint64_t resident_bytes(pid_t pid) {
   std::ifstream f(fmt::format("/proc/{}/statm", pid));

@@ -46,6 +46,10 @@ int run_nanny(const NannyOptions& options);
 pid_t spawn_child(const std::string& program, const std::vector<std::string>& args,
                   const std::vector<std::string>& env);
 
+// Sends SIGTERM to each child in `pids` (entries <= 0 are skipped), waits up to `grace` for
+// them to exit, SIGKILLs those still there, and reaps them all.
+void stop_children(const std::vector<pid_t>& pids, std::chrono::milliseconds grace);
+
 // A process's resident set size in bytes (0 if it is gone).
 uint64_t resident_bytes(pid_t pid);
 

@@ -1085,51 +1085,47 @@ struct SchedulerState::Impl {
   // thread, the tasks those would run last, if moving the inputs costs less than the task.
   void on(const Rebalance&) {
     if (!options.work_stealing || by_load.size() < 2) return;
-    std::vector<Worker*> thieves, victims;
+    std::vector<Worker*> thieves;
+    // Each victim with the tasks it still has to give: those beyond its threads, less those
+    // already being stolen.
+    std::vector<std::pair<Worker*, int64_t>> victims;
     for (auto& [id, w] : workers) {
       if (w.paused) continue;
       const size_t n = w.processing.size() + w.incoming;
       if (n < static_cast<size_t>(w.nthreads)) thieves.push_back(&w);
-      if (w.processing.size() > static_cast<size_t>(w.nthreads)) victims.push_back(&w);
+      if (w.processing.size() <= static_cast<size_t>(w.nthreads)) continue;
+      int64_t left = static_cast<int64_t>(w.processing.size()) - w.nthreads;
+      for (TaskId t : w.processing) left -= T(t).stealing_to != kNone;
+      if (left > 0) victims.emplace_back(&w, left);
     }
     if (thieves.empty() || victims.empty()) return;
-    // Excess per victim: the tasks beyond its threads not already being stolen.
-    auto excess = [](const Worker& w) {
-      return static_cast<int64_t>(w.processing.size()) - w.nthreads;
-    };
     std::sort(thieves.begin(), thieves.end(), [](Worker* a, Worker* b) { return a->id < b->id; });
     for (Worker* thief : thieves) {
       int64_t free = thief->nthreads - static_cast<int64_t>(thief->processing.size() + thief->incoming);
       while (free > 0) {
         // The victim with the most tasks per thread still to give.
-        Worker* victim = nullptr;
-        for (Worker* v : victims) {
-          const int64_t left = excess(*v) - pending_from(*v);
-          if (left <= 0) continue;
-          if (!victim || left * victim->nthreads > (excess(*victim) - pending_from(*victim)) * v->nthreads)
+        auto victim = victims.end();
+        for (auto v = victims.begin(); v != victims.end(); ++v) {
+          if (v->second <= 0) continue;
+          if (victim == victims.end() ||
+              v->second * victim->first->nthreads > victim->second * v->first->nthreads)
             victim = v;
         }
-        if (!victim) return;
-        const TaskId id = steal_candidate(*victim, thief->id);
+        if (victim == victims.end()) return;
+        const TaskId id = steal_candidate(*victim->first, thief->id);
         if (id == kNone) {
-          std::erase(victims, victim);
+          victims.erase(victim);
           continue;
         }
         Task& t = T(id);
         t.stealing_to = thief->id;
         ++thief->incoming;
         ++steals;
-        out->push_back(StealRequest{victim->id, t.key});
+        --victim->second;
+        out->push_back(StealRequest{victim->first->id, t.key});
         --free;
       }
     }
-  }
-
-  // Tasks being stolen from a victim.
-  int64_t pending_from(const Worker& v) const {
-    int64_t n = 0;
-    for (TaskId id : v.processing) n += T(id).stealing_to != kNone;
-    return n;
   }
 
   // The task on `victim` worth moving to `thief` that the victim would run last, or kNone.

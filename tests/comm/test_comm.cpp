@@ -386,12 +386,7 @@ namespace {
 // Waits until `cond` or 5 s pass.
 template <class F>
 bool eventually(F&& cond) {
-  const auto deadline = std::chrono::steady_clock::now() + 5s;
-  while (!cond()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(10ms);
-  }
-  return true;
+  return tessera::testing::eventually(cond, 5s);
 }
 
 }  // namespace

@@ -51,12 +51,7 @@ struct InProcessCluster {
   }
   template <class F>
   static bool wait_until(F&& ok, std::chrono::milliseconds limit = 5000ms) {
-    const auto end = std::chrono::steady_clock::now() + limit;
-    while (!ok()) {
-      if (std::chrono::steady_clock::now() > end) return false;
-      std::this_thread::sleep_for(2ms);
-    }
-    return true;
+    return tessera::testing::eventually(ok, limit);
   }
 };
 

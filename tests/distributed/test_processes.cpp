@@ -27,6 +27,7 @@ extern char** environ;
 namespace comm = tessera::comm;
 namespace td = tessera::distributed;
 using tessera::testing::error_of;
+using tessera::testing::eventually;
 namespace pr = tessera::distributed::protocol;
 using namespace std::chrono_literals;
 using tessera::Arg;
@@ -211,16 +212,6 @@ std::vector<pid_t> children_of(pid_t parent) {
   }
   std::sort(out.begin(), out.end());
   return out;
-}
-
-template <class F>
-bool eventually(F&& ok, std::chrono::milliseconds limit = 10000ms) {
-  const auto end = std::chrono::steady_clock::now() + limit;
-  while (!ok()) {
-    if (std::chrono::steady_clock::now() > end) return false;
-    std::this_thread::sleep_for(10ms);
-  }
-  return true;
 }
 
 }  // namespace
