@@ -286,6 +286,12 @@ struct ClientCore {
     cv.notify_all();
   }
 
+  // Whether the client cannot go on (its scheduler lost, or closed).
+  bool is_broken() const {
+    std::lock_guard lock(mu);
+    return !broken.empty();
+  }
+
   // The update-graph that scatters `value` as `key` (the scheduler may drop its copy).
   static pr::UpdateGraph scatter_message(const Key& key, const Value& value) {
     Graph g;
@@ -418,12 +424,7 @@ struct ClientCore {
       if (now - last_heard > options.scheduler_timeout) {
         const std::string why = fmt::format("lost the scheduler at {}: silent for {} ms",
                                             address, options.scheduler_timeout.count());
-        bool first = false;
-        {
-          std::lock_guard lock(mu);
-          first = broken.empty();
-        }
-        if (first) distributed::logger("client")->error("{}; pending futures fail", why);
+        if (!is_broken()) distributed::logger("client")->error("{}; pending futures fail", why);
         fail_all(why);
         last_heard = now;  // keep serving fetches of what is already computed
       }
@@ -513,12 +514,7 @@ struct ClientCore {
     io.join();
     // close-client may still be queued in ZeroMQ: let it leave when the connection goes (at
     // most a second), unless the scheduler is known to be gone.
-    bool lost = false;
-    {
-      std::lock_guard lock(mu);
-      lost = !broken.empty();
-    }
-    if (!lost) conn->set_linger(std::chrono::milliseconds(1000));
+    if (!is_broken()) conn->set_linger(std::chrono::milliseconds(1000));
     fail_all(fmt::format("the client of {} was closed", address));
   }
 };
@@ -564,6 +560,30 @@ const RemoteKey* remote_key_of(const Task& t) {
   return v.is<RemoteKey>() ? &v.get<RemoteKey>() : nullptr;
 }
 
+// Queues `msg`, an update wanting `keys`, and returns holds on them; `prepare(record)` runs
+// on each key's record under the lock.
+template <class F>
+std::vector<FutureHandlePtr> send_wanting(const std::shared_ptr<ClientCore>& core,
+                                          comm::Envelope msg, std::span<const Key> keys,
+                                          F&& prepare) {
+  {
+    std::lock_guard lock(core->mu);
+    if (!core->broken.empty()) throw SchedulerError(core->broken);
+    for (const Key& k : keys) {
+      auto& r = core->acquire_locked(k);
+      if (r.status == FutureStatus::Cancelled) r.status = FutureStatus::Pending;
+      r.released = false;
+      prepare(r);
+    }
+    core->outbox.push_back(std::move(msg));
+  }
+  core->waker.wake();
+  std::vector<FutureHandlePtr> out;
+  out.reserve(keys.size());
+  for (const Key& k : keys) out.push_back(std::make_shared<const FutureHandle>(core, k));
+  return out;
+}
+
 // Sends a graph whose tasks may reference keys held by `core` (RemoteKey placeholders or
 // futures), wanting `keys`; returns holds on them.
 std::vector<FutureHandlePtr> submit_graph_to(const std::shared_ptr<ClientCore>& core,
@@ -604,21 +624,7 @@ std::vector<FutureHandlePtr> submit_graph_to(const std::shared_ptr<ClientCore>& 
         "in parts",
         full->size(), msg.body.header.size(), core->limits.max_header_bytes));
   }
-  std::vector<FutureHandlePtr> out;
-  out.reserve(keys.size());
-  {
-    std::lock_guard lock(core->mu);
-    if (!core->broken.empty()) throw SchedulerError(core->broken);
-    for (const Key& k : keys) {
-      auto& r = core->acquire_locked(k);
-      if (r.status == FutureStatus::Cancelled) r.status = FutureStatus::Pending;
-      r.released = false;
-    }
-    core->outbox.push_back(std::move(msg));
-  }
-  core->waker.wake();
-  for (const Key& k : keys) out.push_back(std::make_shared<const FutureHandle>(core, k));
-  return out;
+  return send_wanting(core, std::move(msg), keys, [](ClientCore::Record&) {});
 }
 
 // A graph a collection computes, with linear chains fused into one task each: every task
@@ -920,19 +926,13 @@ detail::FutureHandlePtr Client::scatter_value(Value v) {
   // The client keeps the value (result() needs no fetch, and it is sent again if the worker
   // holding it dies); the scheduler keeps no copy once a worker has it.
   comm::Envelope msg = comm::pack(ClientCore::scatter_message(key, v));
-  {
-    std::lock_guard lock(core_->mu);
-    if (!core_->broken.empty()) throw SchedulerError(core_->broken);
-    auto& r = core_->acquire_locked(key);
-    if (r.status == FutureStatus::Cancelled) r.status = FutureStatus::Pending;
-    r.released = false;
-    r.scattered = true;
-    r.value = std::move(v);
-    r.has_value = true;
-    core_->outbox.push_back(std::move(msg));
-  }
-  core_->waker.wake();
-  return std::make_shared<const detail::FutureHandle>(core_, key);
+  return detail::send_wanting(core_, std::move(msg), std::span<const Key>(&key, 1),
+                              [&v](ClientCore::Record& r) {
+                                r.scattered = true;
+                                r.value = std::move(v);
+                                r.has_value = true;
+                              })
+      .at(0);
 }
 
 std::vector<Value> Client::persist_keys(const HighLevelGraph& hlg, std::span<const Key> keys,
