@@ -18,6 +18,11 @@
 
 namespace tessera::distributed {
 
+std::string_view key_prefix(std::string_view name) {
+  const size_t dash = name.rfind('-');
+  return dash == std::string_view::npos || dash == 0 ? name : name.substr(0, dash);
+}
+
 const char* status_name(TaskStatus s) {
   switch (s) {
     case TaskStatus::Released:
@@ -53,12 +58,6 @@ constexpr double kUnknownDuration = 0.5;
 bool needy(TaskStatus s) {
   return s == TaskStatus::Waiting || s == TaskStatus::Queued || s == TaskStatus::NoWorker ||
          s == TaskStatus::Processing;
-}
-
-// "inc-5f1c" -> "inc": tasks of one kind share duration estimates (Dask's key_split).
-std::string_view prefix_of(std::string_view name) {
-  const size_t dash = name.rfind('-');
-  return dash == std::string_view::npos || dash == 0 ? name : name.substr(0, dash);
 }
 
 template <class T>
@@ -163,12 +162,14 @@ struct SchedulerState::Impl {
     std::vector<WorkerId> who_has;
     std::vector<ClientId> who_wants;
     uint64_t nbytes = 0;
-    uint32_t waiting = 0;  // dependencies not in memory (while Waiting)
+    // Dependencies not in memory (while Waiting, or Processing speculatively: then each of
+    // them is Processing on the same worker).
+    uint32_t waiting = 0;
     uint32_t waiters = 0;  // dependents in a needy status
     WorkerId processing_on = kNone;
     uint32_t slot = 0;  // position in its worker's processing list
     TaskStatus status = TaskStatus::Forgotten;
-    uint8_t suspicious = 0;  // workers that died while running it
+    uint8_t suspicious = 0;        // workers that died while running it
     WorkerId stealing_to = kNone;  // a StealRequest is out: the worker it would go to
     bool scattered = false;        // client data: no payload once held (see TaskSpec)
     std::unique_ptr<Error> error;
@@ -186,6 +187,9 @@ struct SchedulerState::Impl {
     // when it is mostly stale. A live entry's task lists this worker in its who_has.
     std::vector<TaskId> has_what;
     size_t held = 0;
+    // Tasks processing here whose dependents were not assigned speculatively because the
+    // worker was full: tried again when it reports a task done.
+    std::vector<TaskId> speculate_later;
 
     // Tasks per thread, in 1/2^20 units, then the id: the order of the load heap.
     std::pair<uint64_t, WorkerId> load() const {
@@ -294,10 +298,17 @@ struct SchedulerState::Impl {
   std::string last_prefix;
   uint32_t generation = 0;
   std::array<size_t, 8> counts{};
-  size_t steals = 0;  // tasks with a StealRequest out
+  size_t steals = 0;         // tasks with a StealRequest out
   size_t total_threads = 0;  // of the workers connected
   // FreeKeys gathered during one event, flushed as one action per worker.
-  std::vector<std::pair<WorkerId, Key>> to_free;
+  // A free that an assignment of the same key to the same worker later in the event
+  // overrides is dropped (the worker would otherwise get the ComputeTask, then the free).
+  struct PendingFree {
+    WorkerId worker;
+    Key key;
+    size_t at;  // the number of actions out when it was queued
+  };
+  std::vector<PendingFree> to_free;
   std::vector<Action>* out = nullptr;
 
   explicit Impl(Options o) : options(o) {}
@@ -361,7 +372,7 @@ struct SchedulerState::Impl {
   }
 
   uint32_t group_of(const Key& key) {
-    const std::string_view p = prefix_of(key.name());
+    const std::string_view p = key_prefix(key.name());
     // Graphs come in runs of one kind of task: try the last group first.
     if (last_group != kNone && p == last_prefix) return last_group;
     last_group = group_id(p);
@@ -401,7 +412,7 @@ struct SchedulerState::Impl {
     return id;
   }
 
-  void free_on(WorkerId w, const Key& k) { to_free.emplace_back(w, k); }
+  void free_on(WorkerId w, const Key& k) { to_free.push_back({w, k, out->size()}); }
 
   void start_processing(Worker& w, TaskId id) {
     T(id).slot = static_cast<uint32_t>(w.processing.size());
@@ -509,6 +520,74 @@ struct SchedulerState::Impl {
     c.who_has.reserve(t.deps.size());
     for (TaskId d : t.deps) c.who_has.emplace_back(T(d).key, T(d).who_has);
     out->push_back(std::move(c));
+    if (options.speculative_assignment) speculate(id);
+  }
+
+  // Speculative assignment (see Options): the waiting dependents of `root`, processing on
+  // its worker, and theirs in turn, go to that worker now if they qualify.
+  void speculate(TaskId root) {
+    std::vector<TaskId> stack{root};
+    while (!stack.empty()) {
+      const TaskId id = stack.back();
+      stack.pop_back();
+      const WorkerId wid = T(id).processing_on;
+      Worker& w = workers.at(wid);
+      for (TaskId d : T(id).dependents) {
+        if (T(d).status != TaskStatus::Waiting || !speculable(T(d), wid)) continue;
+        if (w.paused || saturated(w, T(d).group)) {
+          w.speculate_later.push_back(id);
+          break;
+        }
+        if (!no_worker.empty()) no_worker.erase(d);
+        set_status(d, TaskStatus::Processing);  // `waiting` keeps counting its inputs
+        Task& dt = T(d);
+        dt.processing_on = wid;
+        update_processing(wid, [this, d](Worker& ws) { start_processing(ws, d); });
+        ComputeTask c{wid, dt.key, dt.payload, dt.priority, {}};
+        c.who_has.reserve(dt.deps.size());
+        for (TaskId x : dt.deps) c.who_has.emplace_back(T(x).key, T(x).who_has);
+        out->push_back(std::move(c));
+        stack.push_back(d);
+      }
+    }
+  }
+
+  // A waiting task that may run on `wid` ahead of its inputs: a kind measured as tiny, and
+  // every input held by `wid` or processing there.
+  bool speculable(const Task& t, WorkerId wid) const {
+    const Group& g = groups[t.group];
+    if (!g.seen || g.duration >= options.latency_hiding) return false;
+    for (TaskId x : t.deps) {
+      const Task& xt = T(x);
+      if (xt.status == TaskStatus::Processing) {
+        if (xt.processing_on != wid || xt.stealing_to != kNone) return false;
+      } else if (xt.status != TaskStatus::Memory ||
+                 std::find(xt.who_has.begin(), xt.who_has.end(), wid) == xt.who_has.end()) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  // A task processing speculatively (an input still being computed), or with such a
+  // dependent: it stays where it is (no stealing).
+  bool speculative(const Task& t) const {
+    if (t.status == TaskStatus::Processing && t.waiting != 0) return true;
+    for (TaskId d : t.dependents)
+      if (T(d).status == TaskStatus::Processing && T(d).waiting != 0) return true;
+    return false;
+  }
+
+  // After `wid` reported tasks done: dependents that did not fit earlier.
+  void speculate_again(WorkerId wid) {
+    auto it = workers.find(wid);
+    if (it == workers.end() || it->second.speculate_later.empty()) return;
+    std::vector<TaskId> later;
+    later.swap(it->second.speculate_later);
+    for (TaskId id : later) {
+      if (id < tasks.size() && T(id).status == TaskStatus::Processing && T(id).processing_on == wid)
+        speculate(id);
+    }
   }
 
   // A task whose dependencies are all in memory: to a worker, the queue, or no-worker.
@@ -621,9 +700,32 @@ struct SchedulerState::Impl {
         if (tell_worker) free_on(w, t.key);
       }
       t.processing_on = kNone;
+      unspeculate(id);
     }
     if (!no_worker.empty()) no_worker.erase(id);
     set_status(id, TaskStatus::Released);
+  }
+
+  // `id` left processing: the dependents sent ahead of its result (speculative), and theirs,
+  // wait for it again, and their worker drops them.
+  void unspeculate(TaskId id) {
+    std::vector<TaskId> stack{id};
+    while (!stack.empty()) {
+      const TaskId x = stack.back();
+      stack.pop_back();
+      for (TaskId d : T(x).dependents) {
+        Task& dt = T(d);
+        if (dt.status != TaskStatus::Processing || dt.waiting == 0) continue;
+        const WorkerId w = dt.processing_on;
+        if (workers.count(w)) {
+          update_processing(w, [this, d](Worker& ws) { stop_processing(ws, d); });
+          free_on(w, dt.key);
+        }
+        dt.processing_on = kNone;
+        set_status(d, TaskStatus::Waiting);  // `waiting` already counts its inputs
+        stack.push_back(d);
+      }
+    }
   }
 
   // `id` and everything that depends on it (not already done) fail with `exception`.
@@ -766,7 +868,7 @@ struct SchedulerState::Impl {
     KeyIndex fresh;  // key -> position in specs (the first spec with that key)
     fresh.reserve(n);
     auto spec_key = [&specs](uint32_t i) -> const Key& { return specs[i].key; };
-    std::vector<uint32_t> order;  // positions of the new tasks
+    std::vector<uint32_t> order;                           // positions of the new tasks
     std::vector<std::pair<TaskId, uint32_t>> rescattered;  // lost data sent again
     for (uint32_t i = 0; i < n; ++i) {
       const Key& k = specs[i].key;
@@ -943,7 +1045,12 @@ struct SchedulerState::Impl {
       if (t.status != TaskStatus::Processing || t.processing_on != e.worker) continue;
       stop_processing(it->second, id);
       t.processing_on = kNone;
+      const bool started = t.waiting == 0;  // a speculative task's inputs were not done
       set_status(id, TaskStatus::Released);
+      if (!started) {
+        recompute.push_back(id);
+        continue;
+      }
       ++t.suspicious;
       if (t.suspicious >= options.allowed_failures) {
         mark_erred(
@@ -958,7 +1065,7 @@ struct SchedulerState::Impl {
     }
     total_threads -= static_cast<size_t>(it->second.nthreads);
     workers.erase(it);
-    std::erase_if(to_free, [&](const auto& f) { return f.first == e.worker; });
+    std::erase_if(to_free, [&](const PendingFree& f) { return f.worker == e.worker; });
     std::vector<TaskId> roots;
     for (TaskId id : recompute) {
       if (id < tasks.size() && T(id).status == TaskStatus::Released) roots.push_back(id);
@@ -1001,12 +1108,14 @@ struct SchedulerState::Impl {
     for (TaskId d : t.dependents) {
       Task& dt = T(d);
       if (dt.status == TaskStatus::Waiting && --dt.waiting == 0) ready.push_back(d);
+      if (dt.status == TaskStatus::Processing && dt.waiting != 0) --dt.waiting;  // speculative
     }
     std::sort(ready.begin(), ready.end(),
               [this](TaskId a, TaskId b) { return T(a).priority < T(b).priority; });
     for (TaskId d : ready) make_ready(d);
     for (TaskId d : T(id).deps) release_if_unneeded(d);
     release_if_unneeded(id);
+    if (options.speculative_assignment) speculate_again(e.worker);
     // A shorter duration estimate may give every worker room for more of this group.
     if (g.duration < before) {
       fill_all();
@@ -1101,7 +1210,8 @@ struct SchedulerState::Impl {
     if (thieves.empty() || victims.empty()) return;
     std::sort(thieves.begin(), thieves.end(), [](Worker* a, Worker* b) { return a->id < b->id; });
     for (Worker* thief : thieves) {
-      int64_t free = thief->nthreads - static_cast<int64_t>(thief->processing.size() + thief->incoming);
+      int64_t free =
+          thief->nthreads - static_cast<int64_t>(thief->processing.size() + thief->incoming);
       while (free > 0) {
         // The victim with the most tasks per thread still to give.
         auto victim = victims.end();
@@ -1133,7 +1243,7 @@ struct SchedulerState::Impl {
     TaskId best = kNone;
     for (TaskId id : victim.processing) {
       const Task& t = T(id);
-      if (t.stealing_to != kNone) continue;
+      if (t.stealing_to != kNone || speculative(t)) continue;
       const Group& g = groups[t.group];
       if (!g.seen || g.duration < options.steal_min_duration) continue;  // not worth a trip
       uint64_t transfer = 0;
@@ -1152,8 +1262,7 @@ struct SchedulerState::Impl {
     const TaskId id = find(e.key);
     if (id == kNone) return;
     Task& t = T(id);
-    if (t.status != TaskStatus::Processing || t.processing_on != e.worker ||
-        t.stealing_to == kNone)
+    if (t.status != TaskStatus::Processing || t.processing_on != e.worker || t.stealing_to == kNone)
       return;  // finished, moved or lost meanwhile: the answer is stale
     const WorkerId thief = t.stealing_to;
     end_steal(t);
@@ -1230,10 +1339,23 @@ struct SchedulerState::Impl {
           broken(t, "its worker does not list it at its slot");
         ++processing[t.processing_on];
       }
-      if ((t.status == TaskStatus::Processing || t.status == TaskStatus::Queued ||
-           t.status == TaskStatus::NoWorker) &&
+      if ((t.status == TaskStatus::Queued || t.status == TaskStatus::NoWorker) &&
           not_in_memory != 0)
         broken(t, "ready while a dependency is not in memory");
+      if (t.status == TaskStatus::Processing) {
+        if (t.waiting != not_in_memory)
+          broken(t,
+                 fmt::format("counts {} inputs not in memory, {} are", t.waiting, not_in_memory));
+        for (TaskId d : t.deps) {
+          const Task& dt = tasks[d];
+          if (dt.status != TaskStatus::Memory &&
+              (dt.status != TaskStatus::Processing || dt.processing_on != t.processing_on))
+            broken(t, fmt::format("processing while its input '{}' is {} and not processing "
+                                  "on the same worker",
+                                  dt.key.str(), status_name(dt.status)));
+        }
+        if (t.waiting != 0 && t.stealing_to != kNone) broken(t, "speculative, yet being stolen");
+      }
       if (t.status == TaskStatus::Waiting && (t.waiting != not_in_memory || t.waiting == 0))
         broken(t, fmt::format("waits on {}, {} are not in memory", t.waiting, not_in_memory));
       if ((t.status == TaskStatus::Erred) != static_cast<bool>(t.error))
@@ -1263,9 +1385,9 @@ struct SchedulerState::Impl {
     size_t running = 0;
     for (const auto& [id, w] : workers) {
       if (w.incoming != incoming[id]) {
-        throw SchedulerError(fmt::format(
-            "scheduler state: worker {} counts {} tasks stolen for it, {} are", id, w.incoming,
-            incoming[id]));
+        throw SchedulerError(
+            fmt::format("scheduler state: worker {} counts {} tasks stolen for it, {} are", id,
+                        w.incoming, incoming[id]));
       }
       if (w.processing.size() != processing[id]) {
         throw SchedulerError(
@@ -1305,17 +1427,30 @@ SchedulerState::~SchedulerState() = default;
 
 void SchedulerState::handle(const Event& event, std::vector<Action>& out) {
   impl_->out = &out;
+  const size_t start = out.size();
   std::visit([this](const auto& e) { impl_->on(e); }, event);
   // Tasks cancelled or moved may have left room on a worker: queued root tasks take it.
   if (!impl_->queue.empty()) impl_->fill_all();
   auto& to_free = impl_->to_free;
   if (!to_free.empty()) {
+    // Frees go out last, as one FreeKeys per worker; a task freed on a worker and then
+    // assigned to it again in this event is not freed.
+    std::unordered_map<Key, std::pair<WorkerId, size_t>, KeyHash> assigned;
+    for (size_t i = start; i < out.size(); ++i) {
+      if (const auto* c = std::get_if<ComputeTask>(&out[i])) assigned[c->key] = {c->worker, i};
+    }
+    if (!assigned.empty()) {
+      std::erase_if(to_free, [&](const Impl::PendingFree& f) {
+        auto it = assigned.find(f.key);
+        return it != assigned.end() && it->second.first == f.worker && it->second.second >= f.at;
+      });
+    }
     std::stable_sort(to_free.begin(), to_free.end(),
-                     [](const auto& a, const auto& b) { return a.first < b.first; });
+                     [](const auto& a, const auto& b) { return a.worker < b.worker; });
     for (size_t i = 0; i < to_free.size();) {
-      FreeKeys f{to_free[i].first, {}};
-      for (; i < to_free.size() && to_free[i].first == f.worker; ++i)
-        f.keys.push_back(std::move(to_free[i].second));
+      FreeKeys f{to_free[i].worker, {}};
+      for (; i < to_free.size() && to_free[i].worker == f.worker; ++i)
+        f.keys.push_back(std::move(to_free[i].key));
       out.push_back(std::move(f));
     }
     to_free.clear();

@@ -43,6 +43,9 @@ enum class TaskStatus : uint8_t {
   Forgotten,
 };
 const char* status_name(TaskStatus s);
+// A key's kind: "inc-5f1c" -> "inc". Tasks of one kind share duration estimates (Dask's
+// key_split), on the scheduler and on workers.
+std::string_view key_prefix(std::string_view name);
 
 // One task of a graph sent by a client.
 struct TaskSpec {
@@ -110,9 +113,9 @@ struct StealResponse {
   Key key;
   bool stolen = false;
 };
-using Event = std::variant<UpdateGraph, AddWorker, RemoveWorker, TaskFinished, TaskErred,
-                           ReleaseKeys, RemoveClient, MissingData, SetWorkerPaused, Rebalance,
-                           StealResponse>;
+using Event =
+    std::variant<UpdateGraph, AddWorker, RemoveWorker, TaskFinished, TaskErred, ReleaseKeys,
+                 RemoveClient, MissingData, SetWorkerPaused, Rebalance, StealResponse>;
 
 // ---- actions ----
 struct ComputeTask {
@@ -170,6 +173,12 @@ class SchedulerState {
     // hides the scheduler round trip behind tiny tasks; 0 turns it off.
     double latency_hiding = 0.002;
     double max_saturation = 64;
+    // Speculative assignment: a waiting task of a kind measured shorter than latency_hiding,
+    // whose inputs are all on one worker or being computed there, is sent to that worker
+    // before its inputs are done (it runs there as soon as they are), so a chain of tiny
+    // tasks does not wait for a scheduler round trip per task. Within the same saturation
+    // limit as latency_hiding; never stolen.
+    bool speculative_assignment = true;
     // A task running on this many workers that died fails with KilledWorker.
     int allowed_failures = 3;
     // On Rebalance, a worker with idle threads takes tasks queued on saturated workers:

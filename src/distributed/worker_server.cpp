@@ -77,6 +77,7 @@ struct WorkerServer::Impl {
   std::deque<Job> jobs;
   size_t running = 0;  // jobs an executor has taken and not finished
   std::deque<Done> done;
+  std::deque<Job> inline_jobs;  // tiny tasks the loop thread runs itself (loop thread only)
   std::vector<std::thread> executors;
   std::vector<comm::Envelope> to_scheduler;  // sent as one batch per loop iteration
   comm::Waker finished;                      // an executor finished a task (or stop() was called)
@@ -85,7 +86,8 @@ struct WorkerServer::Impl {
   std::atomic<bool> serving{false};
   std::string reason;  // why serving stopped (set by the loop thread before serving = false)
 
-  explicit Impl(Options o) : options(std::move(o)), data(options.listen, options.limits, options.security) {
+  explicit Impl(Options o)
+      : options(std::move(o)), data(options.listen, options.limits, options.security) {
     if (options.nthreads < 1)
       throw ValueError(fmt::format("a worker needs at least one thread, not {}", options.nthreads));
     const auto& m = options.memory;
@@ -174,8 +176,10 @@ struct WorkerServer::Impl {
       throw SchedulerError(
           fmt::format("the scheduler at {} refused this worker: {}", options.scheduler, r.error));
     }
-    state = std::make_unique<WorkerState>(
-        WorkerState::Options{.self = id_of(data.address()), .nthreads = options.nthreads});
+    state = std::make_unique<WorkerState>(WorkerState::Options{
+        .self = id_of(data.address()),
+        .nthreads = options.nthreads,
+        .queue_seconds = std::chrono::duration<double>(options.queue_time).count()});
   }
 
   // ---- executor threads ----
@@ -190,36 +194,45 @@ struct WorkerServer::Impl {
         jobs.pop_front();
         ++running;
       }
-      Done d{job.key};
-      const auto t0 = Clock::now();
-      try {
-        // The payload is a one-task graph; its inputs join it as literals.
-        const auto bytes = std::as_bytes(std::span(job.payload->data(), job.payload->size()));
-        Graph g = decode_graph(from_bytes(bytes));
-        for (auto& [k, v] : job.inputs) g.add(k, Task::literal(std::move(v)));
-        std::vector<Value> out = get(g, std::span<const Key>(&job.key, 1), {.scheduler = "sync"});
-        d.value = std::move(out.at(0));
-        d.ok = true;
-      } catch (const TaskError& e) {
-        d.error = e.what();
-      } catch (const OpError& e) {
-        d.error = fmt::format(
-            "task '{}' cannot run on this worker: {} (start the worker with --preload of a library "
-            "that registers the op, or use a worker program built with it)",
-            job.key.str(), e.what());
-      } catch (const std::exception& e) {
-        d.error =
-            fmt::format("task '{}' could not run on this worker: {}", job.key.str(), e.what());
-      }
-      d.duration = std::chrono::duration<double>(Clock::now() - t0).count();
-      ++executed_count;
+      Done d = run(job);
+      bool wake = false;
       {
         std::lock_guard lock(mu);
         done.push_back(std::move(d));
         --running;
+        // The loop hears of finished tasks when the queue runs low (it hands out more, and
+        // reports these), else within its batch interval: tiny tasks do not wake it one by one.
+        wake = jobs.size() <= static_cast<size_t>(options.nthreads);
       }
-      finished.wake();
+      if (wake) finished.wake();
     }
+  }
+
+  // Runs one task (on an executor thread, or inline on the loop thread).
+  Done run(Job& job) {
+    Done d{job.key};
+    const auto t0 = Clock::now();
+    try {
+      // The payload is a one-task graph; its inputs join it as literals.
+      const auto bytes = std::as_bytes(std::span(job.payload->data(), job.payload->size()));
+      Graph g = decode_graph(from_bytes(bytes));
+      for (auto& [k, v] : job.inputs) g.add(k, Task::literal(std::move(v)));
+      std::vector<Value> out = get(g, std::span<const Key>(&job.key, 1), {.scheduler = "sync"});
+      d.value = std::move(out.at(0));
+      d.ok = true;
+    } catch (const TaskError& e) {
+      d.error = e.what();
+    } catch (const OpError& e) {
+      d.error = fmt::format(
+          "task '{}' cannot run on this worker: {} (start the worker with --preload of a library "
+          "that registers the op, or use a worker program built with it)",
+          job.key.str(), e.what());
+    } catch (const std::exception& e) {
+      d.error = fmt::format("task '{}' could not run on this worker: {}", job.key.str(), e.what());
+    }
+    d.duration = std::chrono::duration<double>(Clock::now() - t0).count();
+    ++executed_count;
+    return d;
   }
 
   // ---- the loop: messages in, instructions out ----
@@ -231,6 +244,11 @@ struct WorkerServer::Impl {
         // The state machine executes a task only once its inputs are all in the store.
         for (const Key& k : e->inputs) {
           if (auto v = store->get(k)) job.inputs.emplace_back(k, std::move(*v));
+        }
+        const double inline_below = std::chrono::duration<double>(options.inline_time).count();
+        if (e->estimate >= 0 && e->estimate < inline_below && inline_jobs.empty() && !busy()) {
+          inline_jobs.push_back(std::move(job));
+          continue;
         }
         std::lock_guard lock(mu);
         jobs.push_back(std::move(job));
@@ -335,10 +353,42 @@ struct WorkerServer::Impl {
     }
   }
 
-  // Whether tasks are queued or running on the executors.
+  // Whether tasks are queued or running on the executors, or waiting to run inline.
   bool busy() {
+    if (!inline_jobs.empty()) return true;
     std::lock_guard lock(mu);
     return running > 0 || !jobs.empty();
+  }
+
+  // A task's outcome into the state machine, and its instructions out.
+  void finish(Done& d, std::vector<WorkerInstruction>& ins) {
+    if (d.ok) {
+      const uint64_t nbytes = d.value.nbytes();
+      store->put(d.key, std::move(d.value));
+      state->handle(ExecuteSuccess{d.key, nbytes, d.duration}, ins);
+    } else {
+      state->handle(ExecuteFailure{d.key, d.error}, ins);
+    }
+    apply(ins);
+  }
+
+  // Tiny tasks run on this thread while the executors are idle (see Options::inline_time),
+  // for up to a millisecond; what they make ready may run inline in turn.
+  void run_inline(std::vector<WorkerInstruction>& ins) {
+    const auto until = Clock::now() + std::chrono::milliseconds(1);
+    while (!inline_jobs.empty() && !stopping.load()) {
+      Job job = std::move(inline_jobs.front());
+      inline_jobs.pop_front();
+      Done d = run(job);
+      finish(d, ins);
+      if (Clock::now() > until) break;
+    }
+  }
+
+  // Whether the executors may finish tasks without waking the loop (see execute_loop).
+  bool quiet_results() {
+    std::lock_guard lock(mu);
+    return !jobs.empty() || !done.empty();
   }
 
   void serve() {
@@ -372,6 +422,8 @@ struct WorkerServer::Impl {
       auto wait = std::min<Clock::duration>(std::chrono::milliseconds(100),
                                             options.heartbeat_interval - (now - last_beat));
       if (holding) wait = std::min<Clock::duration>(wait, last_send + options.batch_interval - now);
+      if (quiet_results()) wait = std::min<Clock::duration>(wait, options.batch_interval);
+      if (!inline_jobs.empty()) wait = Clock::duration::zero();
       comm::poll(items, std::chrono::duration_cast<std::chrono::microseconds>(
                             std::max<Clock::duration>(wait, Clock::duration::zero())));
       if (items[0].ready) {
@@ -406,16 +458,8 @@ struct WorkerServer::Impl {
         std::lock_guard lock(mu);
         results.swap(done);
       }
-      for (Done& d : results) {
-        if (d.ok) {
-          const uint64_t nbytes = d.value.nbytes();
-          store->put(d.key, std::move(d.value));
-          state->handle(ExecuteSuccess{d.key, nbytes, d.duration}, ins);
-        } else {
-          state->handle(ExecuteFailure{d.key, d.error}, ins);
-        }
-        apply(ins);
-      }
+      for (Done& d : results) finish(d, ins);
+      run_inline(ins);
       // Report at once when idle (a chain's next task waits on it); while busy, gather what
       // finishes within the batch interval into one message.
       holding = false;

@@ -31,6 +31,14 @@ class WorkerServer {
     // While tasks are still queued or running here, finished ones are reported at most this
     // often, in one batch (Dask's BatchedSend); an idle worker reports at once.
     std::chrono::microseconds batch_interval{1000};
+    // Tiny tasks run back to back: tasks of kinds measured here as short are handed to the
+    // executor threads beyond one per thread, as many as this much of their measured time per
+    // thread (WorkerState::Options::queue_seconds). 0: one task per thread.
+    std::chrono::microseconds queue_time{2000};
+    // A task of a kind measured here to take less than this runs on the worker's loop thread
+    // when the executor threads are idle, which saves two thread hand-offs per task (a chain
+    // of tiny tasks). 0: tasks always run on the executor threads.
+    std::chrono::microseconds inline_time{50};
     // Results this small travel with task-finished, and the scheduler hands them to the
     // clients that want them (result() then needs no fetch from this worker).
     uint64_t inline_bytes = 1024;

@@ -49,6 +49,7 @@ struct WorkerState::Impl {
     WorkerId flight_peer = 0;
     uint32_t waiting = 0;  // dependencies not in memory
     uint64_t nbytes = 0;
+    double estimate = -1;  // while executing: its kind's measured duration (-1: unknown)
     // Asked to compute it while it was in flight: done if the data does not come.
     std::unique_ptr<ComputeTask> deferred;
   };
@@ -65,6 +66,11 @@ struct WorkerState::Impl {
   std::priority_queue<ReadyEntry, std::vector<ReadyEntry>, std::greater<>> ready;
   uint64_t seq = 0;
   size_t executing = 0;
+  // Over the executing tasks: the sum of known estimates, and how many have none.
+  double executing_estimate = 0;
+  size_t executing_unknown = 0;
+  // Mean measured duration by task kind (key prefix), as a moving average.
+  std::unordered_map<std::string, double> durations;
   std::vector<Task*> to_fetch;              // in fetch status, in arrival order
   std::unordered_set<WorkerId> busy_peers;  // a request in flight to them
   std::vector<WorkerInstruction>* out = nullptr;
@@ -73,6 +79,12 @@ struct WorkerState::Impl {
     if (options.nthreads < 1) throw ValueError("WorkerState: nthreads must be at least 1");
   }
 
+  static std::vector<Key> keys_of(const std::vector<Task*>& ts) {
+    std::vector<Key> keys;
+    keys.reserve(ts.size());
+    for (const Task* t : ts) keys.push_back(t->key);
+    return keys;
+  }
   Task* find(const Key& k) {
     auto it = tasks.find(k);
     return it == tasks.end() ? nullptr : &it->second;
@@ -94,17 +106,56 @@ struct WorkerState::Impl {
     ready.push({t.priority, seq++, &t});
   }
 
+  double estimate_of(const Key& k) const {
+    auto it = durations.find(std::string(key_prefix(k.name())));
+    return it == durations.end() ? -1 : it->second;
+  }
+
+  // Whether a task of this estimate may be handed out now: always onto a free thread;
+  // beyond the threads only while every task handed out has a known estimate and all of
+  // them fit in queue_seconds per thread.
+  bool may_start(double estimate) const {
+    const auto threads = static_cast<size_t>(options.nthreads);
+    if (executing < threads) return true;
+    if (options.queue_seconds <= 0 || estimate < 0 || executing_unknown > 0) return false;
+    if (executing >= threads * (1 + options.max_queued_per_thread)) return false;
+    return executing_estimate + estimate <=
+           options.queue_seconds * static_cast<double>(threads) * (1 + 1e-9);  // rounding
+  }
+
+  void leave_executing(Task& t) {
+    --executing;
+    if (t.estimate < 0) {
+      --executing_unknown;
+    } else {
+      executing_estimate -= t.estimate;
+      if (executing == 0 || executing_estimate < 0) executing_estimate = 0;  // rounding
+    }
+    t.estimate = -1;
+  }
+
   void run_ready() {
-    while (executing < static_cast<size_t>(options.nthreads) && !ready.empty()) {
+    while (!ready.empty()) {
       const ReadyEntry e = ready.top();
-      ready.pop();
       // Entries of tasks that left the ready state (freed) are skipped; a freed task's
       // entry is dropped before its memory is, see release().
+      if (e.task->status != WorkerTaskStatus::Ready) {
+        ready.pop();
+        continue;
+      }
       Task& t = *e.task;
-      if (t.status != WorkerTaskStatus::Ready) continue;
+      const double estimate = estimate_of(t.key);
+      if (!may_start(estimate)) break;
+      ready.pop();
       t.status = WorkerTaskStatus::Executing;
       ++executing;
-      Execute ex{t.key, t.payload, {}};
+      t.estimate = estimate;
+      if (estimate < 0) {
+        ++executing_unknown;
+      } else {
+        executing_estimate += estimate;
+      }
+      Execute ex{t.key, t.payload, {}, estimate};
       ex.inputs.reserve(t.deps.size());
       for (const Task* d : t.deps) ex.inputs.push_back(d->key);
       out->push_back(std::move(ex));
@@ -170,9 +221,10 @@ struct WorkerState::Impl {
   void give_up_on(Task& dep, WorkerId last_holder) {
     const Key key = dep.key;  // `dep` may be forgotten on the way
     dep.status = WorkerTaskStatus::Gone;
-    const std::vector<Task*> users = dep.dependents;
-    for (Task* u : users) {
-      if (!u->run_here) continue;
+    // By key: dropping one user may drop another (waiting on it here).
+    for (const Key& k : keys_of(dep.dependents)) {
+      Task* u = find(k);
+      if (!u || !u->run_here) continue;
       out->push_back(SendMissingData{u->key, key, last_holder});
       drop_task(*u);
     }
@@ -194,6 +246,7 @@ struct WorkerState::Impl {
       t.cancelled = true;
       return;
     }
+    drop_waiting_dependents(t);
     if (t.status == WorkerTaskStatus::Memory) out->push_back(ReleaseData{t.key});
     const std::vector<Task*> deps = t.deps;
     // The ready queue points at ready tasks: take it out before its memory goes.
@@ -209,6 +262,16 @@ struct WorkerState::Impl {
       } else if (d->status == WorkerTaskStatus::Flight) {
         d->status = WorkerTaskStatus::Gone;  // forgotten when its request returns
       }
+    }
+  }
+
+  // Tasks to run here that wait for `t` to be computed here (sent ahead of it: speculative
+  // assignment) cannot run once it will not be: they are dropped too (the scheduler, which
+  // took `t` back, frees them as well).
+  void drop_waiting_dependents(Task& t) {
+    for (const Key& k : keys_of(t.dependents)) {  // by key: one drop may drop another
+      Task* u = find(k);
+      if (u && u->run_here && u->status == WorkerTaskStatus::Waiting) drop_task(*u);
     }
   }
 
@@ -315,8 +378,9 @@ struct WorkerState::Impl {
   // A task not started yet (waiting for inputs, or ready) is given up to another worker.
   void on(const StealRequest& e) {
     Task* t = find(e.key);
-    const bool give = t && t->run_here && !t->deferred &&
-                      (t->status == WorkerTaskStatus::Waiting || t->status == WorkerTaskStatus::Ready);
+    const bool give =
+        t && t->run_here && !t->deferred &&
+        (t->status == WorkerTaskStatus::Waiting || t->status == WorkerTaskStatus::Ready);
     if (give) {
       t->run_here = false;
       drop_task(*t);
@@ -327,9 +391,12 @@ struct WorkerState::Impl {
   void on(const ExecuteSuccess& e) {
     Task* t = find(e.key);
     if (!t || t->status != WorkerTaskStatus::Executing) return;
-    --executing;
+    leave_executing(*t);
+    auto [d, fresh] = durations.try_emplace(std::string(key_prefix(t->key.name())), e.duration);
+    if (!fresh) d->second = 0.75 * d->second + 0.25 * e.duration;
     if (t->cancelled) {
       out->push_back(ReleaseData{t->key});
+      drop_waiting_dependents(*t);
       const std::vector<Task*> deps = t->deps;
       forget(*t);
       for (Task* d : deps) release_if_unneeded(*d);
@@ -348,8 +415,9 @@ struct WorkerState::Impl {
   void on(const ExecuteFailure& e) {
     Task* t = find(e.key);
     if (!t || t->status != WorkerTaskStatus::Executing) return;
-    --executing;
+    leave_executing(*t);
     if (t->cancelled) {
+      drop_waiting_dependents(*t);
       forget(*t);
       return;
     }
@@ -410,7 +478,7 @@ struct WorkerState::Impl {
   }
 
   void validate() const {
-    size_t exec = 0;
+    size_t exec = 0, unknown = 0;
     for (const auto& entry : tasks) {
       const Task& t = entry.second;
       auto broken = [&](std::string_view what) {
@@ -418,6 +486,9 @@ struct WorkerState::Impl {
                                          t.key.str(), status_name(t.status), what));
       };
       exec += t.status == WorkerTaskStatus::Executing;
+      unknown += t.status == WorkerTaskStatus::Executing && t.estimate < 0;
+      if (t.status != WorkerTaskStatus::Executing && t.estimate >= 0)
+        broken("an estimate outside execution");
       uint32_t not_in_memory = 0;
       for (const Task* d : t.deps) {
         if (std::count(d->dependents.begin(), d->dependents.end(), &t) != 1)
@@ -434,9 +505,19 @@ struct WorkerState::Impl {
             fmt::format("in flight from worker {}, which has no request from it", t.flight_peer));
       if (t.status == WorkerTaskStatus::Fetch && t.who_has.empty()) broken("nowhere to fetch from");
     }
-    if (exec != executing || executing > static_cast<size_t>(options.nthreads))
+    const auto threads = static_cast<size_t>(options.nthreads);
+    const size_t most =
+        options.queue_seconds > 0 ? threads * (1 + options.max_queued_per_thread) : threads;
+    if (exec != executing || executing > most || unknown != executing_unknown)
+      throw SchedulerError(fmt::format(
+          "worker {} state: {} executing ({} without an estimate), counted {} ({}), at most {}",
+          options.self, exec, unknown, executing, executing_unknown, most));
+    if (executing > threads &&
+        (executing_unknown > 0 ||
+         executing_estimate > options.queue_seconds * static_cast<double>(threads) * (1 + 1e-9)))
       throw SchedulerError(
-          fmt::format("worker {} state: {} executing, counted {}", options.self, exec, executing));
+          fmt::format("worker {} state: {} tasks handed out for {} threads, estimated at {} s",
+                      options.self, executing, threads, executing_estimate));
   }
 };
 

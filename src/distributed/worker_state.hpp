@@ -71,6 +71,7 @@ struct Execute {
   Key key;
   std::shared_ptr<const std::string> payload;
   std::vector<Key> inputs;
+  double estimate = -1;  // seconds its kind took here on average (-1: never measured)
 };
 // Ask `peer` for these keys' data.
 struct GatherDep {
@@ -109,6 +110,13 @@ class WorkerState {
   struct Options {
     WorkerId self = 0;
     int nthreads = 1;
+    // Tasks handed to the executors beyond one per thread, while the durations measured for
+    // their kinds (key prefixes) say that all tasks handed out finish within this many
+    // seconds of thread time per thread (0: exactly one task per thread). Tiny tasks then run
+    // back to back without a round trip through the shell per task; a kind never measured,
+    // or a slow one, is never queued behind another task.
+    double queue_seconds = 0;
+    size_t max_queued_per_thread = 64;
     // Keys asked from one peer in one request, at most, and requests in flight at once.
     size_t max_keys_per_gather = 50;
     size_t max_gathers_in_flight = 4;

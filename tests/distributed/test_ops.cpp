@@ -16,6 +16,12 @@ int64_t ptest_slow_inc(int64_t x, int64_t sleep_ms) {
 }
 TESSERA_REGISTER(ptest_slow_inc);
 
+int64_t ptest_nap_inc(int64_t x, int64_t sleep_us) {
+  std::this_thread::sleep_for(std::chrono::microseconds(sleep_us));
+  return x + 1;
+}
+TESSERA_REGISTER(ptest_nap_inc);
+
 int64_t ptest_inc(int64_t x) {
   return x + 1;
 }

@@ -8,6 +8,7 @@
 
 // x + 1, after `sleep_ms` (so that a worker can be killed while tasks run).
 int64_t ptest_slow_inc(int64_t x, int64_t sleep_ms);
+int64_t ptest_nap_inc(int64_t x, int64_t sleep_us);  // sleeps microseconds
 int64_t ptest_inc(int64_t x);
 int64_t ptest_add(int64_t x, int64_t y);
 // Throws std::domain_error("ptest_fail: <why>").

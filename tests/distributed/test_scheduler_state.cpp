@@ -234,6 +234,114 @@ TEST(SchedulerState, TinyTasksAreQueuedDeeperToHideTheRoundTrip) {
   EXPECT_EQ(off.processing_count(1), 2U);
 }
 
+// Speculative assignment: once a kind is measured as tiny, a chain of it goes to the worker
+// computing its head, ahead of its inputs (their holders are left empty: being computed
+// there), so the worker runs it without a round trip to the scheduler per task.
+TEST(SchedulerState, TinyChainsAreAssignedAheadOfTheirInputs) {
+  td::SchedulerState s(validating());
+  s.handle(td::AddWorker{.worker = 1, .nthreads = 1});
+  s.handle(td::AddWorker{.worker = 2, .nthreads = 1});
+  std::vector<td::TaskSpec> chain{spec("c-0")};
+  for (int i = 1; i < 10; ++i)
+    chain.push_back(spec("c-" + std::to_string(i), {"c-" + std::to_string(i - 1)}));
+  auto out = s.handle(td::UpdateGraph{.client = 1, .tasks = chain, .wanted = keys({"c-9"})});
+  // Nothing is known of the kind yet: only the head goes out.
+  ASSERT_EQ(computed(out).size(), 1U);
+  const td::WorkerId w = only<td::ComputeTask>(out)[0].worker;
+  EXPECT_EQ(s.status(Key("c-1")), TaskStatus::Waiting);
+  out = s.handle(td::TaskFinished{.worker = w, .key = Key("c-0"), .nbytes = 8, .duration = 1e-5});
+  const auto sent = only<td::ComputeTask>(out);
+  ASSERT_EQ(sent.size(), 9U);
+  for (size_t i = 0; i < sent.size(); ++i) {
+    EXPECT_EQ(sent[i].key, Key("c-" + std::to_string(i + 1)));
+    EXPECT_EQ(sent[i].worker, w);
+    ASSERT_EQ(sent[i].who_has.size(), 1U);
+    // c-1's input is held by w; the others' are being computed there.
+    EXPECT_EQ(sent[i].who_has[0].second,
+              i == 0 ? std::vector<td::WorkerId>{w} : std::vector<td::WorkerId>{});
+  }
+  EXPECT_EQ(s.processing_count(w), 9U);
+  // A kind that takes longer than latency_hiding is not sent ahead.
+  td::SchedulerState slow(validating());
+  slow.handle(td::AddWorker{.worker = 1, .nthreads = 1});
+  slow.handle(td::UpdateGraph{.client = 1, .tasks = chain, .wanted = keys({"c-9"})});
+  out =
+      slow.handle(td::TaskFinished{.worker = 1, .key = Key("c-0"), .nbytes = 8, .duration = 0.01});
+  EXPECT_EQ(computed(out), std::vector<std::string>{"c-1@1"});
+  // Nor is anything when speculation is off.
+  td::SchedulerState off({.speculative_assignment = false, .validate = true});
+  off.handle(td::AddWorker{.worker = 1, .nthreads = 1});
+  off.handle(td::UpdateGraph{.client = 1, .tasks = chain, .wanted = keys({"c-9"})});
+  out = off.handle(td::TaskFinished{.worker = 1, .key = Key("c-0"), .nbytes = 8, .duration = 1e-5});
+  EXPECT_EQ(computed(out), std::vector<std::string>{"c-1@1"});
+
+  // The worker runs the chain and reports each link; the last reaches the client.
+  for (int i = 1; i < 10; ++i) {
+    out = s.handle(td::TaskFinished{
+        .worker = w, .key = Key("c-" + std::to_string(i)), .nbytes = 8, .duration = 1e-5});
+    EXPECT_TRUE(computed(out).empty());
+  }
+  ASSERT_EQ(only<td::ReportMemory>(out).size(), 1U);
+  EXPECT_EQ(only<td::ReportMemory>(out)[0].key, Key("c-9"));
+}
+
+// At most the worker's saturation limit is sent ahead; more follows as it reports.
+TEST(SchedulerState, SpeculationStopsAtTheSaturationLimit) {
+  td::SchedulerState s({.latency_hiding = 0.002, .max_saturation = 4, .validate = true});
+  s.handle(td::AddWorker{.worker = 1, .nthreads = 1});
+  std::vector<td::TaskSpec> chain{spec("c-0")};
+  for (int i = 1; i < 12; ++i)
+    chain.push_back(spec("c-" + std::to_string(i), {"c-" + std::to_string(i - 1)}));
+  s.handle(td::UpdateGraph{.client = 1, .tasks = chain, .wanted = keys({"c-11"})});
+  auto out =
+      s.handle(td::TaskFinished{.worker = 1, .key = Key("c-0"), .nbytes = 8, .duration = 1e-5});
+  EXPECT_EQ(computed(out), (std::vector<std::string>{"c-1@1", "c-2@1", "c-3@1", "c-4@1"}));
+  out = s.handle(td::TaskFinished{.worker = 1, .key = Key("c-1"), .nbytes = 8, .duration = 1e-5});
+  EXPECT_EQ(computed(out), std::vector<std::string>{"c-5@1"});
+  EXPECT_EQ(s.status(Key("c-6")), TaskStatus::Waiting);
+}
+
+// An input of a task sent ahead fails: the task fails too, and its worker is told to drop it.
+TEST(SchedulerState, TasksSentAheadFailWithTheirInput) {
+  td::SchedulerState s(validating());
+  s.handle(td::AddWorker{.worker = 1, .nthreads = 1});
+  s.handle(td::UpdateGraph{
+      .client = 1,
+      .tasks = {spec("c-0"), spec("c-1", {"c-0"}), spec("c-2", {"c-1"}), spec("c-3", {"c-2"})},
+      .wanted = keys({"c-3"})});
+  s.handle(td::TaskFinished{.worker = 1, .key = Key("c-0"), .nbytes = 8, .duration = 1e-5});
+  ASSERT_EQ(s.status(Key("c-3")), TaskStatus::Processing);
+  auto out = s.handle(td::TaskErred{.worker = 1, .key = Key("c-1"), .exception = "boom"});
+  const auto f = freed(out);
+  EXPECT_TRUE(f.count("c-2@1") && f.count("c-3@1"));
+  ASSERT_EQ(only<td::ReportErred>(out).size(), 1U);
+  EXPECT_EQ(only<td::ReportErred>(out)[0].key, Key("c-3"));
+  EXPECT_EQ(only<td::ReportErred>(out)[0].blamed, Key("c-1"));
+  EXPECT_EQ(s.status(Key("c-2")), TaskStatus::Erred);
+}
+
+// A task sent ahead whose input is taken back (the worker could not get that input's own
+// input) waits again, and is sent ahead again with it: to the same worker, in the same
+// event, so it is not freed there (a free after the new ComputeTask would drop it).
+TEST(SchedulerState, TasksSentAheadWaitAgainWhenTheirInputIsTakenBack) {
+  td::SchedulerState s(validating());
+  s.handle(td::AddWorker{.worker = 1, .nthreads = 1});
+  s.handle(td::UpdateGraph{
+      .client = 1,
+      .tasks = {spec("c-0"), spec("c-1", {"c-0"}), spec("c-2", {"c-1"}), spec("c-3", {"c-2"})},
+      .wanted = keys({"c-3"})});
+  s.handle(td::TaskFinished{.worker = 1, .key = Key("c-0"), .nbytes = 8, .duration = 1e-5});
+  // Worker 1 lost c-0 (say its disk went bad): c-1 cannot run there now.
+  auto out =
+      s.handle(td::MissingData{.worker = 1, .key = Key("c-1"), .missing = Key("c-0"), .holder = 1});
+  EXPECT_EQ(computed(out), (std::vector<std::string>{"c-0@1", "c-1@1", "c-2@1", "c-3@1"}));
+  EXPECT_TRUE(freed(out).empty()) << *freed(out).begin();
+  for (const char* k : {"c-0", "c-1", "c-2", "c-3"})
+    out = s.handle(td::TaskFinished{.worker = 1, .key = Key(k), .nbytes = 8, .duration = 1e-5});
+  ASSERT_EQ(only<td::ReportMemory>(out).size(), 1U);
+  EXPECT_EQ(only<td::ReportMemory>(out)[0].key, Key("c-3"));
+}
+
 TEST(SchedulerState, WaitsForWorkersAndSkipsPausedOnes) {
   td::SchedulerState s(validating());
   auto out = s.handle(td::UpdateGraph{.client = 1, .tasks = {spec("x")}, .wanted = keys({"x"})});
@@ -321,10 +429,12 @@ TEST(SchedulerState, LostScatteredDataComesBackFromItsClient) {
   s.handle(td::AddWorker{.worker = 1, .nthreads = 1});
   auto data = std::make_shared<const std::string>("the data");
   td::TaskSpec scattered{Key("scatter-x"), {}, 0, data, true};
-  auto out = s.handle(td::UpdateGraph{.client = 7, .tasks = {scattered}, .wanted = keys({"scatter-x"})});
+  auto out =
+      s.handle(td::UpdateGraph{.client = 7, .tasks = {scattered}, .wanted = keys({"scatter-x"})});
   ASSERT_EQ(computed(out), std::vector<std::string>{"scatter-x@1"});
   s.handle(td::TaskFinished{.worker = 1, .key = Key("scatter-x"), .nbytes = 8});
-  out = s.handle(td::UpdateGraph{.client = 7, .tasks = {spec("use", {"scatter-x"})}, .wanted = keys({"use"})});
+  out = s.handle(
+      td::UpdateGraph{.client = 7, .tasks = {spec("use", {"scatter-x"})}, .wanted = keys({"use"})});
   ASSERT_EQ(computed(out), std::vector<std::string>{"use@1"});
   s.handle(td::AddWorker{.worker = 2, .nthreads = 1});
   // Worker 1 dies: "use" waits, nothing recomputes the data, the client is asked for it.
@@ -347,7 +457,8 @@ TEST(SchedulerState, LostScatteredDataComesBackFromItsClient) {
 
   // The same loss when no client holds the data any more: "use" (held on the same worker,
   // to be recomputed) and "use2" (waiting for it) fail, saying why.
-  out = s.handle(td::UpdateGraph{.client = 7, .tasks = {spec("use2", {"scatter-x"}, 5)}, .wanted = keys({"use2"})});
+  out = s.handle(td::UpdateGraph{
+      .client = 7, .tasks = {spec("use2", {"scatter-x"}, 5)}, .wanted = keys({"use2"})});
   s.handle(td::ReleaseKeys{.client = 7, .keys = keys({"scatter-x"})});
   s.handle(td::AddWorker{.worker = 3, .nthreads = 1});
   out = s.handle(td::RemoveWorker{.worker = 2});
@@ -463,7 +574,8 @@ TEST(SchedulerState, IdleWorkersStealQueuedTasks) {
   auto take_inputs = [&](const std::vector<td::Action>& actions) {
     for (const auto& c : only<td::ComputeTask>(actions)) inputs.push_back(c.key);
   };
-  take_inputs(s.handle(td::UpdateGraph{.client = 7, .tasks = inputs_spec, .wanted = inputs_wanted}));
+  take_inputs(
+      s.handle(td::UpdateGraph{.client = 7, .tasks = inputs_spec, .wanted = inputs_wanted}));
   while (!inputs.empty()) {
     const Key k = inputs.front();
     inputs.pop_front();
@@ -528,7 +640,8 @@ TEST(SchedulerState, IdleWorkersStealQueuedTasks) {
   td::SchedulerState off({.work_stealing = false, .validate = true});
   for (td::SchedulerState* x : {&quick, &off}) {
     x->handle(td::AddWorker{.worker = 1, .nthreads = 1});
-    take_inputs(x->handle(td::UpdateGraph{.client = 7, .tasks = inputs_spec, .wanted = inputs_wanted}));
+    take_inputs(
+        x->handle(td::UpdateGraph{.client = 7, .tasks = inputs_spec, .wanted = inputs_wanted}));
     while (!inputs.empty()) {
       const Key k = inputs.front();
       inputs.pop_front();

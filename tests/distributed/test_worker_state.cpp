@@ -146,9 +146,67 @@ TEST(WorkerState, GivesBackTasksNotStartedWhenStolen) {
 }
 
 // Scheduler and workers in one process.
+// Tiny tasks run back to back: beyond its threads the worker hands out tasks of kinds it
+// measured as short, as many as fit in queue_seconds; never a kind it has not measured.
+TEST(WorkerState, QueuesMeasuredTinyTasksBeyondItsThreads) {
+  td::WorkerState w({.self = 1, .nthreads = 1, .queue_seconds = 0.001, .validate = true});
+  auto out = w.handle(compute("a-0"));
+  ASSERT_EQ(only<td::Execute>(out).size(), 1U);
+  EXPECT_EQ(only<td::Execute>(out)[0].estimate, -1);
+  for (int i = 1; i <= 20; ++i)
+    EXPECT_TRUE(only<td::Execute>(w.handle(compute("a-" + std::to_string(i)))).empty());
+  out = w.handle(td::ExecuteSuccess{Key("a-0"), 8, 1e-4});
+  // 1 ms of 0.1 ms tasks: ten handed out at once.
+  const auto ex = only<td::Execute>(out);
+  ASSERT_EQ(ex.size(), 10U);
+  EXPECT_DOUBLE_EQ(ex[0].estimate, 1e-4);
+  EXPECT_EQ(w.executing_count(), 10U);
+  // A kind never measured waits for a free thread.
+  EXPECT_TRUE(only<td::Execute>(w.handle(compute("b-0", {}, 0))).empty());
+  // Without queue_seconds, one task per thread.
+  td::WorkerState one({.self = 1, .nthreads = 1, .validate = true});
+  one.handle(compute("a-0"));
+  one.handle(compute("a-1"));
+  one.handle(compute("a-2"));
+  EXPECT_EQ(only<td::Execute>(one.handle(td::ExecuteSuccess{Key("a-0"), 8, 1e-6})).size(), 1U);
+}
+
+// A task sent ahead of its input (speculative assignment: no holder, the input is being
+// computed here) waits for it without fetching or complaining, then runs.
+TEST(WorkerState, RunsATaskSentAheadOnceItsInputIsComputedHere) {
+  td::WorkerState w({.self = 1, .nthreads = 1, .validate = true});
+  ASSERT_EQ(only<td::Execute>(w.handle(compute("x"))).size(), 1U);
+  auto out = w.handle(compute("y", {{"x", {}}}));
+  EXPECT_TRUE(out.empty());
+  EXPECT_EQ(w.status(Key("y")), WorkerTaskStatus::Waiting);
+  out = w.handle(td::ExecuteSuccess{Key("x"), 8, 1e-5});
+  ASSERT_EQ(only<td::Execute>(out).size(), 1U);
+  EXPECT_EQ(only<td::Execute>(out)[0].key, Key("y"));
+  EXPECT_EQ(only<td::Execute>(out)[0].inputs, std::vector<Key>{Key("x")});
+}
+
+// A task handed back (its input is nowhere) takes with it the tasks sent ahead of it.
+TEST(WorkerState, DropsTasksSentAheadOfOneItHandsBack) {
+  td::WorkerState w({.self = 1, .nthreads = 1, .validate = true});
+  w.handle(compute("x", {{"in", {2}}}));
+  w.handle(compute("y", {{"x", {}}}));
+  w.handle(compute("z", {{"y", {}}}));
+  auto out = w.handle(td::GatherDepFailed{2, {Key("in")}});
+  const auto missing = only<td::SendMissingData>(out);
+  ASSERT_EQ(missing.size(), 1U);
+  EXPECT_EQ(missing[0].key, Key("x"));
+  EXPECT_EQ(w.status(Key("y")), WorkerTaskStatus::Gone);
+  EXPECT_EQ(w.status(Key("z")), WorkerTaskStatus::Gone);
+  EXPECT_EQ(w.size(), 0U);
+}
+
 TEST(WorkerState, WithTheSchedulerGivesExactResultsThroughDeaths) {
   constexpr int64_t kMod = 1'000'000'007;
-  int deaths = 0, gathers = 0, stolen = 0;
+  int deaths = 0, gathers = 0, stolen = 0, ahead = 0;
+  // Two kinds of task: "t-" takes 10 ms, "q-" 0.1 ms: tiny enough to be assigned ahead of
+  // its inputs (speculative assignment) and queued beyond the threads of the workers that
+  // queue (half of them).
+  auto name = [](int i) { return std::string(i % 2 ? "q-" : "t-") + std::to_string(i); };
   for (uint64_t seed = 1; seed <= 25; ++seed) {
     std::mt19937_64 rng(seed * 7919);
     td::SchedulerState sched(
@@ -157,7 +215,7 @@ TEST(WorkerState, WithTheSchedulerGivesExactResultsThroughDeaths) {
     std::vector<td::TaskSpec> specs;
     std::vector<int64_t> want(n);
     for (int i = 0; i < n; ++i) {
-      td::TaskSpec s{Key("t-" + std::to_string(i)), {}, static_cast<uint64_t>(i), nullptr};
+      td::TaskSpec s{Key(name(i)), {}, static_cast<uint64_t>(i), nullptr};
       want[i] = i;
       const int nd = i == 0 ? 0 : static_cast<int>(rng() % 4);
       std::vector<int> ds;
@@ -165,14 +223,13 @@ TEST(WorkerState, WithTheSchedulerGivesExactResultsThroughDeaths) {
         const int j = static_cast<int>(rng() % i);
         if (std::find(ds.begin(), ds.end(), j) != ds.end()) continue;
         ds.push_back(j);
-        s.dependencies.emplace_back("t-" + std::to_string(j));
+        s.dependencies.emplace_back(name(j));
         want[i] = (want[i] + want[j]) % kMod;
       }
       specs.push_back(std::move(s));
     }
     std::vector<Key> wanted;
-    for (int i = n - 1; i >= 0; i -= 1 + static_cast<int>(rng() % 6))
-      wanted.emplace_back("t-" + std::to_string(i));
+    for (int i = n - 1; i >= 0; i -= 1 + static_cast<int>(rng() % 6)) wanted.emplace_back(name(i));
 
     struct Sim {
       std::unique_ptr<td::WorkerState> state;
@@ -188,6 +245,7 @@ TEST(WorkerState, WithTheSchedulerGivesExactResultsThroughDeaths) {
     auto from_scheduler = [&](const std::vector<td::Action>& actions) {
       for (const auto& a : actions) {
         if (auto* c = std::get_if<td::ComputeTask>(&a)) {
+          for (const auto& [dep, holders] : c->who_has) ahead += holders.empty();
           to_workers.emplace_back(c->worker, *c);
         } else if (auto* f = std::get_if<td::FreeKeys>(&a)) {
           to_workers.emplace_back(f->worker, *f);
@@ -235,8 +293,12 @@ TEST(WorkerState, WithTheSchedulerGivesExactResultsThroughDeaths) {
     auto add_worker = [&] {
       const td::WorkerId id = next++;
       const int threads = 1 + static_cast<int>(rng() % 2);
-      sims[id].state = std::make_unique<td::WorkerState>(td::WorkerState::Options{
-          .self = id, .nthreads = threads, .max_keys_per_gather = 2, .validate = true});
+      sims[id].state = std::make_unique<td::WorkerState>(
+          td::WorkerState::Options{.self = id,
+                                   .nthreads = threads,
+                                   .queue_seconds = id % 2 ? 0.002 : 0.0,
+                                   .max_keys_per_gather = 2,
+                                   .validate = true});
       from_scheduler(sched.handle(td::AddWorker{id, threads}));
     };
     for (int i = 0; i < 3; ++i) add_worker();
@@ -269,8 +331,8 @@ TEST(WorkerState, WithTheSchedulerGivesExactResultsThroughDeaths) {
         }
         ASSERT_EQ(v, want[static_cast<size_t>(i)]) << "seed " << seed;
         sim.store[k.str()] = v;
-        from_worker(it->first,
-                    sim.state->handle(td::ExecuteSuccess{k, static_cast<uint64_t>(v), 0.01}));
+        from_worker(it->first, sim.state->handle(td::ExecuteSuccess{
+                                   k, static_cast<uint64_t>(v), k.str()[0] == 'q' ? 1e-4 : 0.01}));
       } else {  // a peer answers the oldest request of a worker
         auto it = pick();
         Sim& sim = it->second;
@@ -305,4 +367,7 @@ TEST(WorkerState, WithTheSchedulerGivesExactResultsThroughDeaths) {
   EXPECT_GT(deaths, 10);
   EXPECT_GT(gathers, 100);
   EXPECT_GT(stolen, 5);
+  EXPECT_GT(ahead, 20);  // inputs of tasks sent ahead, still being computed
+  std::cout << "worker simulation: " << deaths << " deaths, " << gathers << " gathers, " << stolen
+            << " stolen, " << ahead << " inputs of tasks assigned ahead\n";
 }
