@@ -511,8 +511,15 @@ struct SchedulerState::Impl {
   }
 
   void assign(TaskId id, WorkerId w) {
+    send_to(id, w);
+    if (options.speculative_assignment) speculate(id);
+  }
+
+  // `id` to processing on `w`, and its ComputeTask out (holders of its inputs: none for an
+  // input still being computed there, see speculate()).
+  void send_to(TaskId id, WorkerId w) {
     if (!no_worker.empty()) no_worker.erase(id);
-    set_status(id, TaskStatus::Processing);
+    set_status(id, TaskStatus::Processing);  // `waiting` keeps counting inputs not done
     Task& t = T(id);
     t.processing_on = w;
     update_processing(w, [this, id](Worker& ws) { start_processing(ws, id); });
@@ -520,7 +527,6 @@ struct SchedulerState::Impl {
     c.who_has.reserve(t.deps.size());
     for (TaskId d : t.deps) c.who_has.emplace_back(T(d).key, T(d).who_has);
     out->push_back(std::move(c));
-    if (options.speculative_assignment) speculate(id);
   }
 
   // Speculative assignment (see Options): the waiting dependents of `root`, processing on
@@ -538,15 +544,7 @@ struct SchedulerState::Impl {
           w.speculate_later.push_back(id);
           break;
         }
-        if (!no_worker.empty()) no_worker.erase(d);
-        set_status(d, TaskStatus::Processing);  // `waiting` keeps counting its inputs
-        Task& dt = T(d);
-        dt.processing_on = wid;
-        update_processing(wid, [this, d](Worker& ws) { start_processing(ws, d); });
-        ComputeTask c{wid, dt.key, dt.payload, dt.priority, {}};
-        c.who_has.reserve(dt.deps.size());
-        for (TaskId x : dt.deps) c.who_has.emplace_back(T(x).key, T(x).who_has);
-        out->push_back(std::move(c));
+        send_to(d, wid);
         stack.push_back(d);
       }
     }

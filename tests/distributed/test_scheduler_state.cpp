@@ -62,6 +62,17 @@ td::SchedulerState::Options validating() {
   return {.validate = true};
 }
 
+// A chain c-0 … c-3 of a tiny kind on worker 1, its head done: c-1 is processing there,
+// c-2 and c-3 were sent ahead of their inputs.
+void start_tiny_chain(td::SchedulerState& s) {
+  s.handle(td::AddWorker{.worker = 1, .nthreads = 1});
+  s.handle(td::UpdateGraph{
+      .client = 1,
+      .tasks = {spec("c-0"), spec("c-1", {"c-0"}), spec("c-2", {"c-1"}), spec("c-3", {"c-2"})},
+      .wanted = keys({"c-3"})});
+  s.handle(td::TaskFinished{.worker = 1, .key = Key("c-0"), .nbytes = 8, .duration = 1e-5});
+}
+
 }  // namespace
 
 TEST(SchedulerState, ComputesAChainAndReleasesIntermediates) {
@@ -304,12 +315,7 @@ TEST(SchedulerState, SpeculationStopsAtTheSaturationLimit) {
 // An input of a task sent ahead fails: the task fails too, and its worker is told to drop it.
 TEST(SchedulerState, TasksSentAheadFailWithTheirInput) {
   td::SchedulerState s(validating());
-  s.handle(td::AddWorker{.worker = 1, .nthreads = 1});
-  s.handle(td::UpdateGraph{
-      .client = 1,
-      .tasks = {spec("c-0"), spec("c-1", {"c-0"}), spec("c-2", {"c-1"}), spec("c-3", {"c-2"})},
-      .wanted = keys({"c-3"})});
-  s.handle(td::TaskFinished{.worker = 1, .key = Key("c-0"), .nbytes = 8, .duration = 1e-5});
+  start_tiny_chain(s);
   ASSERT_EQ(s.status(Key("c-3")), TaskStatus::Processing);
   auto out = s.handle(td::TaskErred{.worker = 1, .key = Key("c-1"), .exception = "boom"});
   const auto f = freed(out);
@@ -325,12 +331,7 @@ TEST(SchedulerState, TasksSentAheadFailWithTheirInput) {
 // event, so it is not freed there (a free after the new ComputeTask would drop it).
 TEST(SchedulerState, TasksSentAheadWaitAgainWhenTheirInputIsTakenBack) {
   td::SchedulerState s(validating());
-  s.handle(td::AddWorker{.worker = 1, .nthreads = 1});
-  s.handle(td::UpdateGraph{
-      .client = 1,
-      .tasks = {spec("c-0"), spec("c-1", {"c-0"}), spec("c-2", {"c-1"}), spec("c-3", {"c-2"})},
-      .wanted = keys({"c-3"})});
-  s.handle(td::TaskFinished{.worker = 1, .key = Key("c-0"), .nbytes = 8, .duration = 1e-5});
+  start_tiny_chain(s);
   // Worker 1 lost c-0 (say its disk went bad): c-1 cannot run there now.
   auto out =
       s.handle(td::MissingData{.worker = 1, .key = Key("c-1"), .missing = Key("c-0"), .holder = 1});
