@@ -57,6 +57,16 @@ function(tessera_benchmark name)
   set_target_properties(${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/benchmarks)
 endfunction()
 
+# tessera_use_mimalloc(<target>): the executable allocates with mimalloc (when found and
+# TESSERA_MIMALLOC is on). It must come before libc among the executable's libraries, which
+# linking it directly ensures; the check at run time is MIMALLOC_VERBOSE=1.
+function(tessera_use_mimalloc name)
+  if(mimalloc_FOUND)
+    target_link_libraries(${name} PRIVATE mimalloc)
+    target_link_options(${name} PRIVATE "LINKER:--no-as-needed")
+  endif()
+endfunction()
+
 # tessera_program(<name> SRCS ... [INSTALL]): a command-line program or example.
 function(tessera_program name)
   cmake_parse_arguments(ARG "INSTALL" "" "SRCS;LIBS" ${ARGN})
