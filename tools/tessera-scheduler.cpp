@@ -3,6 +3,9 @@
 //   tessera-scheduler [--address tcp://127.0.0.1:8786] [--scheduler-file FILE]
 //                     [--worker-timeout SECONDS] [--client-timeout SECONDS]
 //                     [--http HOST:PORT] [--curve-key FILE]
+//                     [--worker-saturation 1.1] [--latency-hiding SECONDS]
+//                     [--speculative-assignment|--no-speculative-assignment]
+//                     [--work-stealing|--no-work-stealing]
 //
 // Every option also reads TESSERA_SCHEDULER_<OPTION> from the environment. It serves until
 // SIGINT or SIGTERM.
@@ -39,6 +42,7 @@ int main(int argc, char** argv) {
   CLI::App app{"tessera-scheduler: the distributed scheduler (workers and clients connect to it)"};
   std::string address, scheduler_file, http, curve_key, config_file;
   double worker_timeout = 10, client_timeout = 60;
+  tessera::distributed::SchedulerState::Options placement;
   // Every default from the configuration (tessera/core/config.hpp), then the command line.
   try {
     tessera::tools::load_config_flag(argc, argv);
@@ -48,6 +52,7 @@ int main(int argc, char** argv) {
     client_timeout = config::get_number("scheduler.client-timeout", 60);
     http = config::get_string("scheduler.http", "127.0.0.1:8787");
     curve_key = config::get_string("curve.key-file", "");
+    placement = tessera::distributed::state_options_from_config();
   } catch (const std::exception& e) {
     spdlog::stderr_color_mt("scheduler")->error("{}", e.what());
     return 1;
@@ -75,6 +80,28 @@ int main(int argc, char** argv) {
          "any free one)")
       ->envname("TESSERA_SCHEDULER_HTTP")
       ->capture_default_str();
+  app.add_option("--worker-saturation", placement.worker_saturation,
+                 "root tasks wait in the scheduler while every worker holds this many tasks "
+                 "per thread (Dask's worker-saturation)")
+      ->envname("TESSERA_SCHEDULER_WORKER_SATURATION")
+      ->check(CLI::Range(0.01, 1e6))
+      ->capture_default_str();
+  app.add_option("--latency-hiding", placement.latency_hiding,
+                 "seconds: tasks measured shorter than this are queued deeper on workers and "
+                 "may be sent ahead of their inputs (0: off)")
+      ->envname("TESSERA_SCHEDULER_LATENCY_HIDING")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  app.add_flag("--speculative-assignment,!--no-speculative-assignment",
+               placement.speculative_assignment,
+               "send a tiny task to the worker computing all its inputs before they are done, "
+               "so a chain of tiny tasks needs no round trip per task (default: on)")
+      ->envname("TESSERA_SCHEDULER_SPECULATIVE_ASSIGNMENT")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  app.add_flag("--work-stealing,!--no-work-stealing", placement.work_stealing,
+               "let idle workers take queued tasks from busy ones (default: on)")
+      ->envname("TESSERA_SCHEDULER_WORK_STEALING")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.add_option("--curve-key", curve_key,
                  "the cluster's key file (tessera-keys): encrypt every connection and admit "
                  "only clients and workers that hold it; refusals are logged")
@@ -94,6 +121,7 @@ int main(int argc, char** argv) {
         .address = address,
         .worker_timeout = std::chrono::milliseconds(static_cast<long>(worker_timeout * 1000)),
         .client_timeout = std::chrono::milliseconds(static_cast<long>(client_timeout * 1000)),
+        .state = placement,
         .http_address = http};
     if (!curve_key.empty()) options.security = tessera::Security::from_file(curve_key);
     std::unique_ptr<tessera::distributed::SchedulerServer> made;

@@ -4,12 +4,15 @@
 //                  [--name NAME] [--listen ADDRESS]
 //                  [--preload lib.so ...] [--death-timeout SECONDS] [--memory-limit 4GiB]
 //                  [--local-directory DIR] [--curve-key FILE]
+//                  [--queue-time SECONDS] [--inline-time SECONDS]
 //   tessera-worker --scheduler-file FILE ...
 //
 // --preload loads a shared library whose static initializers register ops
 // (TESSERA_REGISTER), so that graphs calling them run here. Every option also reads
 // TESSERA_WORKER_<OPTION> from the environment. It serves until SIGINT or SIGTERM, or until
-// the scheduler has been silent for --death-timeout seconds (then it exits with 3).
+// the scheduler has been silent for --death-timeout seconds (then it exits with 3), or until
+// the scheduler removes it for having been silent itself (exit code 4; the nanny starts a
+// fresh worker, which joins as a new one).
 //
 // By default the process is a nanny (distributed/nanny.hpp): it runs the worker(s) as
 // child processes (this program again, with --no-nanny) and starts one again if it dies or
@@ -57,6 +60,7 @@ int main(int argc, char** argv) {
   bool nanny = true;
   std::vector<std::string> preload;
   double death_timeout = 60, connect_timeout = 10, terminate = 0.95;
+  double queue_time = 0.002, inline_time = 0.00005;
   tessera::distributed::WorkerServer::Options::Fractions fractions;
   // Every default from the configuration (tessera/core/config.hpp), then the command line.
   try {
@@ -78,6 +82,8 @@ int main(int argc, char** argv) {
     fractions.pause = config::get_number("worker.memory-pause", fractions.pause);
     terminate = config::get_number("worker.memory-terminate", terminate);
     curve_key = config::get_string("curve.key-file", "");
+    queue_time = config::get_number("worker.queue-time", queue_time);
+    inline_time = config::get_number("worker.inline-time", inline_time);
     for (std::string libs = config::get_string("worker.preload", ""); !libs.empty();) {
       const auto end = libs.find(':');
       if (end != 0) preload.push_back(libs.substr(0, end));
@@ -146,6 +152,18 @@ int main(int argc, char** argv) {
            "take no new tasks while the process's memory is past this fraction");
   fraction("--memory-terminate", terminate, "TESSERA_WORKER_MEMORY_TERMINATE",
            "the nanny restarts a worker whose memory passes this fraction");
+  app.add_option("--queue-time", queue_time,
+                 "seconds: tasks measured here as short are handed to the threads this much "
+                 "work ahead, and run back to back (0: one task per thread)")
+      ->envname("TESSERA_WORKER_QUEUE_TIME")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  app.add_option("--inline-time", inline_time,
+                 "seconds: tasks measured here as shorter run on the worker's loop thread when "
+                 "its threads are idle (0: never)")
+      ->envname("TESSERA_WORKER_INLINE_TIME")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
   app.add_option("--curve-key", curve_key,
                  "the cluster's key file (tessera-keys): encrypt every connection and admit "
                  "only peers that hold it")
@@ -192,6 +210,8 @@ int main(int argc, char** argv) {
        .listen = listen,
        .name = name,
        .nthreads = nthreads,
+       .queue_time = tessera::distributed::seconds_to_micros(queue_time),
+       .inline_time = tessera::distributed::seconds_to_micros(inline_time),
        .connect_timeout = std::chrono::milliseconds(static_cast<long>(connect_timeout * 1000)),
        .death_timeout = std::chrono::milliseconds(static_cast<long>(death_timeout * 1000)),
        .memory_limit = limit,

@@ -30,7 +30,7 @@
 
 namespace tessera::comm {
 
-inline constexpr uint16_t kProtocolVersion = 2;  // 2: small results inline
+inline constexpr uint16_t kProtocolVersion = 3;  // 2: small results inline; 3: worker-removed
 
 // Bytes that break the protocol: a bad head, an unknown op where one is required, a
 // message of the wrong type, a size over the limits.

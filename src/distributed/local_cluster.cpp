@@ -124,7 +124,14 @@ struct LocalCluster::Impl {
     const std::string nthreads = std::to_string(options.threads_per_worker);
     const std::string death = fmt::format("{}", options.death_timeout.count() / 1000.0);
     const std::string name = fmt::format("local-worker-{}", started);
+    // The configuration's worker.queue-time and worker.inline-time (this process's
+    // TESSERA_WORKER_* variables are not passed on, so they are read here).
+    const std::string queue_time = fmt::format("{}", config::get_number("worker.queue-time", 0.002));
+    const std::string inline_time =
+        fmt::format("{}", config::get_number("worker.inline-time", 0.00005));
     if (self_mode) {
+      env.push_back("TESSERA_WORKER_QUEUE_TIME=" + queue_time);
+      env.push_back("TESSERA_WORKER_INLINE_TIME=" + inline_time);
       env.push_back("TESSERA_RUN_WORKER=" + scheduler->address());
       env.push_back("TESSERA_WORKER_NTHREADS=" + nthreads);
       env.push_back("TESSERA_WORKER_DEATH_TIMEOUT=" + death);
@@ -137,7 +144,8 @@ struct LocalCluster::Impl {
       if (options.nanny) env.push_back("TESSERA_WORKER_NANNY=1");
     } else {
       args.insert(args.end(), {scheduler->address(), "--nthreads", nthreads, "--death-timeout",
-                               death, "--name", name});
+                               death, "--name", name, "--queue-time", queue_time,
+                               "--inline-time", inline_time});
       for (const auto& p : options.preload) args.insert(args.end(), {"--preload", p});
       if (options.memory_limit > 0)
         args.insert(args.end(), {"--memory-limit", std::to_string(options.memory_limit)});
@@ -228,6 +236,9 @@ LocalCluster::LocalCluster(Options options) : impl_(std::make_unique<Impl>()) {
   } else {
     m.program = find_worker_program();
   }
+  // Read (and checked) before anything is made that would need cleaning up.
+  const distributed::SchedulerState::Options state_options =
+      distributed::state_options_from_config();
   std::string tmpl = (fs::temp_directory_path() / "tessera-cluster-XXXXXX").string();
   if (!mkdtemp(tmpl.data()))
     throw IOError(fmt::format("LocalCluster: cannot create a directory like '{}'", tmpl));
@@ -237,6 +248,7 @@ LocalCluster::LocalCluster(Options options) : impl_(std::make_unique<Impl>()) {
   so.address = m.options.scheduler_address;
   so.worker_timeout = m.options.worker_timeout;
   so.security = m.options.security;
+  so.state = state_options;
   m.scheduler = std::make_unique<distributed::SchedulerServer>(so);
   m.scheduler->start();
   try {

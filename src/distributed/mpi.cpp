@@ -159,6 +159,7 @@ void initialize(const Options& options) {
       distributed::SchedulerServer::Options so;
       so.address = fmt::format("tcp://{}:{}", host, options.port);
       so.security = security;
+      so.state = distributed::state_options_from_config();
       scheduler = std::make_unique<distributed::SchedulerServer>(so);
       scheduler->start();
       address = scheduler->address();

@@ -253,6 +253,13 @@ FreeKeys FreeKeys::decode(Decoder& d) {
   return {read_keys(d, kMaxKeys)};
 }
 
+void WorkerRemoved::encode(Encoder& e) const {
+  e.write_string(reason);
+}
+WorkerRemoved WorkerRemoved::decode(Decoder& d) {
+  return {d.read_string()};
+}
+
 void TaskFinished::encode(Encoder& e) const {
   write_key(e, key);
   e.write_uint(nbytes);

@@ -126,6 +126,15 @@ struct FreeKeys {
   void encode(Encoder& e) const;
   static FreeKeys decode(Decoder& d);
 };
+// To a worker the scheduler removed (it was silent past the worker timeout) that still
+// sends: its tasks were rescheduled and its results forgotten, so it exits, and its nanny
+// starts it again as a new worker (Dask's worker does the same on status "missing").
+struct WorkerRemoved {
+  static constexpr std::string_view kOp = "worker-removed";
+  std::string reason;
+  void encode(Encoder& e) const;
+  static WorkerRemoved decode(Decoder& d);
+};
 
 // ---- worker -> scheduler ----
 struct TaskFinished {

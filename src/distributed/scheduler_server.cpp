@@ -11,6 +11,8 @@
 #include "distributed/http_server.hpp"
 #include "distributed/logging.hpp"
 #include "distributed/protocol.hpp"
+#include "tessera/core/config.hpp"
+#include "tessera/core/error.hpp"
 
 namespace tessera::distributed {
 
@@ -44,6 +46,8 @@ struct SchedulerServer::Impl {
   // Small results that came with task-finished, until the reports they cause are sent.
   std::unordered_map<Key, Value, KeyHash> inline_values;
   std::vector<WorkerId> unreachable;  // workers a send failed to, removed after dispatch
+  // Workers removed for silence, and why: the first message from one is answered.
+  std::unordered_map<comm::PeerId, std::string> removed_workers;
   std::unordered_map<comm::PeerId, std::vector<comm::Envelope>> outgoing;
   std::vector<comm::PeerId> outgoing_order;
   std::atomic<size_t> workers{0}, clients{0}, dropped{0}, tasks{0}, refused{0};
@@ -142,7 +146,10 @@ struct SchedulerServer::Impl {
     dispatch(actions);
   }
 
-  void remove_worker(WorkerId id) {
+  // Removes a worker. Anything it still sends is stale: with a `reason` (it was silent) it is
+  // answered with worker-removed, so it exits and its nanny starts it again; without one
+  // (it broke the protocol, or cannot be reached) it is ignored.
+  void remove_worker(WorkerId id, std::string reason = {}) {
     auto it = worker_peers.find(id);
     if (it == worker_peers.end()) return;
     const comm::PeerId peer = it->second;
@@ -150,7 +157,12 @@ struct SchedulerServer::Impl {
     peers.erase(peer);
     worker_peers.erase(it);
     outgoing.erase(peer);
-    server.block(peer);  // anything it still sends is stale
+    if (reason.empty()) {
+      server.block(peer);
+    } else {
+      if (removed_workers.size() >= 4096) removed_workers.clear();  // bounded; best effort
+      removed_workers.insert_or_assign(peer, std::move(reason));
+    }
     --workers;
     std::vector<Action> actions;
     state.handle(RemoveWorker{id}, actions);
@@ -179,7 +191,10 @@ struct SchedulerServer::Impl {
     }
     for (const auto& [worker, id] : silent) {
       if (worker) {
-        remove_worker(id);
+        logger("scheduler")->warn("removing worker {}: silent for over {} ms", id,
+                                  options.worker_timeout.count());
+        remove_worker(id, fmt::format("silent for over {} ms (the scheduler's worker timeout)",
+                                      options.worker_timeout.count()));
       } else {
         remove_client(id);
       }
@@ -190,6 +205,12 @@ struct SchedulerServer::Impl {
   void on_message(const comm::Received& in) {
     auto it = peers.find(in.peer);
     if (it == peers.end()) {
+      if (auto r = removed_workers.find(in.peer); r != removed_workers.end()) {
+        queue(in.peer, comm::pack(pr::WorkerRemoved{r->second}));
+        removed_workers.erase(r);  // told once; anything more it sends is dropped
+        server.block(in.peer);
+        return;
+      }
       if (in.message.op != comm::Handshake::kOp) {
         server.block(in.peer);  // a peer must introduce itself first
         ++dropped;
@@ -400,6 +421,22 @@ struct SchedulerServer::Impl {
     remove_unreachable();
   }
 };
+
+SchedulerState::Options state_options_from_config() {
+  SchedulerState::Options o;
+  const auto number = [](std::string_view key, double fallback, double low, double high) {
+    const double x = config::get_number(key, fallback);
+    if (!(x >= low && x <= high))
+      throw ValueError(fmt::format("config: {} must be in [{}, {}], not {}", key, low, high, x));
+    return x;
+  };
+  o.worker_saturation = number("scheduler.worker-saturation", o.worker_saturation, 0.01, 1e6);
+  o.latency_hiding = number("scheduler.latency-hiding", o.latency_hiding, 0, 1);
+  o.speculative_assignment =
+      config::get_bool("scheduler.speculative-assignment", o.speculative_assignment);
+  o.work_stealing = config::get_bool("scheduler.work-stealing", o.work_stealing);
+  return o;
+}
 
 SchedulerServer::SchedulerServer(Options options)
     : impl_(std::make_unique<Impl>(std::move(options))) {}

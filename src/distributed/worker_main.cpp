@@ -72,8 +72,10 @@ int run_worker(const WorkerServer::Options& options, const std::vector<std::stri
     pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
     WorkerServer worker(options);
     worker.start();
-    log->info("serving {} with {} threads; data at {}", options.scheduler, options.nthreads,
-              worker.data_address());
+    log->info("serving {} with {} threads; data at {}; tiny tasks queued {} µs ahead, inline "
+              "under {} µs",
+              options.scheduler, options.nthreads, worker.data_address(),
+              options.queue_time.count(), options.inline_time.count());
     while (worker.running()) {
       timespec poll{0, 100'000'000};
       const int sig = sigtimedwait(&stop_signals, nullptr, &poll);
@@ -82,6 +84,10 @@ int run_worker(const WorkerServer::Options& options, const std::vector<std::stri
         worker.stop();
         return 0;
       }
+    }
+    if (worker.removed()) {
+      log->error("{}; exiting (code 4) so that a nanny starts a new worker", worker.stop_reason());
+      return 4;
     }
     log->error("{}", worker.stop_reason());
     return 3;
@@ -134,6 +140,10 @@ uint64_t parse_memory_limit(std::string_view text) {
   throw bad();
 }
 
+std::chrono::microseconds seconds_to_micros(double seconds) {
+  return std::chrono::microseconds(std::llround(seconds * 1e6));
+}
+
 int run_worker_from_environment(const std::string& scheduler) {
   WorkerServer::Options o;
   std::vector<std::string> preload;
@@ -151,6 +161,8 @@ int run_worker_from_environment(const std::string& scheduler) {
     o.memory.target = env_number("TESSERA_WORKER_MEMORY_TARGET", o.memory.target, 0, 1);
     o.memory.spill = env_number("TESSERA_WORKER_MEMORY_SPILL", o.memory.spill, 0, 1);
     o.memory.pause = env_number("TESSERA_WORKER_MEMORY_PAUSE", o.memory.pause, 0, 1);
+    o.queue_time = seconds_to_micros(env_number("TESSERA_WORKER_QUEUE_TIME", 0.002, 0, 1));
+    o.inline_time = seconds_to_micros(env_number("TESSERA_WORKER_INLINE_TIME", 0.00005, 0, 1));
     o.security = Security::from_environment();
     const std::string libs = env("TESSERA_WORKER_PRELOAD");
     for (size_t at = 0; at < libs.size();) {
@@ -165,7 +177,8 @@ int run_worker_from_environment(const std::string& scheduler) {
           .nworkers = static_cast<int>(env_number("TESSERA_WORKER_NWORKERS", 1, 1, 4096)),
           .name = o.name,
           .memory_limit = o.memory_limit,
-          .terminate = env_number("TESSERA_WORKER_MEMORY_TERMINATE", 0.95, 0, 1)};
+          .terminate = env_number("TESSERA_WORKER_MEMORY_TERMINATE", 0.95, 0, 1),
+          .spawn = {}};
       // The workers: this program again, its command line and environment, without a nanny.
       const std::string program = self_executable();
       const std::vector<std::string> args = self_command_line();

@@ -3,6 +3,7 @@
 // TESSERA_RUN_WORKER=ADDRESS, with the other settings from TESSERA_WORKER_* variables).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -13,7 +14,8 @@
 namespace tessera::distributed {
 
 // Loads the `preload` libraries, serves until SIGINT or SIGTERM (returns 0) or until the
-// scheduler is silent past the death timeout (returns 3); 1 with the error logged if it
+// scheduler is silent past the death timeout (returns 3) or removes this worker for
+// silence (returns 4: a nanny starts a new one); 1 with the error logged if it
 // cannot start. Logs to the spdlog logger "worker".
 int run_worker(const WorkerServer::Options& options, const std::vector<std::string>& preload);
 
@@ -22,9 +24,13 @@ int run_worker(const WorkerServer::Options& options, const std::vector<std::stri
 // naming the text otherwise.
 uint64_t parse_memory_limit(std::string_view text);
 
+// Seconds as the microseconds WorkerServer::Options keeps (0.002 -> 2000 µs).
+std::chrono::microseconds seconds_to_micros(double seconds);
+
 // run_worker with the options of the environment: TESSERA_WORKER_NTHREADS, _NAME, _LISTEN,
 // _DEATH_TIMEOUT and _CONNECT_TIMEOUT (seconds), _PRELOAD (':'-separated), _MEMORY_LIMIT,
-// _LOCAL_DIRECTORY, _MEMORY_TARGET, _SPILL, _PAUSE and _TERMINATE (fractions),
+// _LOCAL_DIRECTORY, _MEMORY_TARGET, _SPILL, _PAUSE and _TERMINATE (fractions), _QUEUE_TIME
+// and _INLINE_TIME (seconds),
 // TESSERA_CURVE_KEY_FILE (the cluster's key), and `scheduler`. With TESSERA_WORKER_NANNY=1
 // this process becomes a nanny (nanny.hpp) of TESSERA_WORKER_NWORKERS workers, each this
 // program run again.

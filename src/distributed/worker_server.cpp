@@ -85,6 +85,7 @@ struct WorkerServer::Impl {
   std::atomic<bool> stopping{false};
   std::atomic<bool> serving{false};
   std::string reason;  // why serving stopped (set by the loop thread before serving = false)
+  std::atomic<bool> removed{false};  // by the scheduler (worker-removed)
 
   explicit Impl(Options o)
       : options(std::move(o)), data(options.listen, options.limits, options.security) {
@@ -322,6 +323,12 @@ struct WorkerServer::Impl {
     } else if (m.op == pr::StealRequest::kOp) {
       auto r = comm::unpack<pr::StealRequest>(m, options.limits);
       state->handle(StealRequest{0, std::move(r.key)}, ins);
+    } else if (m.op == pr::WorkerRemoved::kOp) {
+      const auto r = comm::unpack<pr::WorkerRemoved>(m, options.limits);
+      reason = fmt::format("the scheduler at {} removed this worker: {}", options.scheduler,
+                           r.reason);
+      removed = true;
+      stopping = true;  // what it holds and runs was given to other workers
     }
     apply(ins);
   }
@@ -504,6 +511,10 @@ void WorkerServer::start() {
 
 bool WorkerServer::running() const {
   return impl_->serving.load();
+}
+
+bool WorkerServer::removed() const {
+  return impl_->removed.load();
 }
 
 std::string WorkerServer::stop_reason() const {

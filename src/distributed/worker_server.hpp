@@ -82,10 +82,13 @@ class WorkerServer {
   // within connect_timeout.
   void start();
   void stop();
-  // False once stopped, or after the scheduler went silent past death_timeout; then
-  // stop_reason() says why.
+  // False once stopped, after the scheduler went silent past death_timeout, or once the
+  // scheduler removed it; then stop_reason() says why.
   bool running() const;
   std::string stop_reason() const;
+  // Whether it stopped because the scheduler removed it (it had been silent past the
+  // scheduler's worker timeout): a new worker process should take its place.
+  bool removed() const;
   // Results held, and tasks run so far.
   size_t stored() const;
   // Bytes of results in memory and on disk (compressed), values spilled so far, and

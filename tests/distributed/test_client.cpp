@@ -5,6 +5,8 @@
 // arithmetic.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+
+#include "tessera/core/config.hpp"
 #include <httplib.h>
 #include <signal.h>
 #include <spdlog/sinks/ringbuffer_sink.h>
@@ -23,6 +25,7 @@
 #include "distributed/worker_main.hpp"
 #include "distributed/worker_server.hpp"
 #include "tessera/array.hpp"
+#include "tessera/core/config.hpp"
 #include "tessera/delayed.hpp"
 #include "tessera/distributed.hpp"
 #include "test_ops.hpp"
@@ -371,6 +374,31 @@ TEST(LocalCluster, AWorkerThatCannotStartIsAClearError) {
   EXPECT_NE(message.find("/nonexistent/libops.so"), std::string::npos) << message;
   EXPECT_EQ(error_of<tessera::ValueError>([] { tessera::LocalCluster({.threads_per_worker = 0}); }),
             "LocalCluster: threads_per_worker must be at least 1, not 0");
+}
+
+TEST(LocalCluster, TakesItsSchedulerAndWorkerSettingsFromTheConfiguration) {
+  namespace config = tessera::config;
+  const auto reset = [] {
+    for (const char* key : {"scheduler.speculative-assignment", "scheduler.worker-saturation",
+                            "worker.queue-time", "worker.inline-time"})
+      config::set(key, std::nullopt);
+  };
+  // Tiny tasks one at a time on the workers, and no speculative assignment: still exact.
+  config::set("scheduler.speculative-assignment", "false");
+  config::set("worker.queue-time", "0");
+  config::set("worker.inline-time", "0.00001");  // passed on as 1e-05
+  {
+    tessera::LocalCluster cluster(
+        {.n_workers = 1, .worker_program = TESSERA_WORKER_PROGRAM, .preload = {TESSERA_TEST_OPS}});
+    Client client(cluster, quiet());
+    auto f = client.submit(ptest_inc, int64_t{0});
+    for (int i = 1; i < 50; ++i) f = client.submit(ptest_inc, f);
+    EXPECT_EQ(f.result(), 50);
+  }
+  config::set("scheduler.worker-saturation", "0");
+  EXPECT_EQ(error_of<tessera::ValueError>([] { tessera::LocalCluster({.n_workers = 0}); }),
+            "config: scheduler.worker-saturation must be in [0.01, 1000000], not 0");
+  reset();
 }
 
 TEST(ProcessesScheduler, ComputesOnWorkerProcessesLikeSync) {

@@ -278,7 +278,8 @@ TEST(Processes, ProgramsReadTheirDefaultsFromAConfigFile) {
   tessera::testing::TempDir dir;
   const std::string file = dir.file("tessera.toml");
   std::ofstream(file) << "[worker]\nscheduler = \"" << scheduler.address()
-                      << "\"\nnthreads = 1\nnanny = false\npreload = \"" TESSERA_TEST_OPS "\"\n";
+                      << "\"\nnthreads = 1\nnanny = false\npreload = \"" TESSERA_TEST_OPS
+                         "\"\nqueue-time = 0\ninline-time = 0\n";
   Process worker({TESSERA_WORKER_PROGRAM, "--config", file});
   ASSERT_TRUE(eventually([&] { return scheduler.worker_count() == 1; }));
   tessera::Client client(scheduler.address(), {.set_as_default = false});
@@ -289,5 +290,15 @@ TEST(Processes, ProgramsReadTheirDefaultsFromAConfigFile) {
   EXPECT_EQ(refused.wait_exit(10s), 1);
   Process scheduler_refused({TESSERA_SCHEDULER_PROGRAM, "--config=" + bad});
   EXPECT_EQ(scheduler_refused.wait_exit(10s), 1);
+  // The placement and tiny-task settings are checked like the others.
+  const std::string bad_placement = dir.file("bad-placement.toml");
+  std::ofstream(bad_placement) << "[scheduler]\nspeculative-assignment = \"sometimes\"\n";
+  Process placement_refused({TESSERA_SCHEDULER_PROGRAM, "--config", bad_placement});
+  EXPECT_EQ(placement_refused.wait_exit(10s), 1);
+  Process out_of_range({TESSERA_WORKER_PROGRAM, scheduler.address(), "--no-nanny",
+                        "--queue-time", "5"});
+  const int rc = out_of_range.wait_exit(10s);
+  EXPECT_NE(rc, 0);
+  EXPECT_NE(rc, -1);  // exited, refused by the option's range check
 }
 

@@ -13,6 +13,9 @@
 #include "comm/transport.hpp"
 #include "distributed/protocol.hpp"
 #include "distributed/scheduler_server.hpp"
+#include "tessera/core/config.hpp"
+#include "tessera/core/error.hpp"
+#include "test_support.hpp"
 
 namespace comm = tessera::comm;
 namespace pr = tessera::distributed::protocol;
@@ -117,6 +120,18 @@ TEST(SchedulerServer, RunsAGraphAcrossWorkersAndRecoversFromASilentOne) {
   w2.finish(Key("b"));
   EXPECT_EQ(expect<pr::KeyInMemory>(client).holders,
             std::vector<std::string>{"tcp://127.0.0.1:50002"});
+
+  // The removed worker speaks again (a late result): it is told it was removed, once, and
+  // what it sends changes nothing. A fresh worker at its address joins as a new one.
+  w1.finish(Key("b"));
+  EXPECT_EQ(expect<pr::WorkerRemoved>(w1.conn).reason,
+            "silent for over 600 ms (the scheduler's worker timeout)");
+  w1.conn.send(comm::pack(pr::Heartbeat{0}));
+  EXPECT_FALSE(w1.conn.receive(300ms).has_value());
+  EXPECT_EQ(server.worker_count(), 1U);
+  FakeWorker again(server.address(), "tcp://127.0.0.1:50001");
+  EXPECT_NE(again.id, w1.id);
+  EXPECT_EQ(server.worker_count(), 2U);
   server.stop();
 }
 
@@ -153,3 +168,41 @@ TEST(SchedulerServer, RefusesAndCutsOffPeersThatBreakTheProtocol) {
   EXPECT_GE(server.dropped_messages(), 3U);
   server.stop();
 }
+
+namespace {
+
+TEST(SchedulerServer, PlacementOptionsComeFromTheConfiguration) {
+  namespace config = tessera::config;
+  const td::SchedulerState::Options defaults;
+  td::SchedulerState::Options o = td::state_options_from_config();
+  EXPECT_EQ(o.worker_saturation, defaults.worker_saturation);
+  EXPECT_EQ(o.latency_hiding, defaults.latency_hiding);
+  EXPECT_TRUE(o.speculative_assignment);
+  EXPECT_TRUE(o.work_stealing);
+  config::set("scheduler.worker-saturation", "2.5");
+  config::set("scheduler.latency-hiding", "0");
+  config::set("scheduler.speculative-assignment", "false");
+  config::set("scheduler.work-stealing", "false");
+  o = td::state_options_from_config();
+  EXPECT_EQ(o.worker_saturation, 2.5);
+  EXPECT_EQ(o.latency_hiding, 0.0);
+  EXPECT_FALSE(o.speculative_assignment);
+  EXPECT_FALSE(o.work_stealing);
+  config::set("scheduler.worker-saturation", "0");
+  EXPECT_EQ(tessera::testing::error_of<tessera::ValueError>([] { td::state_options_from_config(); }),
+            "config: scheduler.worker-saturation must be in [0.01, 1000000], not 0");
+  config::set("scheduler.worker-saturation", std::nullopt);
+  config::set("scheduler.latency-hiding", "2");
+  EXPECT_EQ(tessera::testing::error_of<tessera::ValueError>([] { td::state_options_from_config(); }),
+            "config: scheduler.latency-hiding must be in [0, 1], not 2");
+  config::set("scheduler.latency-hiding", std::nullopt);
+  config::set("scheduler.speculative-assignment", "maybe");
+  EXPECT_NE(tessera::testing::error_of<tessera::ValueError>([] { td::state_options_from_config(); })
+                .find("scheduler.speculative-assignment"),
+            std::string::npos);
+  config::set("scheduler.speculative-assignment", std::nullopt);
+  config::set("scheduler.work-stealing", std::nullopt);
+  EXPECT_TRUE(td::state_options_from_config().speculative_assignment);
+}
+
+}  // namespace

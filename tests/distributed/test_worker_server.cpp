@@ -16,6 +16,7 @@
 #include "distributed/scheduler_server.hpp"
 #include "distributed/worker_server.hpp"
 #include "tessera/core.hpp"
+#include "test_support.hpp"
 
 namespace comm = tessera::comm;
 namespace pr = tessera::distributed::protocol;
@@ -179,4 +180,27 @@ TEST(WorkerServer, RefusedOrUnansweredHandshakesAreErrors) {
   }
   EXPECT_THROW(td::WorkerServer({.scheduler = "tcp://127.0.0.1:1", .nthreads = 0}),
                tessera::ValueError);
+}
+
+TEST(WorkerServer, AWorkerTheSchedulerRemovedForSilenceStopsAndSaysWhy) {
+  // Heartbeats every 2 s against a scheduler that removes a worker silent for 400 ms: the
+  // next heartbeat is answered worker-removed, and the worker stops (its process exits with
+  // 4, so that a nanny starts a fresh one).
+  td::SchedulerServer scheduler({.address = "tcp://127.0.0.1:0", .worker_timeout = 400ms});
+  scheduler.start();
+  td::WorkerServer worker({.scheduler = scheduler.address(), .heartbeat_interval = 2000ms});
+  worker.start();
+  ASSERT_TRUE(tessera::testing::eventually([&] { return scheduler.worker_count() == 1; }));
+  ASSERT_TRUE(tessera::testing::eventually([&] { return scheduler.worker_count() == 0; }, 10s));
+  ASSERT_TRUE(tessera::testing::eventually([&] { return !worker.running(); }, 10s));
+  EXPECT_TRUE(worker.removed());
+  EXPECT_EQ(worker.stop_reason(),
+            "the scheduler at " + scheduler.address() +
+                " removed this worker: silent for over 400 ms (the scheduler's worker timeout)");
+  // A worker stopped by its own stop() was not removed.
+  td::WorkerServer other({.scheduler = scheduler.address()});
+  other.start();
+  other.stop();
+  EXPECT_FALSE(other.removed());
+  scheduler.stop();
 }

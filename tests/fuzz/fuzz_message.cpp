@@ -27,6 +27,7 @@ void decode_one(const comm::Envelope& env) {
   if (op == pr::GraphRefused::kOp) (void)comm::unpack<pr::GraphRefused>(env);
   if (op == pr::ComputeTask::kOp) (void)comm::unpack<pr::ComputeTask>(env);
   if (op == pr::FreeKeys::kOp) (void)comm::unpack<pr::FreeKeys>(env);
+  if (op == pr::WorkerRemoved::kOp) (void)comm::unpack<pr::WorkerRemoved>(env);
   if (op == pr::TaskFinished::kOp) (void)comm::unpack<pr::TaskFinished>(env);
   if (op == pr::TaskErred::kOp) (void)comm::unpack<pr::TaskErred>(env);
   if (op == pr::MissingData::kOp) (void)comm::unpack<pr::MissingData>(env);
