@@ -5,7 +5,11 @@
 //   tessera-bench-distributed --bench map --n 20000        client.map(inc) + gather: tasks/s
 //   tessera-bench-distributed --bench roundtrip --n 200    submit + result: µs per round trip
 //   tessera-bench-distributed --bench graph --n 100000     N incs + a tree sum as one graph:
-//   tasks/s tessera-bench-distributed --bench chain --n 2000       a chain of N adds: µs per task
+//                                                          tasks/s
+//   tessera-bench-distributed --bench chain --n 2000       a chain of N adds: µs per task
+//   tessera-bench-distributed --bench transport --n 2000   the floor under the round trip: a
+//       message to another process and back over tessera's ZeroMQ connection (no scheduler),
+//       and one byte through a pipe and back (the operating system's wake-up cost): µs each
 //
 // Each checks its result and exits 1 if it is wrong. One JSON line per result.
 #include <tessera/tessera.hpp>
@@ -17,6 +21,11 @@
 #include <vector>
 
 #include "bench_common.hpp"
+#include "comm/message.hpp"
+#include "comm/transport.hpp"
+
+#include <sys/wait.h>
+#include <unistd.h>
 
 namespace {
 
@@ -40,6 +49,65 @@ std::string params(const std::string& bench, long n) {
          ", \"n_workers\": 2, \"threads_per_worker\": 1, \"bench\": \"" + bench + "\"}";
 }
 
+double median(std::vector<double> v) {
+  std::nth_element(v.begin(), v.begin() + static_cast<long>(v.size() / 2), v.end());
+  return v[v.size() / 2];
+}
+
+// Round trips to a child process that echoes: over tessera's transport (a comm::Connection
+// to a comm::Server, as a client talks to the scheduler), then over a pair of pipes. Forked
+// before any ZeroMQ context exists in this process.
+void transport_floor(long n) {
+  namespace comm = tessera::comm;
+  int address_pipe[2], ping[2], pong[2];
+  if (pipe(address_pipe) != 0 || pipe(ping) != 0 || pipe(pong) != 0) std::exit(2);
+  const pid_t child = fork();
+  if (child == 0) {
+    {
+      comm::Server server("tcp://127.0.0.1:0");
+      const std::string& a = server.address();
+      if (write(address_pipe[1], a.data(), a.size()) != static_cast<ssize_t>(a.size())) _exit(2);
+      close(address_pipe[1]);
+      for (long i = 0; i < n + 1; ++i) {
+        auto in = server.receive(std::chrono::milliseconds(10000));
+        if (!in) _exit(2);
+        server.send(in->peer, in->message);
+      }
+    }
+    char c;
+    for (long i = 0; i < n; ++i) {
+      if (read(ping[0], &c, 1) != 1 || write(pong[1], &c, 1) != 1) _exit(2);
+    }
+    _exit(0);
+  }
+  close(address_pipe[1]);
+  char buf[256];
+  const ssize_t k = read(address_pipe[0], buf, sizeof buf);
+  if (k <= 0) std::exit(2);
+  std::vector<double> zmq_us, pipe_us;
+  {
+    comm::Connection conn(std::string(buf, static_cast<size_t>(k)));
+    const comm::Envelope hello = comm::pack(comm::Handshake{.role = "client", .name = "bench"});
+    for (long i = 0; i < n + 1; ++i) {  // the first one connects
+      const double t0 = bench::now();
+      conn.send(hello);
+      if (!conn.receive(std::chrono::milliseconds(10000))) wrong("transport echo", 0, 1);
+      if (i > 0) zmq_us.push_back((bench::now() - t0) * 1e6);
+    }
+  }
+  char c = 'x';
+  for (long i = 0; i < n; ++i) {
+    const double t0 = bench::now();
+    if (write(ping[1], &c, 1) != 1 || read(pong[0], &c, 1) != 1) wrong("pipe echo", 0, 1);
+    pipe_us.push_back((bench::now() - t0) * 1e6);
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  const std::string p = "{\"n\": " + std::to_string(n) + ", \"processes\": 2}";
+  bench::emit("distributed.transport_rtt", "tessera", p, median(zmq_us), "us");
+  bench::emit("distributed.pipe_rtt", "os", p, median(pipe_us), "us");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -56,6 +124,10 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "unknown option %s\n", a.c_str());
       return 2;
     }
+  }
+  if (which == "transport") {
+    transport_floor(n);
+    return 0;
   }
   tessera::LocalCluster cluster({.n_workers = 2, .threads_per_worker = 1});
   tessera::Client client(cluster, {.set_as_default = false});
@@ -145,7 +217,8 @@ int main(int argc, char** argv) {
                   static_cast<double>(tasks) / dt, "tasks/s");
     }
   } else {
-    std::fprintf(stderr, "unknown --bench %s (map, roundtrip, graph, chain)\n", which.c_str());
+    std::fprintf(stderr, "unknown --bench %s (map, roundtrip, graph, chain, transport)\n",
+                 which.c_str());
     return 2;
   }
   return 0;

@@ -6,7 +6,10 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <functional>
 #include <queue>
+#include <string>
+#include <string_view>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -70,7 +73,12 @@ struct WorkerState::Impl {
   double executing_estimate = 0;
   size_t executing_unknown = 0;
   // Mean measured duration by task kind (key prefix), as a moving average.
-  std::unordered_map<std::string, double> durations;
+  // Looked up by std::string_view (a key's prefix), so no string is made per task.
+  struct PrefixHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+  };
+  std::unordered_map<std::string, double, PrefixHash, std::equal_to<>> durations;
   std::vector<Task*> to_fetch;              // in fetch status, in arrival order
   std::unordered_set<WorkerId> busy_peers;  // a request in flight to them
   std::vector<WorkerInstruction>* out = nullptr;
@@ -107,7 +115,7 @@ struct WorkerState::Impl {
   }
 
   double estimate_of(const Key& k) const {
-    auto it = durations.find(std::string(key_prefix(k.name())));
+    auto it = durations.find(key_prefix(k.name()));
     return it == durations.end() ? -1 : it->second;
   }
 
@@ -392,8 +400,12 @@ struct WorkerState::Impl {
     Task* t = find(e.key);
     if (!t || t->status != WorkerTaskStatus::Executing) return;
     leave_executing(*t);
-    auto [d, fresh] = durations.try_emplace(std::string(key_prefix(t->key.name())), e.duration);
-    if (!fresh) d->second = 0.75 * d->second + 0.25 * e.duration;
+    const std::string_view prefix = key_prefix(t->key.name());
+    if (auto d = durations.find(prefix); d != durations.end()) {
+      d->second = 0.75 * d->second + 0.25 * e.duration;
+    } else {
+      durations.emplace(std::string(prefix), e.duration);
+    }
     if (t->cancelled) {
       out->push_back(ReleaseData{t->key});
       drop_waiting_dependents(*t);
