@@ -39,8 +39,8 @@ test-sanitize: test-asan test-tsan
 fuzz: deps
 	@cmake --preset fuzz >/dev/null
 	@cmake --build --preset fuzz -j $(JOBS)
+	@build/fuzz/tests/fuzz/fuzz_seeds build/fuzz/corpus
 	@for t in fuzz_message fuzz_graph; do \
-	  mkdir -p build/fuzz/corpus/$$t; \
 	  build/fuzz/tests/fuzz/$$t -max_total_time=$${FUZZ_SECONDS:-60} -print_final_stats=1 build/fuzz/corpus/$$t || exit 1; \
 	done
 
