@@ -461,7 +461,8 @@ struct SchedulerState::Impl {
   }
 
   void report_memory(const Task& t) {
-    for (ClientId c : t.who_wants) out->push_back(ReportMemory{c, t.key, t.nbytes});
+    for (ClientId c : t.who_wants)
+      out->emplace_back(std::in_place_type<ReportMemory>, ReportMemory{c, t.key, t.nbytes});
   }
   void report_erred(const Task& t) {
     for (ClientId c : t.who_wants)
@@ -821,7 +822,13 @@ struct SchedulerState::Impl {
     if (std::find(t.who_has.begin(), t.who_has.end(), w) == t.who_has.end()) return;
     erase_value(t.who_has, w);
     drop_holder(w);
-    if (t.status != TaskStatus::Memory || !t.who_has.empty()) return;
+    if (t.status != TaskStatus::Memory) return;
+    if (!t.who_has.empty()) {
+      // Still held elsewhere: a client may be fetching it from the worker that lost it, so
+      // it hears where the copies are now.
+      report_memory(t);
+      return;
+    }
     set_status(id, TaskStatus::Released);
     for (ClientId c : t.who_wants) out->push_back(ReportLost{c, t.key});
     // Dependents that were about to read it wait again.

@@ -422,6 +422,33 @@ TEST(SchedulerState, RecomputesWhatADeadWorkerHeld) {
   EXPECT_TRUE(out.empty());
 }
 
+TEST(SchedulerState, ClientsHearWhereAResultIsWhenOneOfItsCopiesIsLost) {
+  td::SchedulerState s(validating());
+  s.handle(td::AddWorker{.worker = 1, .nthreads = 1});
+  s.handle(td::AddWorker{.worker = 2, .nthreads = 1});
+  s.handle(td::UpdateGraph{.client = 4, .tasks = {spec("a")}, .wanted = keys({"a"})});
+  s.handle(td::TaskFinished{.worker = 1, .key = Key("a"), .nbytes = 8});
+  // A second copy (a rerun elsewhere finished too).
+  auto out = s.handle(td::TaskFinished{.worker = 2, .key = Key("a"), .nbytes = 8});
+  EXPECT_TRUE(only<td::ReportMemory>(out).empty());
+  EXPECT_EQ(s.who_has(Key("a")), (std::vector<td::WorkerId>{1, 2}));
+  // The first holder dies: nothing is recomputed, and the client, which may have been
+  // fetching from it, hears the result is in memory (where: who_has) rather than nothing.
+  out = s.handle(td::RemoveWorker{.worker = 1});
+  EXPECT_TRUE(computed(out).empty());
+  EXPECT_TRUE(only<td::ReportLost>(out).empty());
+  const auto mem = only<td::ReportMemory>(out);
+  ASSERT_EQ(mem.size(), 1U);
+  EXPECT_EQ(mem[0].client, 4U);
+  EXPECT_EQ(mem[0].key, Key("a"));
+  EXPECT_EQ(s.who_has(Key("a")), std::vector<td::WorkerId>{2});
+  // The last copy goes: lost, and recomputed.
+  out = s.handle(td::RemoveWorker{.worker = 2});
+  EXPECT_EQ(only<td::ReportLost>(out).size(), 1U);
+  EXPECT_TRUE(only<td::ReportMemory>(out).empty());
+  EXPECT_EQ(s.status(Key("a")), TaskStatus::NoWorker);
+}
+
 // Scattered data is not kept by the scheduler once a worker holds it: lost, it is asked
 // back from the client (ReportLost), which sends it again; with no client holding it, the
 // tasks that need it fail with a message saying why.
