@@ -5,7 +5,7 @@
 //                     [--http HOST:PORT] [--curve-key FILE]
 //                     [--worker-saturation 1.1] [--latency-hiding SECONDS]
 //                     [--speculative-assignment|--no-speculative-assignment]
-//                     [--work-stealing|--no-work-stealing]
+//                     [--work-stealing|--no-work-stealing] [--validate]
 //
 // Every option also reads TESSERA_SCHEDULER_<OPTION> from the environment. It serves until
 // SIGINT or SIGTERM.
@@ -102,6 +102,10 @@ int main(int argc, char** argv) {
                "let idle workers take queued tasks from busy ones (default: on)")
       ->envname("TESSERA_SCHEDULER_WORK_STEALING")
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  app.add_flag("--validate", placement.validate,
+               "check every task's state after every event; a broken invariant stops the "
+               "scheduler naming the task (slow: for debugging)")
+      ->envname("TESSERA_SCHEDULER_VALIDATE");
   app.add_option("--curve-key", curve_key,
                  "the cluster's key file (tessera-keys): encrypt every connection and admit "
                  "only clients and workers that hold it; refusals are logged")

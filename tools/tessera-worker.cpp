@@ -4,7 +4,7 @@
 //                  [--name NAME] [--listen ADDRESS]
 //                  [--preload lib.so ...] [--death-timeout SECONDS] [--memory-limit 4GiB]
 //                  [--local-directory DIR] [--curve-key FILE]
-//                  [--queue-time SECONDS] [--inline-time SECONDS]
+//                  [--queue-time SECONDS] [--inline-time SECONDS] [--validate]
 //   tessera-worker --scheduler-file FILE ...
 //
 // --preload loads a shared library whose static initializers register ops
@@ -61,6 +61,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> preload;
   double death_timeout = 60, connect_timeout = 10, terminate = 0.95;
   double queue_time = 0.002, inline_time = 0.00005;
+  bool validate = false;
   tessera::distributed::WorkerServer::Options::Fractions fractions;
   // Every default from the configuration (tessera/core/config.hpp), then the command line.
   try {
@@ -84,6 +85,7 @@ int main(int argc, char** argv) {
     curve_key = config::get_string("curve.key-file", "");
     queue_time = config::get_number("worker.queue-time", queue_time);
     inline_time = config::get_number("worker.inline-time", inline_time);
+    validate = config::get_bool("worker.validate", validate);
     for (std::string libs = config::get_string("worker.preload", ""); !libs.empty();) {
       const auto end = libs.find(':');
       if (end != 0) preload.push_back(libs.substr(0, end));
@@ -164,6 +166,10 @@ int main(int argc, char** argv) {
       ->envname("TESSERA_WORKER_INLINE_TIME")
       ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
+  app.add_flag("--validate", validate,
+               "check the worker's task states after every event; a broken invariant stops the "
+               "worker naming the task (slow: for debugging)")
+      ->envname("TESSERA_WORKER_VALIDATE");
   app.add_option("--curve-key", curve_key,
                  "the cluster's key file (tessera-keys): encrypt every connection and admit "
                  "only peers that hold it")
@@ -217,6 +223,7 @@ int main(int argc, char** argv) {
        .memory_limit = limit,
        .memory = fractions,
        .local_directory = local_directory,
-       .security = security},
+       .security = security,
+       .validate = validate},
       preload);
 }

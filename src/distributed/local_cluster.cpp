@@ -124,12 +124,14 @@ struct LocalCluster::Impl {
     const std::string nthreads = std::to_string(options.threads_per_worker);
     const std::string death = fmt::format("{}", options.death_timeout.count() / 1000.0);
     const std::string name = fmt::format("local-worker-{}", started);
-    // The configuration's worker.queue-time and worker.inline-time (this process's
-    // TESSERA_WORKER_* variables are not passed on, so they are read here).
+    // The configuration's worker.queue-time, worker.inline-time and worker.validate (this
+    // process's TESSERA_WORKER_* variables are not passed on, so they are read here).
     const std::string queue_time = fmt::format("{}", config::get_number("worker.queue-time", 0.002));
     const std::string inline_time =
         fmt::format("{}", config::get_number("worker.inline-time", 0.00005));
+    const bool validate = config::get_bool("worker.validate", false);
     if (self_mode) {
+      if (validate) env.push_back("TESSERA_WORKER_VALIDATE=true");
       env.push_back("TESSERA_WORKER_QUEUE_TIME=" + queue_time);
       env.push_back("TESSERA_WORKER_INLINE_TIME=" + inline_time);
       env.push_back("TESSERA_RUN_WORKER=" + scheduler->address());
@@ -150,6 +152,7 @@ struct LocalCluster::Impl {
       if (options.memory_limit > 0)
         args.insert(args.end(), {"--memory-limit", std::to_string(options.memory_limit)});
       args.push_back(options.nanny ? "--nanny" : "--no-nanny");
+      if (validate) args.push_back("--validate");
     }
     std::vector<char*> argv, envp;
     for (auto& a : args) argv.push_back(a.data());

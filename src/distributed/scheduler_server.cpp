@@ -435,6 +435,7 @@ SchedulerState::Options state_options_from_config() {
   o.speculative_assignment =
       config::get_bool("scheduler.speculative-assignment", o.speculative_assignment);
   o.work_stealing = config::get_bool("scheduler.work-stealing", o.work_stealing);
+  o.validate = config::get_bool("scheduler.validate", o.validate);
   return o;
 }
 
@@ -452,7 +453,15 @@ const std::string& SchedulerServer::address() const {
 void SchedulerServer::start() {
   if (impl_->thread.joinable()) return;
   impl_->stopping = false;
-  impl_->thread = std::thread([this] { impl_->serve(); });
+  impl_->thread = std::thread([this] {
+    try {
+      impl_->serve();
+    } catch (const std::exception& e) {
+      // A broken invariant (Options::state.validate) or a bug: say so and stop serving;
+      // clients and workers then see the scheduler go silent.
+      logger("scheduler")->critical("the scheduler's loop failed, and stops: {}", e.what());
+    }
+  });
 }
 
 void SchedulerServer::stop() {

@@ -22,7 +22,8 @@ namespace tessera::distributed {
 
 // The scheduler's placement options from the configuration (tessera/core/config.hpp), each
 // defaulting to SchedulerState::Options': scheduler.worker-saturation, scheduler.latency-hiding
-// (seconds), scheduler.speculative-assignment and scheduler.work-stealing (true/false).
+// (seconds), scheduler.speculative-assignment and scheduler.work-stealing (true/false), and
+// scheduler.validate (false: check every invariant after each event, for debugging).
 // ValueError naming the key if a value is not a number/bool or is out of range.
 SchedulerState::Options state_options_from_config();
 

@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <thread>
 
+#include "tessera/core/config.hpp"
 #include "tessera/core/error.hpp"
 
 namespace tessera {
@@ -73,9 +74,10 @@ int run_worker(const WorkerServer::Options& options, const std::vector<std::stri
     WorkerServer worker(options);
     worker.start();
     log->info("serving {} with {} threads; data at {}; tiny tasks queued {} µs ahead, inline "
-              "under {} µs",
+              "under {} µs{}",
               options.scheduler, options.nthreads, worker.data_address(),
-              options.queue_time.count(), options.inline_time.count());
+              options.queue_time.count(), options.inline_time.count(),
+              options.validate ? "; checking its task states after every event" : "");
     while (worker.running()) {
       timespec poll{0, 100'000'000};
       const int sig = sigtimedwait(&stop_signals, nullptr, &poll);
@@ -163,6 +165,7 @@ int run_worker_from_environment(const std::string& scheduler) {
     o.memory.pause = env_number("TESSERA_WORKER_MEMORY_PAUSE", o.memory.pause, 0, 1);
     o.queue_time = seconds_to_micros(env_number("TESSERA_WORKER_QUEUE_TIME", 0.002, 0, 1));
     o.inline_time = seconds_to_micros(env_number("TESSERA_WORKER_INLINE_TIME", 0.00005, 0, 1));
+    o.validate = config::get_bool("worker.validate", false);  // TESSERA_WORKER_VALIDATE
     o.security = Security::from_environment();
     const std::string libs = env("TESSERA_WORKER_PRELOAD");
     for (size_t at = 0; at < libs.size();) {

@@ -30,7 +30,7 @@ std::chrono::microseconds seconds_to_micros(double seconds);
 // run_worker with the options of the environment: TESSERA_WORKER_NTHREADS, _NAME, _LISTEN,
 // _DEATH_TIMEOUT and _CONNECT_TIMEOUT (seconds), _PRELOAD (':'-separated), _MEMORY_LIMIT,
 // _LOCAL_DIRECTORY, _MEMORY_TARGET, _SPILL, _PAUSE and _TERMINATE (fractions), _QUEUE_TIME
-// and _INLINE_TIME (seconds),
+// and _INLINE_TIME (seconds), _VALIDATE (true/false),
 // TESSERA_CURVE_KEY_FILE (the cluster's key), and `scheduler`. With TESSERA_WORKER_NANNY=1
 // this process becomes a nanny (nanny.hpp) of TESSERA_WORKER_NWORKERS workers, each this
 // program run again.

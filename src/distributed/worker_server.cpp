@@ -180,7 +180,8 @@ struct WorkerServer::Impl {
     state = std::make_unique<WorkerState>(WorkerState::Options{
         .self = id_of(data.address()),
         .nthreads = options.nthreads,
-        .queue_seconds = std::chrono::duration<double>(options.queue_time).count()});
+        .queue_seconds = std::chrono::duration<double>(options.queue_time).count(),
+        .validate = options.validate});
   }
 
   // ---- executor threads ----
@@ -483,8 +484,20 @@ struct WorkerServer::Impl {
       }
     }
     if (reason.empty()) reason = "stopped";
+    stop_serving();
+  }
+
+  void stop_after_failure(const std::string& what) {
+    reason = "the worker's loop failed: " + what;
+    stop_serving();
+  }
+
+  void stop_serving() {
     serving = false;
-    stopping = true;  // the executors leave too
+    {
+      std::lock_guard lock(mu);  // an executor between its check and its wait sees it
+      stopping = true;           // the executors leave too
+    }
     cv.notify_all();
   }
 };
@@ -506,7 +519,14 @@ void WorkerServer::start() {
   for (int i = 0; i < impl_->options.nthreads; ++i)
     impl_->executors.emplace_back([this] { impl_->execute_loop(); });
   impl_->serving = true;
-  impl_->loop = std::thread([this] { impl_->serve(); });
+  impl_->loop = std::thread([this] {
+    try {
+      impl_->serve();
+    } catch (const std::exception& e) {
+      // A broken invariant (Options::validate) or a bug: the worker stops, saying why.
+      impl_->stop_after_failure(e.what());
+    }
+  });
 }
 
 bool WorkerServer::running() const {

@@ -67,6 +67,9 @@ class WorkerServer {
     comm::Limits limits{};
     // The cluster's CURVE key pair, for the scheduler, the peers and the data server.
     Security security{};
+    // Check the worker state machine's invariants after every event (slow; for debugging
+    // and tests): InternalError naming the task stops the worker (config worker.validate).
+    bool validate = false;
   };
 
   // Binds the data server (IOError naming the address if it cannot).

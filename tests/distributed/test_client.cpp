@@ -380,10 +380,14 @@ TEST(LocalCluster, TakesItsSchedulerAndWorkerSettingsFromTheConfiguration) {
   namespace config = tessera::config;
   const auto reset = [] {
     for (const char* key : {"scheduler.speculative-assignment", "scheduler.worker-saturation",
-                            "worker.queue-time", "worker.inline-time"})
+                            "worker.queue-time", "worker.inline-time", "scheduler.validate",
+                            "worker.validate"})
       config::set(key, std::nullopt);
   };
-  // Tiny tasks one at a time on the workers, and no speculative assignment: still exact.
+  // Tiny tasks one at a time on the workers, and no speculative assignment: still exact,
+  // with both state machines checking their invariants after every event.
+  config::set("scheduler.validate", "true");
+  config::set("worker.validate", "true");
   config::set("scheduler.speculative-assignment", "false");
   config::set("worker.queue-time", "0");
   config::set("worker.inline-time", "0.00001");  // passed on as 1e-05
@@ -395,6 +399,7 @@ TEST(LocalCluster, TakesItsSchedulerAndWorkerSettingsFromTheConfiguration) {
     for (int i = 1; i < 50; ++i) f = client.submit(ptest_inc, f);
     EXPECT_EQ(f.result(), 50);
   }
+
   config::set("scheduler.worker-saturation", "0");
   EXPECT_EQ(error_of<tessera::ValueError>([] { tessera::LocalCluster({.n_workers = 0}); }),
             "config: scheduler.worker-saturation must be in [0.01, 1000000], not 0");
