@@ -59,10 +59,13 @@ endfunction()
 
 # tessera_use_mimalloc(<target>): the executable allocates with mimalloc (when found and
 # TESSERA_MIMALLOC is on). It must come before libc among the executable's libraries, which
-# linking it directly ensures; the check at run time is MIMALLOC_VERBOSE=1.
+# linking it directly ensures; the check at run time is MIMALLOC_VERBOSE=1. A program that
+# runs workers under a memory limit should return freed memory to the OS at once, as
+# tessera-worker does (mi_option_decommit_delay 0): the limit is checked on resident memory.
 function(tessera_use_mimalloc name)
   if(mimalloc_FOUND)
     target_link_libraries(${name} PRIVATE mimalloc)
+    target_compile_definitions(${name} PRIVATE TESSERA_WITH_MIMALLOC=1)
     target_link_options(${name} PRIVATE "LINKER:--no-as-needed")
   endif()
 endfunction()

@@ -28,6 +28,10 @@
 
 #include <unistd.h>
 
+#ifdef TESSERA_WITH_MIMALLOC
+#include <mimalloc.h>
+#endif
+
 #include "distributed/nanny.hpp"
 #include "distributed/worker_main.hpp"
 #include "tool_config.hpp"
@@ -52,6 +56,17 @@ std::string read_scheduler_file(const std::string& path) {
 }  // namespace
 
 int main(int argc, char** argv) {
+#ifdef TESSERA_WITH_MIMALLOC
+  // Memory freed goes back to the operating system at once, not 25 ms later when this
+  // thread next allocates: the memory limit is checked on the resident size, and a paused
+  // worker's idle threads would otherwise hold what they freed, keeping it paused.
+#if MI_MALLOC_VERSION >= 210
+  mi_option_set(mi_option_purge_delay, 0);
+#else
+  mi_option_set(mi_option_decommit_delay, 0);
+  mi_option_set(mi_option_segment_decommit_delay, 0);
+#endif
+#endif
   namespace config = tessera::config;
   CLI::App app{"tessera-worker: runs tasks for a tessera scheduler"};
   std::string scheduler, scheduler_file, name, listen, memory_limit, local_directory, curve_key,
