@@ -101,6 +101,7 @@ struct ClientCore {
   std::unordered_map<Key, Record, KeyHash> records;
   std::string broken;  // why the client cannot go on (closed, scheduler lost)
   bool has_retries = false;
+  bool wake_waiters = false;  // a waiter can return: notify cv (see resolve)
 
   std::atomic<bool> stopping{false};
   std::thread io;
@@ -152,7 +153,9 @@ struct ClientCore {
     }
   }
 
-  // Marks a record resolved for the waiters it satisfies (mu held).
+  // Marks a record resolved for the waiters it satisfies (mu held). A waiter that can now
+  // return (all it waits for done, or a first one ready for as_completed) sets
+  // `wake_waiters`: the user threads are woken once for it, not once per result.
   void resolve(Record& r) {
     auto& ws = r.waiters;
     size_t kept = 0;
@@ -161,6 +164,7 @@ struct ClientCore {
       if (satisfied(r, w->for_value)) {
         --w->remaining;
         w->ready.push_back(pos);
+        if (w->remaining == 0 || w->ready.size() == 1) wake_waiters = true;
       } else {
         ws[kept++] = std::move(ws[i]);
       }
@@ -283,6 +287,7 @@ struct ClientCore {
       r.error = why;
       resolve(r);
     }
+    wake_waiters = false;
     cv.notify_all();
   }
 
@@ -386,6 +391,13 @@ struct ClientCore {
     } else {
       throw comm::ProtocolError(fmt::format("a scheduler does not send '{}' to clients", m.op));
     }
+    notify_waiters();
+  }
+
+  // Wakes the user threads if a waiter can return (mu held).
+  void notify_waiters() {
+    if (!wake_waiters) return;
+    wake_waiters = false;
     cv.notify_all();
   }
 
@@ -411,7 +423,7 @@ struct ClientCore {
       it->second.retry_at = Clock::now() + std::chrono::milliseconds(50);
       has_retries = true;
     }
-    cv.notify_all();
+    notify_waiters();
   }
 
   void serve() {
@@ -710,6 +722,7 @@ void FutureBase::cancel() const {
     r.released = true;
     core.queue_release(key());
     core.resolve(r);
+    core.wake_waiters = false;
     core.cv.notify_all();
   }
   core.waker.wake();
