@@ -75,7 +75,9 @@ int main(int argc, char** argv) {
   bool nanny = true;
   std::vector<std::string> preload;
   double death_timeout = 60, connect_timeout = 10, terminate = 0.95;
-  double queue_time = 0.002, inline_time = 0.00005;
+  const tessera::distributed::WorkerServer::Options defaults;
+  double queue_time = tessera::distributed::micros_to_seconds(defaults.queue_time);
+  double inline_time = tessera::distributed::micros_to_seconds(defaults.inline_time);
   bool validate = false;
   tessera::distributed::WorkerServer::Options::Fractions fractions;
   // Every default from the configuration (tessera/core/config.hpp), then the command line.

@@ -16,6 +16,7 @@
 
 #include "distributed/nanny.hpp"
 #include "distributed/scheduler_server.hpp"
+#include "distributed/worker_main.hpp"
 #include "tessera/core/error.hpp"
 
 extern char** environ;
@@ -126,9 +127,12 @@ struct LocalCluster::Impl {
     const std::string name = fmt::format("local-worker-{}", started);
     // The configuration's worker.queue-time, worker.inline-time and worker.validate (this
     // process's TESSERA_WORKER_* variables are not passed on, so they are read here).
-    const std::string queue_time = fmt::format("{}", config::get_number("worker.queue-time", 0.002));
-    const std::string inline_time =
-        fmt::format("{}", config::get_number("worker.inline-time", 0.00005));
+    const distributed::WorkerServer::Options defaults;
+    const auto seconds = [&](const char* key, std::chrono::microseconds fallback) {
+      return fmt::format("{}", config::get_number(key, distributed::micros_to_seconds(fallback)));
+    };
+    const std::string queue_time = seconds("worker.queue-time", defaults.queue_time);
+    const std::string inline_time = seconds("worker.inline-time", defaults.inline_time);
     const bool validate = config::get_bool("worker.validate", false);
     if (self_mode) {
       if (validate) env.push_back("TESSERA_WORKER_VALIDATE=true");

@@ -146,6 +146,10 @@ std::chrono::microseconds seconds_to_micros(double seconds) {
   return std::chrono::microseconds(std::llround(seconds * 1e6));
 }
 
+double micros_to_seconds(std::chrono::microseconds micros) {
+  return std::chrono::duration<double>(micros).count();
+}
+
 int run_worker_from_environment(const std::string& scheduler) {
   WorkerServer::Options o;
   std::vector<std::string> preload;
@@ -163,8 +167,10 @@ int run_worker_from_environment(const std::string& scheduler) {
     o.memory.target = env_number("TESSERA_WORKER_MEMORY_TARGET", o.memory.target, 0, 1);
     o.memory.spill = env_number("TESSERA_WORKER_MEMORY_SPILL", o.memory.spill, 0, 1);
     o.memory.pause = env_number("TESSERA_WORKER_MEMORY_PAUSE", o.memory.pause, 0, 1);
-    o.queue_time = seconds_to_micros(env_number("TESSERA_WORKER_QUEUE_TIME", 0.002, 0, 1));
-    o.inline_time = seconds_to_micros(env_number("TESSERA_WORKER_INLINE_TIME", 0.00005, 0, 1));
+    o.queue_time = seconds_to_micros(
+        env_number("TESSERA_WORKER_QUEUE_TIME", micros_to_seconds(o.queue_time), 0, 1));
+    o.inline_time = seconds_to_micros(
+        env_number("TESSERA_WORKER_INLINE_TIME", micros_to_seconds(o.inline_time), 0, 1));
     o.validate = config::get_bool("worker.validate", false);  // TESSERA_WORKER_VALIDATE
     o.security = Security::from_environment();
     const std::string libs = env("TESSERA_WORKER_PRELOAD");

@@ -24,8 +24,10 @@ int run_worker(const WorkerServer::Options& options, const std::vector<std::stri
 // naming the text otherwise.
 uint64_t parse_memory_limit(std::string_view text);
 
-// Seconds as the microseconds WorkerServer::Options keeps (0.002 -> 2000 µs).
+// Seconds as the microseconds WorkerServer::Options keeps (0.002 -> 2000 µs), and back: the
+// programs and LocalCluster take their defaults from WorkerServer::Options.
 std::chrono::microseconds seconds_to_micros(double seconds);
+double micros_to_seconds(std::chrono::microseconds micros);
 
 // run_worker with the options of the environment: TESSERA_WORKER_NTHREADS, _NAME, _LISTEN,
 // _DEATH_TIMEOUT and _CONNECT_TIMEOUT (seconds), _PRELOAD (':'-separated), _MEMORY_LIMIT,
