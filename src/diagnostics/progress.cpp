@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "core/thread_name.hpp"
 #include "tessera/core/error.hpp"
 
 namespace tessera {
@@ -43,7 +44,11 @@ void ProgressBar::on_start(const RunInfo& run) {
   shown_ = false;
   lock.unlock();
   if (thread_.joinable()) thread_.join();
-  if (enabled_) thread_ = std::thread([this] { redraw_loop(); });
+  if (enabled_)
+    thread_ = std::thread([this] {
+      tessera::detail::name_this_thread("tsr-progress");
+      redraw_loop();
+    });
 }
 
 void ProgressBar::on_posttask(const TaskEvent&, const Value&) {

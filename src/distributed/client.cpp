@@ -17,6 +17,7 @@
 #include <variant>
 
 #include "comm/transport.hpp"
+#include "core/thread_name.hpp"
 #include "distributed/logging.hpp"
 #include "distributed/protocol.hpp"
 #include "tessera/core/optimize.hpp"
@@ -79,7 +80,7 @@ struct ClientCore {
     bool has_value = false;
     bool want_value = false;  // someone waits for the value: fetch it when it is ready
     bool fetching = false;
-    bool scattered = false;  // data this client scattered: it keeps `value` to send again
+    bool scattered = false;        // data this client scattered: it keeps `value` to send again
     Clock::time_point retry_at{};  // a holder said it lacks the key: ask again then
     std::vector<std::pair<std::shared_ptr<Waiter>, size_t>> waiters;
   };
@@ -434,8 +435,8 @@ struct ClientCore {
     while (!stopping.load()) {
       const auto now = Clock::now();
       if (now - last_heard > options.scheduler_timeout) {
-        const std::string why = fmt::format("lost the scheduler at {}: silent for {} ms",
-                                            address, options.scheduler_timeout.count());
+        const std::string why = fmt::format("lost the scheduler at {}: silent for {} ms", address,
+                                            options.scheduler_timeout.count());
         if (!is_broken()) distributed::logger("client")->error("{}; pending futures fail", why);
         fail_all(why);
         last_heard = now;  // keep serving fetches of what is already computed
@@ -498,6 +499,7 @@ struct ClientCore {
 
   void start() {
     io = std::thread([this] {
+      tessera::detail::name_this_thread("tsr-client-io");
       try {
         serve();
       } catch (const std::exception& e) {
@@ -834,8 +836,8 @@ Client::Client(const std::string& address, ClientOptions options)
   try {
     reply = c.conn->receive_reply(wait);
   } catch (const IOError& e) {
-    throw SchedulerError(fmt::format("the scheduler at {} refused this client: {}", address,
-                                     e.what()));
+    throw SchedulerError(
+        fmt::format("the scheduler at {} refused this client: {}", address, e.what()));
   }
   if (!reply) {
     throw SchedulerError(

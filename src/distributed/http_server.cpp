@@ -5,6 +5,7 @@
 
 #include <thread>
 
+#include "core/thread_name.hpp"
 #include "distributed/scheduler_state.hpp"
 #include "tessera/core/error.hpp"
 
@@ -30,8 +31,8 @@ std::string prometheus_text(const SchedulerMetrics& m) {
       "# HELP tessera_scheduler_refused_connections_total Connections refused for want of the "
       "cluster's CURVE key.\n"
       "# TYPE tessera_scheduler_refused_connections_total counter\n";
-  out += fmt::format("tessera_scheduler_refused_connections_total {}\n",
-                     m.refused_connections.load());
+  out +=
+      fmt::format("tessera_scheduler_refused_connections_total {}\n", m.refused_connections.load());
   out +=
       "# HELP tessera_scheduler_tasks Tasks the scheduler knows, by state.\n# TYPE "
       "tessera_scheduler_tasks gauge\n";
@@ -76,7 +77,10 @@ HttpServer::HttpServer(const std::string& address, std::shared_ptr<const Schedul
                               : (impl_->server.bind_to_port(host, port) ? port : -1);
   if (bound < 0) throw IOError(fmt::format("cannot serve HTTP on '{}'", address));
   impl_->url = fmt::format("http://{}:{}", host, bound);
-  impl_->thread = std::thread([this] { impl_->server.listen_after_bind(); });
+  impl_->thread = std::thread([this] {
+    tessera::detail::name_this_thread("tsr-http");
+    impl_->server.listen_after_bind();
+  });
   // stop() before the listener runs would be lost: wait until it does.
   while (!impl_->server.is_running()) std::this_thread::sleep_for(std::chrono::microseconds(200));
 }

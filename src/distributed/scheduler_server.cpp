@@ -8,6 +8,7 @@
 #include <unordered_map>
 
 #include "comm/transport.hpp"
+#include "core/thread_name.hpp"
 #include "distributed/http_server.hpp"
 #include "distributed/logging.hpp"
 #include "distributed/protocol.hpp"
@@ -57,7 +58,8 @@ struct SchedulerServer::Impl {
   std::unique_ptr<HttpServer> http;
 
   explicit Impl(Options o)
-      : options(std::move(o)), server(options.address, options.limits, options.security),
+      : options(std::move(o)),
+        server(options.address, options.limits, options.security),
         state(options.state) {
     if (!options.http_address.empty())
       http = std::make_unique<HttpServer>(options.http_address, metrics);
@@ -191,8 +193,8 @@ struct SchedulerServer::Impl {
     }
     for (const auto& [worker, id] : silent) {
       if (worker) {
-        logger("scheduler")->warn("removing worker {}: silent for over {} ms", id,
-                                  options.worker_timeout.count());
+        logger("scheduler")
+            ->warn("removing worker {}: silent for over {} ms", id, options.worker_timeout.count());
         remove_worker(id, fmt::format("silent for over {} ms (the scheduler's worker timeout)",
                                       options.worker_timeout.count()));
       } else {
@@ -454,6 +456,7 @@ void SchedulerServer::start() {
   if (impl_->thread.joinable()) return;
   impl_->stopping = false;
   impl_->thread = std::thread([this] {
+    tessera::detail::name_this_thread("tsr-scheduler");
     try {
       impl_->serve();
     } catch (const std::exception& e) {

@@ -14,6 +14,7 @@
 #include <unordered_map>
 
 #include "comm/transport.hpp"
+#include "core/thread_name.hpp"
 #include "distributed/logging.hpp"
 #include "distributed/protocol.hpp"
 #include "distributed/spill_store.hpp"
@@ -517,9 +518,13 @@ void WorkerServer::start() {
   impl_->handshake();
   impl_->stopping = false;
   for (int i = 0; i < impl_->options.nthreads; ++i)
-    impl_->executors.emplace_back([this] { impl_->execute_loop(); });
+    impl_->executors.emplace_back([this] {
+      tessera::detail::name_this_thread("tsr-worker-exec");
+      impl_->execute_loop();
+    });
   impl_->serving = true;
   impl_->loop = std::thread([this] {
+    tessera::detail::name_this_thread("tsr-worker");
     try {
       impl_->serve();
     } catch (const std::exception& e) {

@@ -20,6 +20,7 @@
 #include <thread>
 #include <utility>
 
+#include "core/thread_name.hpp"
 #include "local/execute_internal.hpp"
 #include "local/plan_internal.hpp"
 #include "local/schedulers_internal.hpp"
@@ -39,7 +40,11 @@ class ThreadPool {
  public:
   explicit ThreadPool(int n) : n_(n) {
     try {
-      for (int i = 1; i < n; ++i) threads_.emplace_back([this, i] { loop(i); });
+      for (int i = 1; i < n; ++i)
+        threads_.emplace_back([this, i] {
+          tessera::detail::name_this_thread("tsr-threads");
+          loop(i);
+        });
     } catch (...) {
       shut_down();  // the threads already started must not outlive a failed constructor
       throw;
