@@ -19,6 +19,7 @@
 #include "distributed/protocol.hpp"
 #include "distributed/spill_store.hpp"
 #include "distributed/worker_state.hpp"
+#include "local/execute_internal.hpp"
 #include "tessera/core/scheduler.hpp"
 #include "tessera/core/serialize.hpp"
 
@@ -211,17 +212,61 @@ struct WorkerServer::Impl {
     }
   }
 
+  // The value of the job's task. The payload is a one-task graph whose references are the
+  // job's inputs: the task is called directly with them, as the local schedulers call a
+  // task (a graph and a plan per task cost more than a tiny task itself). Anything else
+  // goes through the sync scheduler with the inputs as literals. A failure is a TaskError
+  // naming the key and the op, as from the local schedulers.
+  static Value compute(Job& job) {
+    const auto bytes = std::as_bytes(std::span(job.payload->data(), job.payload->size()));
+    Graph g = decode_graph(from_bytes(bytes));
+    const Task* task = g.size() == 1 ? g.find(job.key) : nullptr;
+    if (task == nullptr) {
+      for (auto& [k, v] : job.inputs) g.add(k, Task::literal(std::move(v)));
+      return std::move(get(g, std::span<const Key>(&job.key, 1), {.scheduler = "sync"}).at(0));
+    }
+    std::vector<Key> refs;
+    task->collect_refs(refs);
+    // Positions of the references among the inputs (a table for tasks of many inputs).
+    const size_t n = job.inputs.size();
+    std::unordered_map<Key, uint32_t, KeyHash> position;
+    if (n > 16) {
+      position.reserve(n);
+      for (size_t i = 0; i < n; ++i) position.emplace(job.inputs[i].first, i);
+    }
+    std::vector<uint32_t> at(refs.size());
+    for (size_t r = 0; r < refs.size(); ++r) {
+      size_t i = 0;
+      if (n > 16) {
+        auto it = position.find(refs[r]);
+        i = it == position.end() ? n : it->second;
+      } else {
+        while (i < n && !(job.inputs[i].first == refs[r])) ++i;
+      }
+      if (i == n) {
+        throw TaskError(job.key.str(), std::string(task->label()), nullptr,
+                        fmt::format("task '{}' (op '{}') cannot run: its input '{}' is not on "
+                                    "this worker",
+                                    job.key.str(), task->label(), refs[r].str()));
+      }
+      at[r] = static_cast<uint32_t>(i);
+    }
+    std::vector<Value> inputs;
+    inputs.reserve(job.inputs.size());
+    for (auto& kv : job.inputs) inputs.push_back(std::move(kv.second));
+    try {
+      return local::execute_task(*task, at, inputs.data());
+    } catch (...) {
+      std::rethrow_exception(local::task_failure(job.key, *task, std::current_exception()));
+    }
+  }
+
   // Runs one task (on an executor thread, or inline on the loop thread).
   Done run(Job& job) {
     Done d{job.key};
     const auto t0 = Clock::now();
     try {
-      // The payload is a one-task graph; its inputs join it as literals.
-      const auto bytes = std::as_bytes(std::span(job.payload->data(), job.payload->size()));
-      Graph g = decode_graph(from_bytes(bytes));
-      for (auto& [k, v] : job.inputs) g.add(k, Task::literal(std::move(v)));
-      std::vector<Value> out = get(g, std::span<const Key>(&job.key, 1), {.scheduler = "sync"});
-      d.value = std::move(out.at(0));
+      d.value = compute(job);
       d.ok = true;
     } catch (const TaskError& e) {
       d.error = e.what();
@@ -327,8 +372,8 @@ struct WorkerServer::Impl {
       state->handle(StealRequest{0, std::move(r.key)}, ins);
     } else if (m.op == pr::WorkerRemoved::kOp) {
       const auto r = comm::unpack<pr::WorkerRemoved>(m, options.limits);
-      reason = fmt::format("the scheduler at {} removed this worker: {}", options.scheduler,
-                           r.reason);
+      reason =
+          fmt::format("the scheduler at {} removed this worker: {}", options.scheduler, r.reason);
       removed = true;
       stopping = true;  // what it holds and runs was given to other workers
     }

@@ -106,6 +106,14 @@ TEST(Client, MapOverSeveralVectorsAndFuturesAsArguments) {
   int64_t expected = 0;
   for (size_t i = 0; i < xs.size(); ++i) expected += xs[i] + ys[i] + 1;
   EXPECT_EQ(total.result(), expected);
+  // The same future twice among few arguments, and among many (a worker finds the inputs
+  // of a task of more than 16 by a table).
+  EXPECT_EQ(client.submit(ptest_add, sums[3], sums[3]).result(), 2 * (3 + 1003));
+  std::vector<Future<int64_t>> twice(incs.begin(), incs.begin() + 20);
+  twice.insert(twice.end(), incs.begin(), incs.begin() + 20);
+  int64_t expected_twice = 0;
+  for (size_t i = 0; i < 20; ++i) expected_twice += 2 * (xs[i] + ys[i] + 1);
+  EXPECT_EQ(client.submit(ptest_sum, twice).result(), expected_twice);
   EXPECT_EQ(
       error_of<tessera::ValueError>([&] { client.map(ptest_add, xs, std::vector<int64_t>{1}); }),
       "map(): the vectors have different lengths");
