@@ -61,12 +61,12 @@ constexpr int kHandshakeFailures = ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
                                    ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
 
 // Starts monitoring `socket`'s `events` into a PAIR socket of the same context.
-void start_monitor(zmq::socket_t& socket, zmq::socket_t& monitor, int events,
-                   const void* owner, const std::string& address) {
+void start_monitor(zmq::socket_t& socket, zmq::socket_t& monitor, int events, const void* owner,
+                   const std::string& address) {
   const std::string endpoint = fmt::format("inproc://tessera-monitor-{}", owner);
   if (zmq_socket_monitor(static_cast<void*>(socket), endpoint.c_str(), events) != 0)
-    throw IOError(fmt::format("cannot monitor the socket of '{}': {}", address,
-                              zmq_strerror(zmq_errno())));
+    throw IOError(
+        fmt::format("cannot monitor the socket of '{}': {}", address, zmq_strerror(zmq_errno())));
   monitor.set(zmq::sockopt::linger, 0);
   monitor.connect(endpoint);
 }
@@ -77,8 +77,7 @@ void drain_monitor(zmq::socket_t& monitor, F&& on_event) {
   // Each event is two parts: the event (u16 id, u32 value) and the endpoint.
   while (true) {
     std::vector<zmq::message_t> parts;
-    if (!zmq::recv_multipart(monitor, std::back_inserter(parts), zmq::recv_flags::dontwait))
-      break;
+    if (!zmq::recv_multipart(monitor, std::back_inserter(parts), zmq::recv_flags::dontwait)) break;
     if (parts.size() < 2 || parts[0].size() < 6) continue;
     uint16_t event = 0;
     uint32_t value = 0;
@@ -149,15 +148,17 @@ class ZapHandler {
         if (request.size() >= 7 && request[6].size() == 32)
           zmq_z85_encode(text, static_cast<const uint8_t*>(request[6].data()), 32);
         std::lock_guard lock(mutex_);
-        refusals_.push_back(fmt::format(
-            "refused a connection from {}: its CURVE key {}... is not the cluster's",
-            request[3].to_string(), std::string(text).substr(0, 8)));
+        refusals_.push_back(
+            fmt::format("refused a connection from {}: its CURVE key {}... is not the cluster's",
+                        request[3].to_string(), std::string(text).substr(0, 8)));
       }
-      std::array<zmq::message_t, 6> reply{zmq::message_t(std::string("1.0")),
-                                           std::move(request[1]),
-                                           zmq::message_t(std::string(ok ? "200" : "400")),
-                                           zmq::message_t(std::string(ok ? "OK" : "not the cluster's key")),
-                                           zmq::message_t(), zmq::message_t()};
+      std::array<zmq::message_t, 6> reply{
+          zmq::message_t(std::string("1.0")),
+          std::move(request[1]),
+          zmq::message_t(std::string(ok ? "200" : "400")),
+          zmq::message_t(std::string(ok ? "OK" : "not the cluster's key")),
+          zmq::message_t(),
+          zmq::message_t()};
       zmq::send_multipart(socket_, reply);
     }
   }
@@ -354,8 +355,8 @@ std::optional<Envelope> Connection::receive_reply(std::chrono::milliseconds time
   while (true) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
-    if (auto m = receive(std::clamp(left, std::chrono::milliseconds(0),
-                                    std::chrono::milliseconds(50))))
+    if (auto m =
+            receive(std::clamp(left, std::chrono::milliseconds(0), std::chrono::milliseconds(50))))
       return m;
     if (!handshake_error().empty()) throw IOError(impl_->handshake_error);
     if (left.count() <= 0) return std::nullopt;
@@ -389,14 +390,22 @@ Waker::~Waker() {
 }
 
 void Waker::wake() const {
+  // The work was queued before this: if a wake-up is pending, the sleeper has not cleared
+  // it yet, so it will look at its queues after this point (see clear()).
+  if (pending_.exchange(true)) return;
   const uint64_t one = 1;
   // A full counter (EAGAIN) is already a pending wake-up.
   [[maybe_unused]] ssize_t n = write(fd_, &one, sizeof one);
 }
 
 void Waker::clear() const {
+  // Read first, then reset the flag: a wake() between the two found the flag set and did
+  // not write, and its work is seen by the look at the queues that follows. (Reset first,
+  // a wake() could write between the two, the read would swallow it, and the flag would
+  // stay set with nothing to read: every later wake() skipped.)
   uint64_t value = 0;
   [[maybe_unused]] ssize_t n = read(fd_, &value, sizeof value);
+  pending_.store(false);
 }
 
 int poll(std::span<PollItem> items, std::chrono::microseconds timeout) {
