@@ -23,15 +23,28 @@ std::filesystem::path SpillStore::file_of(const Entry& e) const {
   return options_.directory / fmt::format("{}.spill", e.file_id);
 }
 
-void SpillStore::touch(Entry& e, const Key& key) {
-  if (e.value) lru_.erase(e.lru);
-  lru_.push_front(key);
-  e.lru = lru_.begin();
+void SpillStore::touch(Entry& e) {
+  lru_.splice(lru_.begin(), lru_, e.lru);  // moves the node: no allocation
+}
+
+void SpillStore::drop(Entry& e) {
+  if (e.value) {
+    lru_.erase(e.lru);
+    memory_bytes_ -= e.nbytes;
+  } else {
+    std::error_code ec;
+    std::filesystem::remove(file_of(e), ec);
+    disk_bytes_ -= e.file_bytes;
+  }
 }
 
 void SpillStore::put(const Key& key, Value value) {
-  erase(key);
-  Entry& e = entries_[key];
+  auto [it, fresh] = entries_.try_emplace(key);  // one lookup, for a new key and a replaced one
+  Entry& e = it->second;
+  if (!fresh) {
+    drop(e);
+    e = Entry{};
+  }
   e.nbytes = value.nbytes();
   e.value = std::move(value);
   lru_.push_front(key);
@@ -45,7 +58,7 @@ std::optional<Value> SpillStore::get(const Key& key) {
   if (it == entries_.end()) return std::nullopt;
   Entry& e = it->second;
   if (e.value) {
-    touch(e, key);
+    touch(e);
     return e.value;
   }
   // Read it back.
@@ -78,15 +91,7 @@ std::optional<Value> SpillStore::get(const Key& key) {
 void SpillStore::erase(const Key& key) {
   auto it = entries_.find(key);
   if (it == entries_.end()) return;
-  Entry& e = it->second;
-  if (e.value) {
-    lru_.erase(e.lru);
-    memory_bytes_ -= e.nbytes;
-  } else {
-    std::error_code ec;
-    std::filesystem::remove(file_of(e), ec);
-    disk_bytes_ -= e.file_bytes;
-  }
+  drop(it->second);
   entries_.erase(it);
 }
 

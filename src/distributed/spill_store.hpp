@@ -59,7 +59,10 @@ class SpillStore {
     bool unspillable = false;
   };
   std::filesystem::path file_of(const Entry& e) const;
-  void touch(Entry& e, const Key& key);
+  // Makes an in-memory entry the most recently used.
+  void touch(Entry& e);
+  // Lets go of an entry's value or file (and its place in lru_), keeping the entry.
+  void drop(Entry& e);
   bool spill_one();
 
   Options options_;
