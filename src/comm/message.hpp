@@ -30,7 +30,8 @@
 
 namespace tessera::comm {
 
-inline constexpr uint16_t kProtocolVersion = 3;  // 2: small results inline; 3: worker-removed
+// 2: small results inline; 3: worker-removed; 4: small task payloads in the header.
+inline constexpr uint16_t kProtocolVersion = 4;
 
 // Bytes that break the protocol: a bad head, an unknown op where one is required, a
 // message of the wrong type, a size over the limits.

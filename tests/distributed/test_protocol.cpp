@@ -91,6 +91,16 @@ TEST(Protocol, EveryMessageRoundTrips) {
   EXPECT_EQ(text(c2.payload), "run x");
   ASSERT_EQ(c2.who_has.size(), 1U);
   EXPECT_EQ(c2.who_has[0].second, (std::vector<std::string>{"tcp://h:1", "tcp://h:2"}));
+  // A small payload rides in the header; a large one is a frame of its own, not copied.
+  EXPECT_EQ(comm::pack(c).body.frames.size(), 0U);
+  std::string large(5000, 'p');
+  large[4999] = 'q';
+  const pr::ComputeTask large_task{Key("y"), 1, payload_of(large), {}};
+  const comm::Envelope big_env = comm::pack(large_task);
+  ASSERT_EQ(big_env.body.frames.size(), 1U);
+  EXPECT_EQ(big_env.body.frames[0].bytes.data(), large_task.payload.bytes.data());
+  EXPECT_EQ(text(through_wire(large_task).payload), large);
+  EXPECT_EQ(text(through_wire(pr::ComputeTask{Key("z"), 1, payload_of(""), {}}).payload), "");
 
   EXPECT_EQ(through_wire(pr::KeyInMemory{Key("k"), 8, {"tcp://w:1"}}).holders[0], "tcp://w:1");
   const auto e = through_wire(pr::KeyErred{Key("k"), "ValueError: x", Key("j")});
@@ -148,6 +158,7 @@ TEST(Protocol, MalformedFieldsAreRefused) {
   tessera::Encoder e;
   comm::write_key(e, Key("x"));
   e.write_uint(1);
+  e.write_uint(1);  // the payload as a frame
   e.write_frame({}, nullptr);
   e.begin_array(1);
   e.begin_array(3);
@@ -159,6 +170,17 @@ TEST(Protocol, MalformedFieldsAreRefused) {
   env.body.frames = std::move(e.frames());
   EXPECT_EQ(error_of<comm::ProtocolError>([&] { comm::unpack<pr::ComputeTask>(env); }),
             "who_has entries are [key, holders]");
+  // A payload neither inline (0) nor a frame (1).
+  tessera::Encoder p;
+  comm::write_key(p, Key("x"));
+  p.write_uint(1);
+  p.write_uint(7);
+  p.write_bytes({});
+  p.begin_array(0);
+  comm::Envelope bad_payload{"compute-task", {}};
+  bad_payload.body.header = p.finish_header();
+  EXPECT_EQ(error_of<comm::ProtocolError>([&] { comm::unpack<pr::ComputeTask>(bad_payload); }),
+            "a payload is 0 and its bytes, or 1 and a frame");
   // A key with an empty name.
   tessera::Encoder k;
   k.begin_array(2);
