@@ -12,6 +12,7 @@
 #include <cstring>
 #include <mutex>
 #include <thread>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 #include <zmq.hpp>
@@ -173,13 +174,30 @@ class ZapHandler {
 
 }  // namespace
 
+namespace {
+
+// The contexts of this process's servers by their in-process address: a Connection to an
+// inproc:// endpoint must live in the context of the socket bound to it.
+struct LocalEndpoints {
+  std::mutex mu;
+  std::unordered_map<std::string, std::weak_ptr<zmq::context_t>> contexts;
+  std::atomic<uint64_t> next{0};
+};
+LocalEndpoints& local_endpoints() {
+  static LocalEndpoints* endpoints = new LocalEndpoints;  // never destroyed: used at exit
+  return *endpoints;
+}
+
+}  // namespace
+
 struct Server::Impl {
   Limits limits;
-  zmq::context_t context{1};
+  std::shared_ptr<zmq::context_t> context = std::make_shared<zmq::context_t>(1);
   std::unique_ptr<ZapHandler> zap;  // with security: before the socket, which asks it
-  zmq::socket_t socket{context, zmq::socket_type::router};
-  zmq::socket_t monitor{context, zmq::socket_type::pair};  // handshake failures of `socket`
+  zmq::socket_t socket{*context, zmq::socket_type::router};
+  zmq::socket_t monitor{*context, zmq::socket_type::pair};  // handshake failures of `socket`
   std::string address;
+  std::string local_address;
   std::unordered_set<PeerId> blocked;
   size_t dropped = 0;
   size_t refused = 0;
@@ -192,7 +210,7 @@ Server::Server(const std::string& address, Limits limits, const Security& securi
   configure(impl_->socket, limits);
   impl_->socket.set(zmq::sockopt::router_mandatory, 1);
   if (security.enabled()) {
-    impl_->zap = std::make_unique<ZapHandler>(impl_->context, security.public_key);
+    impl_->zap = std::make_unique<ZapHandler>(*impl_->context, security.public_key);
     secure_server(impl_->socket, security);
     start_monitor(impl_->socket, impl_->monitor, kHandshakeFailures, impl_.get(), address);
   }
@@ -202,12 +220,25 @@ Server::Server(const std::string& address, Limits limits, const Security& securi
     throw IOError(fmt::format("cannot listen on '{}': {}", address, e.what()));
   }
   impl_->address = impl_->socket.get(zmq::sockopt::last_endpoint);
+  auto& local = local_endpoints();
+  impl_->local_address = fmt::format("inproc://tessera-server-{}-{}", getpid(), ++local.next);
+  impl_->socket.bind(impl_->local_address);
+  std::lock_guard lock(local.mu);
+  local.contexts[impl_->local_address] = impl_->context;
 }
 
-Server::~Server() = default;
+Server::~Server() {
+  auto& local = local_endpoints();
+  std::lock_guard lock(local.mu);
+  local.contexts.erase(impl_->local_address);
+}
 
 const std::string& Server::address() const {
   return impl_->address;
+}
+
+const std::string& Server::local_address() const {
+  return impl_->local_address;
 }
 
 bool Server::send(const PeerId& to, const Envelope& message) {
@@ -295,10 +326,12 @@ size_t Server::refused() const {
 }
 
 struct Connection::Impl {
+  explicit Impl(std::shared_ptr<zmq::context_t> c) : context(std::move(c)) {}
   Limits limits;
-  zmq::context_t context{1};
-  zmq::socket_t socket{context, zmq::socket_type::dealer};
-  zmq::socket_t monitor{context, zmq::socket_type::pair};  // disconnect events of `socket`
+  // Its own, or a local server's (which it keeps alive: the sockets close first).
+  std::shared_ptr<zmq::context_t> context;
+  zmq::socket_t socket{*context, zmq::socket_type::dealer};
+  zmq::socket_t monitor{*context, zmq::socket_type::pair};  // disconnect events of `socket`
   size_t disconnects = 0;
   std::string handshake_error;
 
@@ -313,8 +346,26 @@ struct Connection::Impl {
   }
 };
 
+namespace {
+
+std::shared_ptr<zmq::context_t> context_for(const std::string& address) {
+  if (!address.starts_with("inproc://")) return std::make_shared<zmq::context_t>(1);
+  auto& local = local_endpoints();
+  std::lock_guard lock(local.mu);
+  auto it = local.contexts.find(address);
+  std::shared_ptr<zmq::context_t> context =
+      it == local.contexts.end() ? nullptr : it->second.lock();
+  if (!context) {
+    throw IOError(
+        fmt::format("cannot connect to '{}': no server of this process listens there", address));
+  }
+  return context;
+}
+
+}  // namespace
+
 Connection::Connection(const std::string& address, Limits limits, const Security& security)
-    : impl_(std::make_unique<Impl>()) {
+    : impl_(std::make_unique<Impl>(context_for(address))) {
   impl_->limits = limits;
   configure(impl_->socket, limits);
   if (security.enabled()) secure_client(impl_->socket, security);

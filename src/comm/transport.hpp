@@ -52,6 +52,10 @@ class Server {
 
   // The address bound, with its actual port ("tcp://127.0.0.1:45123").
   const std::string& address() const;
+  // The same socket's in-process address ("inproc://tessera-server-..."): a Connection made
+  // in this process with it reaches the server without the network stack or ZeroMQ's I/O
+  // threads (the server's context carries it).
+  const std::string& local_address() const;
   // Sends to a peer; false if the peer is not connected (any more).
   bool send(const PeerId& to, const Envelope& message);
   // The next well-formed message from a peer not blocked, waiting at most `timeout`.
@@ -78,6 +82,8 @@ class Server {
 class Connection {
  public:
   // Connects to `address` (ZeroMQ connects in the background and reconnects on its own).
+  // An "inproc://" address must be a Server's local_address() in this process (IOError if
+  // no live server has it).
   explicit Connection(const std::string& address, Limits limits = {},
                       const Security& security = {});
   ~Connection();

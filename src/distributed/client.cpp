@@ -813,15 +813,21 @@ ClientOptions with_cluster_security(const LocalCluster& cluster, ClientOptions o
 }  // namespace
 
 Client::Client(const LocalCluster& cluster, ClientOptions options)
-    : Client(cluster.scheduler_address(), with_cluster_security(cluster, std::move(options))) {}
+    : Client(cluster.scheduler_address(), &cluster, std::move(options)) {}
 
 Client::Client(const std::string& address, ClientOptions options)
+    : Client(address, nullptr, std::move(options)) {}
+
+Client::Client(const std::string& address, const LocalCluster* cluster, ClientOptions options)
     : core_(std::make_shared<ClientCore>()) {
   auto& c = *core_;
-  c.options = std::move(options);
+  c.options = cluster ? with_cluster_security(*cluster, std::move(options)) : std::move(options);
   c.address = address;
   if (!c.options.security.enabled()) c.options.security = Security::from_environment();
-  c.conn = std::make_unique<comm::Connection>(address, c.limits, c.options.security);
+  const bool own_key = cluster && c.options.security.public_key == cluster->security().public_key &&
+                       c.options.security.secret_key == cluster->security().secret_key;
+  c.conn = std::make_unique<comm::Connection>(
+      own_key ? cluster->scheduler_local_address() : address, c.limits, c.options.security);
   const uint32_t number = ++detail::next_client_number;
   const auto wait = c.options.connect_timeout;
   if (!c.conn->send(

@@ -149,9 +149,9 @@ struct LocalCluster::Impl {
         env.push_back("TESSERA_WORKER_MEMORY_LIMIT=" + std::to_string(options.memory_limit));
       if (options.nanny) env.push_back("TESSERA_WORKER_NANNY=1");
     } else {
-      args.insert(args.end(), {scheduler->address(), "--nthreads", nthreads, "--death-timeout",
-                               death, "--name", name, "--queue-time", queue_time,
-                               "--inline-time", inline_time});
+      args.insert(args.end(),
+                  {scheduler->address(), "--nthreads", nthreads, "--death-timeout", death, "--name",
+                   name, "--queue-time", queue_time, "--inline-time", inline_time});
       for (const auto& p : options.preload) args.insert(args.end(), {"--preload", p});
       if (options.memory_limit > 0)
         args.insert(args.end(), {"--memory-limit", std::to_string(options.memory_limit)});
@@ -250,7 +250,8 @@ LocalCluster::LocalCluster(Options options) : impl_(std::make_unique<Impl>()) {
   if (!mkdtemp(tmpl.data()))
     throw IOError(fmt::format("LocalCluster: cannot create a directory like '{}'", tmpl));
   m.directory = tmpl;
-  if (m.options.security.enabled()) m.options.security.write((m.directory / "cluster.key").string());
+  if (m.options.security.enabled())
+    m.options.security.write((m.directory / "cluster.key").string());
   distributed::SchedulerServer::Options so;
   so.address = m.options.scheduler_address;
   so.worker_timeout = m.options.worker_timeout;
@@ -272,6 +273,10 @@ LocalCluster::~LocalCluster() {
 
 const std::string& LocalCluster::scheduler_address() const {
   return impl_->scheduler->address();
+}
+
+const std::string& LocalCluster::scheduler_local_address() const {
+  return impl_->scheduler->local_address();
 }
 
 const Security& LocalCluster::security() const {

@@ -452,6 +452,10 @@ const std::string& SchedulerServer::address() const {
   return impl_->server.address();
 }
 
+const std::string& SchedulerServer::local_address() const {
+  return impl_->server.local_address();
+}
+
 void SchedulerServer::start() {
   if (impl_->thread.joinable()) return;
   impl_->stopping = false;

@@ -51,6 +51,8 @@ class SchedulerServer {
 
   // The address bound ("tcp://127.0.0.1:8786").
   const std::string& address() const;
+  // Its in-process address (comm::Server::local_address()).
+  const std::string& local_address() const;
   // Serves on a thread of its own until stop().
   void start();
   void stop();

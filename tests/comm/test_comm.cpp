@@ -13,6 +13,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 #include <thread>
 
@@ -314,6 +315,42 @@ TEST(Transport, LoopbackRoundTrip) {
   EXPECT_FALSE(server.send("no-such-peer", comm::pack(comm::HandshakeReply{})));
 }
 
+TEST(Transport, InProcessConnectionsReachTheServerWithoutTheNetwork) {
+  std::string local;
+  std::unique_ptr<comm::Connection> survivor;
+  {
+    comm::Server server;
+    local = server.local_address();
+    EXPECT_EQ(local.rfind("inproc://tessera-server-", 0), 0U) << local;
+    comm::Server other;  // each server its own in-process address
+    EXPECT_NE(other.local_address(), local);
+    comm::Connection tcp(server.address());
+    auto conn = std::make_unique<comm::Connection>(local);
+    ASSERT_TRUE(conn->send(comm::pack(comm::Handshake{.role = "client", .name = "in"})));
+    ASSERT_TRUE(tcp.send(comm::pack(comm::Handshake{.role = "client", .name = "tcp"})));
+    std::map<std::string, comm::PeerId> peers;  // both arrive on the one socket
+    for (int i = 0; i < 2; ++i) {
+      auto in = server.receive(5s);
+      ASSERT_TRUE(in.has_value());
+      peers[comm::unpack<comm::Handshake>(in->message).name] = in->peer;
+    }
+    ASSERT_EQ(peers.size(), 2U);
+    const Blob big{Key("big"), 1, bytes_of(1 << 20, 3)};
+    ASSERT_TRUE(server.send(peers.at("in"), comm::pack(big)));
+    auto back = conn->receive(5s);
+    ASSERT_TRUE(back.has_value());
+    EXPECT_EQ(*comm::unpack<Blob>(*back).data, *big.data);
+    EXPECT_FALSE(tcp.receive(50ms).has_value());  // and only to that peer
+    survivor = std::move(conn);
+  }
+  // The connection outlived its server (it keeps the server's ZeroMQ context alive) and is
+  // closed after it without blocking.
+  EXPECT_FALSE(survivor->receive(10ms).has_value());
+  survivor.reset();
+  EXPECT_EQ(error_of<tessera::IOError>([&] { comm::Connection late(local); }),
+            "cannot connect to '" + local + "': no server of this process listens there");
+}
+
 TEST(Transport, HostilePeersAreDroppedOthersServed) {
   comm::Server server("tcp://127.0.0.1:0", {.max_frame_bytes = 1 << 16});
   const std::string addr = server.address();
@@ -485,8 +522,8 @@ TEST(Security, KeyFilesRoundTripAndBadOnesAreNamed) {
   auto write_text = [&](const std::string& text) {
     std::filesystem::remove(path);
     std::ofstream(path) << text;
-    std::filesystem::permissions(path, std::filesystem::perms::owner_read |
-                                           std::filesystem::perms::owner_write);
+    std::filesystem::permissions(
+        path, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
   };
   write_text("public-key = short\n");
   EXPECT_EQ(error_of<tessera::ValueError>([&] { tessera::Security::from_file(path); }),
@@ -497,8 +534,9 @@ TEST(Security, KeyFilesRoundTripAndBadOnesAreNamed) {
   write_text("public-key = " + other.public_key + "\nsecret-key = " + keys.secret_key + "\n");
   EXPECT_EQ(error_of<tessera::ValueError>([&] { tessera::Security::from_file(path); }),
             "the key file '" + path + "': its public key does not belong to its secret key");
-  EXPECT_NE(error_of<tessera::IOError>([&] { tessera::Security::from_file(dir + "/none"); })
-                .find("cannot read the key file '" + dir + "/none': No such file"),
+  EXPECT_NE(error_of<tessera::IOError>([&] {
+              tessera::Security::from_file(dir + "/none");
+            }).find("cannot read the key file '" + dir + "/none': No such file"),
             std::string::npos);
   EXPECT_EQ(error_of<tessera::ValueError>([] { tessera::Security{}.write("/tmp/x"); }),
             "Security::write: there is no key pair to write");

@@ -241,7 +241,10 @@ class Client {
   // Connects to the scheduler at `address` ("tcp://host:8786"); SchedulerError naming the
   // address if it refuses or does not answer within options.connect_timeout.
   explicit Client(const std::string& address, ClientOptions options = {});
-  // Connects to a LocalCluster's scheduler.
+  // Connects to a LocalCluster's scheduler. With the cluster's own key (the default) or
+  // no security on either side, through the scheduler's in-process address: no network
+  // stack (scheduler_address() still names its TCP one). With another key, over TCP, where
+  // the scheduler's CURVE handshake judges it like any peer.
   explicit Client(const LocalCluster& cluster, ClientOptions options = {});
   ~Client();
   Client(const Client&) = delete;
@@ -342,6 +345,9 @@ class Client {
   size_t held_keys() const;
 
  private:
+  // Connects to the scheduler at `address`, or to `cluster`'s (in-process when it can).
+  Client(const std::string& address, const LocalCluster* cluster, ClientOptions options);
+
   struct Prepared {
     Graph graph;
     std::vector<Key> keys;

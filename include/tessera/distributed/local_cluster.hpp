@@ -68,6 +68,10 @@ class LocalCluster {
 
   // The scheduler's address ("tcp://127.0.0.1:41234").
   const std::string& scheduler_address() const;
+  // The scheduler's in-process address ("inproc://tessera-server-..."), valid in this
+  // process only: a Client made from the cluster talks to the scheduler through it, without
+  // the network stack or ZeroMQ's I/O threads.
+  const std::string& scheduler_local_address() const;
   // The cluster's key pair (none if it is not secured).
   const Security& security() const;
   // The workers connected now.
