@@ -656,26 +656,18 @@ TEST(Security, ASecuredClusterAdmitsItsKeyAndRefusesAndLogsOthers) {
     EXPECT_EQ(big.result().size(), size_t{1} << 18);
   }
   const std::string address = cluster.scheduler_address();
+  const std::string refusal =
+      "the scheduler at " + address + " refused this client: the CURVE handshake failed";
   const auto t0 = std::chrono::steady_clock::now();
   const std::string wrong = error_of<tessera::SchedulerError>([&] {
     Client(address, {.connect_timeout = 10000ms,
                      .set_as_default = false,
                      .security = tessera::Security::generate()});
   });
-  EXPECT_EQ(wrong.rfind("the scheduler at " + address +
-                            " refused this client: the CURVE "
-                            "handshake failed",
-                        0),
-            0U)
-      << wrong;
+  EXPECT_EQ(wrong.rfind(refusal, 0), 0U) << wrong;
   const std::string plain = error_of<tessera::SchedulerError>(
       [&] { Client(address, {.connect_timeout = 10000ms, .set_as_default = false}); });
-  EXPECT_EQ(plain.rfind("the scheduler at " + address +
-                            " refused this client: the CURVE "
-                            "handshake failed",
-                        0),
-            0U)
-      << plain;
+  EXPECT_EQ(plain.rfind(refusal, 0), 0U) << plain;
   // Made from the cluster but with another key: over TCP, refused like any other peer
   // (the cluster's own key goes through the scheduler's in-process address).
   const std::string other = error_of<tessera::SchedulerError>([&] {
@@ -683,12 +675,7 @@ TEST(Security, ASecuredClusterAdmitsItsKeyAndRefusesAndLogsOthers) {
                      .set_as_default = false,
                      .security = tessera::Security::generate()});
   });
-  EXPECT_EQ(other.rfind("the scheduler at " + address +
-                            " refused this client: the CURVE "
-                            "handshake failed",
-                        0),
-            0U)
-      << other;
+  EXPECT_EQ(other.rfind(refusal, 0), 0U) << other;
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 5000ms);  // not the connect timeout
   // Each refusal logged as a warning by the scheduler (it looks every 50 ms).
   std::vector<std::string> logged;
