@@ -49,6 +49,15 @@ namespace {
 
 std::atomic<uint32_t> next_client_number{0};
 
+// Tells the CPU that this thread is polling a value another thread will write.
+inline void spin_pause() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
 // A deadline `timeout` from now (kForever: none).
 Clock::time_point deadline_after(std::chrono::milliseconds timeout) {
   if (timeout == kForever || timeout > std::chrono::hours(24 * 365))
@@ -103,6 +112,12 @@ struct ClientCore {
   std::string broken;  // why the client cannot go on (closed, scheduler lost)
   bool has_retries = false;
   bool wake_waiters = false;  // a waiter can return: notify cv (see resolve)
+  // Bumped with every notification of cv: a thread polling before it sleeps (wait_all)
+  // watches it instead of the mutex.
+  std::atomic<uint64_t> notifications{0};
+  // How long recent waits took (an average over the last few), for wait_all to judge
+  // whether polling is worth it; in nanoseconds.
+  std::atomic<int64_t> typical_wait_ns{0};
 
   std::atomic<bool> stopping{false};
   std::thread io;
@@ -218,15 +233,49 @@ struct ClientCore {
     return fmt::format("the future of '{}' was released", key.str());
   }
 
-  // Waits for a waiter to count down to zero (mu held through `lock`).
+  // Wakes the threads waiting on cv (mu held).
+  void notify_all() {
+    notifications.fetch_add(1, std::memory_order_release);
+    cv.notify_all();
+  }
+
+  // Waits for a waiter to count down to zero (mu held through `lock`). It first polls for
+  // up to options.spin_wait, unless recent waits took longer than that (see ClientOptions).
   bool wait_all(std::unique_lock<std::mutex>& lock, const std::shared_ptr<Waiter>& w,
                 Clock::time_point deadline) {
     auto pred = [&] { return w->remaining == 0; };
-    if (deadline == Clock::time_point::max()) {
-      cv.wait(lock, pred);
-      return true;
+    if (pred()) return true;
+    const auto start = Clock::now();
+    const auto spin = options.spin_wait;
+    if (spin.count() > 0 &&
+        typical_wait_ns.load(std::memory_order_relaxed) <=
+            std::chrono::duration_cast<std::chrono::nanoseconds>(spin).count()) {
+      const auto until = std::min(deadline, start + spin);
+      while (!pred() && Clock::now() < until) {
+        const uint64_t seen = notifications.load(std::memory_order_acquire);
+        lock.unlock();
+        for (int i = 0; notifications.load(std::memory_order_acquire) == seen; ++i) {
+          spin_pause();
+          if (i % 64 == 63 && Clock::now() >= until) break;
+        }
+        lock.lock();
+      }
     }
-    return cv.wait_until(lock, deadline, pred);
+    bool done = pred();
+    if (!done) {
+      if (deadline == Clock::time_point::max()) {
+        cv.wait(lock, pred);
+        done = true;
+      } else {
+        done = cv.wait_until(lock, deadline, pred);
+      }
+    }
+    // An average of the last few waits: a wait counts for a quarter.
+    const int64_t took = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start)
+                             .count();
+    const int64_t before = typical_wait_ns.load(std::memory_order_relaxed);
+    typical_wait_ns.store(before + (took - before) / 4, std::memory_order_relaxed);
+    return done;
   }
 
   // The error a failed record raises (mu held).
@@ -289,7 +338,7 @@ struct ClientCore {
       resolve(r);
     }
     wake_waiters = false;
-    cv.notify_all();
+    notify_all();
   }
 
   // Whether the client cannot go on (its scheduler lost, or closed).
@@ -399,7 +448,7 @@ struct ClientCore {
   void notify_waiters() {
     if (!wake_waiters) return;
     wake_waiters = false;
-    cv.notify_all();
+    notify_all();
   }
 
   void on_data(const comm::Envelope& m) {
@@ -725,7 +774,7 @@ void FutureBase::cancel() const {
     core.queue_release(key());
     core.resolve(r);
     core.wake_waiters = false;
-    core.cv.notify_all();
+    core.notify_all();
   }
   core.waker.wake();
 }
@@ -820,6 +869,11 @@ Client::Client(const std::string& address, ClientOptions options)
 
 Client::Client(const std::string& address, const LocalCluster* cluster, ClientOptions options)
     : core_(std::make_shared<ClientCore>()) {
+  if (options.spin_wait.count() < 0) {
+    throw ValueError(fmt::format(
+        "ClientOptions::spin_wait (config client.spin-wait) must be 0 or more, not {} us",
+        options.spin_wait.count()));
+  }
   auto& c = *core_;
   c.options = cluster ? with_cluster_security(*cluster, std::move(options)) : std::move(options);
   c.address = address;

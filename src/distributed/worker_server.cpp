@@ -227,22 +227,26 @@ struct WorkerServer::Impl {
     }
     std::vector<Key> refs;
     task->collect_refs(refs);
-    // Positions of the references among the inputs (a table for tasks of many inputs).
+    // Where each reference is among the inputs: a linear search for few inputs, a table
+    // for many.
     const size_t n = job.inputs.size();
     std::unordered_map<Key, uint32_t, KeyHash> position;
     if (n > 16) {
       position.reserve(n);
       for (size_t i = 0; i < n; ++i) position.emplace(job.inputs[i].first, i);
     }
+    auto find_input = [&](const Key& k) -> size_t {
+      if (n > 16) {
+        auto it = position.find(k);
+        return it == position.end() ? n : it->second;
+      }
+      size_t i = 0;
+      while (i < n && !(job.inputs[i].first == k)) ++i;
+      return i;
+    };
     std::vector<uint32_t> at(refs.size());
     for (size_t r = 0; r < refs.size(); ++r) {
-      size_t i = 0;
-      if (n > 16) {
-        auto it = position.find(refs[r]);
-        i = it == position.end() ? n : it->second;
-      } else {
-        while (i < n && !(job.inputs[i].first == refs[r])) ++i;
-      }
+      const size_t i = find_input(refs[r]);
       if (i == n) {
         throw TaskError(job.key.str(), std::string(task->label()), nullptr,
                         fmt::format("task '{}' (op '{}') cannot run: its input '{}' is not on "

@@ -229,6 +229,37 @@ TEST(Client, WaitAsCompletedAndTimeouts) {
   EXPECT_EQ(client.gather(many), std::vector<int64_t>(300, 8));
 }
 
+// A waiting thread polls for up to spin_wait before it sleeps; the poll never outlasts the
+// wait's own timeout, and results are the same with and without it.
+TEST(Client, WaitersPollForResultsWithinTheirTimeouts) {
+  InProcessCluster c;
+  auto polling = quiet();
+  polling.spin_wait = 2s;
+  Client client(c.scheduler.address(), polling);
+  auto slow = client.submit(ptest_slow_inc, 10, 400);
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_FALSE(tessera::wait(std::vector{slow}, 50ms));
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 1500ms);  // not the 2 s of polling
+  EXPECT_EQ(slow.result(), 11);
+  for (int64_t i = 0; i < 20; ++i) EXPECT_EQ(client.submit(ptest_inc, 100 + i).result(), 101 + i);
+
+  auto sleeping = quiet();
+  sleeping.spin_wait = 0us;
+  Client other(c.scheduler.address(), sleeping);
+  for (int64_t i = 0; i < 20; ++i) EXPECT_EQ(other.submit(ptest_inc, 200 + i).result(), 201 + i);
+  EXPECT_EQ(other.gather(other.map(ptest_inc, std::vector<int64_t>{1, 2, 3})),
+            (std::vector<int64_t>{2, 3, 4}));
+
+  // The default comes from the configuration (seconds), and must not be negative.
+  EXPECT_EQ(tessera::ClientOptions{}.spin_wait, 1000us);
+  tessera::config::set("client.spin-wait", "0.00025");
+  EXPECT_EQ(tessera::ClientOptions{}.spin_wait, 250us);
+  tessera::config::set("client.spin-wait", "-1");
+  EXPECT_EQ(error_of<tessera::ValueError>([&] { Client(c.scheduler.address(), quiet()); }),
+            "ClientOptions::spin_wait (config client.spin-wait) must be 0 or more, not -1000000 us");
+  tessera::config::set("client.spin-wait", std::nullopt);
+}
+
 TEST(Client, CancelStopsWorkAndResultsSayCancelled) {
   InProcessCluster c;
   Client client(c.scheduler.address(), quiet());

@@ -174,6 +174,13 @@ struct ClientOptions {
       config::get_seconds("client.heartbeat-interval", 1);
   // The scheduler silent this long: pending futures fail with SchedulerError.
   std::chrono::milliseconds scheduler_timeout = config::get_seconds("client.scheduler-timeout", 30);
+  // How long a thread waiting for results (result(), gather(), compute(), wait()) polls for
+  // them before it sleeps. A result that arrives meanwhile is seen at once, without the
+  // wake-up of a sleeping thread, which costs from a few µs on a busy core to hundreds on
+  // an idle virtual CPU. It does not poll while recent waits took longer than this (an
+  // average of the last few), so long computations do not pay for it. 0: never polls.
+  std::chrono::microseconds spin_wait{
+      static_cast<int64_t>(config::get_number("client.spin-wait", 0.001) * 1e6)};
   // How the scheduler calls this client (in its logs).
   std::string name = {};
   // Make this client the default scheduler of compute() (as Dask does), until it closes.
