@@ -211,6 +211,12 @@ int main(int argc, char** argv) {
     child_args.insert(child_args.end(), {"--no-nanny", "--nworkers", "1"});
     std::vector<std::string> env;
     for (char** e = environ; *e != nullptr; ++e) env.emplace_back(*e);
+    try {
+      tessera::distributed::add_blas_thread_limits(env);
+    } catch (const std::exception& e) {
+      spdlog::stderr_color_mt("worker")->error("{}", e.what());
+      return 1;
+    }
     const std::string program = tessera::distributed::self_executable();
     return tessera::distributed::run_nanny(
         {.nworkers = nworkers,

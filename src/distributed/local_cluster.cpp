@@ -119,6 +119,7 @@ struct LocalCluster::Impl {
         continue;
       env.emplace_back(v);
     }
+    distributed::add_blas_thread_limits(env);
     // The cluster's key, from a file only this user can read (the cluster's directory).
     if (options.security.enabled())
       env.push_back("TESSERA_CURVE_KEY_FILE=" + (directory / "cluster.key").string());

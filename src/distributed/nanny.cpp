@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -14,6 +15,7 @@
 #include <thread>
 
 #include "distributed/logging.hpp"
+#include "tessera/core/config.hpp"
 #include "tessera/core/error.hpp"
 
 namespace tessera::distributed {
@@ -63,6 +65,21 @@ void stop_children(const std::vector<pid_t>& pids, std::chrono::milliseconds gra
         std::this_thread::sleep_for(std::chrono::milliseconds(2));
       }
     }
+  }
+}
+
+void add_blas_thread_limits(std::vector<std::string>& env) {
+  const double n = config::get_number("worker.blas-threads", 1);
+  if (!(n >= 0 && n <= 1024 && n == static_cast<double>(static_cast<int>(n)))) {
+    throw ValueError(fmt::format(
+        "config: worker.blas-threads must be a whole number from 0 to 1024, not {}", n));
+  }
+  if (n == 0) return;
+  for (const char* var : {"OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"}) {
+    const std::string prefix = std::string(var) + "=";
+    const bool set = std::any_of(env.begin(), env.end(),
+                                 [&](const std::string& e) { return e.starts_with(prefix); });
+    if (!set) env.push_back(prefix + std::to_string(static_cast<int>(n)));
   }
 }
 

@@ -46,6 +46,14 @@ int run_nanny(const NannyOptions& options);
 pid_t spawn_child(const std::string& program, const std::vector<std::string>& args,
                   const std::vector<std::string>& env);
 
+// Adds to a worker process's environment what Dask's nanny adds: OMP_NUM_THREADS,
+// OPENBLAS_NUM_THREADS and MKL_NUM_THREADS set to the configuration's worker.blas-threads
+// (1; 0 adds nothing), each unless `env` sets it already. A worker's parallelism is its
+// own threads: BLAS threads besides would oversubscribe the cores, and OpenBLAS's spin for
+// a while after start-up and after each call. ValueError naming the key if it is not a
+// whole number from 0 to 1024.
+void add_blas_thread_limits(std::vector<std::string>& env);
+
 // Sends SIGTERM to each child in `pids` (entries <= 0 are skipped), waits up to `grace` for
 // them to exit, SIGKILLs those still there, and reaps them all.
 void stop_children(const std::vector<pid_t>& pids, std::chrono::milliseconds grace);

@@ -198,6 +198,7 @@ int run_worker_from_environment(const std::string& scheduler) {
         base.emplace_back(v);
       }
       base.push_back("TESSERA_WORKER_NANNY=0");
+      add_blas_thread_limits(base);
       n.spawn = [=](int, const std::string& name) {
         auto child_env = base;
         if (!name.empty()) child_env.push_back("TESSERA_WORKER_NAME=" + name);

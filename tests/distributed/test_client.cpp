@@ -18,9 +18,13 @@
 #include <fstream>
 #include <numeric>
 #include <random>
+#include <set>
+#include <map>
+#include <optional>
 #include <thread>
 
 #include "distributed/logging.hpp"
+#include "distributed/nanny.hpp"
 #include "distributed/scheduler_server.hpp"
 #include "distributed/worker_main.hpp"
 #include "distributed/worker_server.hpp"
@@ -413,6 +417,57 @@ TEST(LocalCluster, AWorkerThatCannotStartIsAClearError) {
   EXPECT_NE(message.find("/nonexistent/libops.so"), std::string::npos) << message;
   EXPECT_EQ(error_of<tessera::ValueError>([] { tessera::LocalCluster({.threads_per_worker = 0}); }),
             "LocalCluster: threads_per_worker must be at least 1, not 0");
+}
+
+// Worker processes get one BLAS/OpenMP thread each unless told otherwise, as Dask's nanny
+// does (their parallelism is their own threads).
+TEST(LocalCluster, WorkersGetOneBlasThreadUnlessToldOtherwise) {
+  namespace config = tessera::config;
+  const char* vars[] = {"OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"};
+  std::map<std::string, std::optional<std::string>> saved;
+  for (const char* v : vars) {
+    if (const char* x = std::getenv(v)) saved[v] = x;
+    ::unsetenv(v);
+  }
+  std::vector<std::string> env{"PATH=/usr/bin"};
+  td::add_blas_thread_limits(env);
+  EXPECT_EQ(env, (std::vector<std::string>{"PATH=/usr/bin", "OMP_NUM_THREADS=1",
+                                           "OPENBLAS_NUM_THREADS=1", "MKL_NUM_THREADS=1"}));
+  config::set("worker.blas-threads", "4");
+  env = {"OMP_NUM_THREADS=2"};  // what the environment sets stays
+  td::add_blas_thread_limits(env);
+  EXPECT_EQ(env, (std::vector<std::string>{"OMP_NUM_THREADS=2", "OPENBLAS_NUM_THREADS=4",
+                                           "MKL_NUM_THREADS=4"}));
+  config::set("worker.blas-threads", "0");
+  env.clear();
+  td::add_blas_thread_limits(env);
+  EXPECT_TRUE(env.empty());
+  config::set("worker.blas-threads", "1.5");
+  EXPECT_EQ(error_of<tessera::ValueError>([&] { td::add_blas_thread_limits(env); }),
+            "config: worker.blas-threads must be a whole number from 0 to 1024, not 1.5");
+  EXPECT_EQ(error_of<tessera::ValueError>([] {
+              tessera::LocalCluster({.n_workers = 1, .worker_program = TESSERA_WORKER_PROGRAM});
+            }),
+            "config: worker.blas-threads must be a whole number from 0 to 1024, not 1.5");
+  config::set("worker.blas-threads", std::nullopt);
+
+  // A real worker process's environment.
+  ::setenv("MKL_NUM_THREADS", "3", 1);
+  {
+    tessera::LocalCluster cluster(
+        {.n_workers = 1, .worker_program = TESSERA_WORKER_PROGRAM, .nanny = false});
+    const auto pids = cluster.worker_pids();
+    ASSERT_EQ(pids.size(), 1U);
+    std::ifstream f(fmt::format("/proc/{}/environ", pids[0]), std::ios::binary);
+    std::set<std::string> seen;
+    for (std::string e; std::getline(f, e, '\0');) {
+      if (e.find("_NUM_THREADS=") != std::string::npos) seen.insert(e);
+    }
+    EXPECT_EQ(seen, (std::set<std::string>{"MKL_NUM_THREADS=3", "OMP_NUM_THREADS=1",
+                                           "OPENBLAS_NUM_THREADS=1"}));
+  }
+  ::unsetenv("MKL_NUM_THREADS");
+  for (const auto& [v, x] : saved) ::setenv(v.c_str(), x->c_str(), 1);
 }
 
 TEST(LocalCluster, TakesItsSchedulerAndWorkerSettingsFromTheConfiguration) {
