@@ -852,6 +852,15 @@ std::optional<size_t> detail::CompletionQueue::next(std::chrono::milliseconds ti
 
 // ---- Client ----
 
+std::chrono::microseconds detail::configured_spin_wait() {
+  const double s = config::get_number("client.spin-wait", 0.001);
+  if (!(s >= 0 && s <= 10)) {
+    throw ValueError(fmt::format(
+        "config: client.spin-wait must be a number of seconds from 0 to 10, not {}", s));
+  }
+  return std::chrono::microseconds(static_cast<int64_t>(s * 1e6));
+}
+
 namespace {
 
 ClientOptions with_cluster_security(const LocalCluster& cluster, ClientOptions options) {

@@ -258,10 +258,18 @@ TEST(Client, WaitersPollForResultsWithinTheirTimeouts) {
   EXPECT_EQ(tessera::ClientOptions{}.spin_wait, 1000us);
   tessera::config::set("client.spin-wait", "0.00025");
   EXPECT_EQ(tessera::ClientOptions{}.spin_wait, 250us);
-  tessera::config::set("client.spin-wait", "-1");
-  EXPECT_EQ(error_of<tessera::ValueError>([&] { Client(c.scheduler.address(), quiet()); }),
-            "ClientOptions::spin_wait (config client.spin-wait) must be 0 or more, not -1000000 us");
+  for (const char* bad : {"-1", "1e30", "nan"}) {
+    tessera::config::set("client.spin-wait", bad);
+    EXPECT_EQ(error_of<tessera::ValueError>([&] { Client(c.scheduler.address(), quiet()); }),
+              fmt::format("config: client.spin-wait must be a number of seconds from 0 to 10, "
+                          "not {}",
+                          std::stod(bad)));
+  }
   tessera::config::set("client.spin-wait", std::nullopt);
+  auto negative = quiet();
+  negative.spin_wait = -5us;
+  EXPECT_EQ(error_of<tessera::ValueError>([&] { Client(c.scheduler.address(), negative); }),
+            "ClientOptions::spin_wait (config client.spin-wait) must be 0 or more, not -5 us");
 }
 
 TEST(Client, CancelStopsWorkAndResultsSayCancelled) {

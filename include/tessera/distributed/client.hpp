@@ -166,6 +166,12 @@ class Future : public FutureBase {
 
 // The defaults come from the configuration (tessera/core/config.hpp): client.connect-timeout,
 // client.heartbeat-interval and client.scheduler-timeout, in seconds.
+namespace detail {
+// The configuration's client.spin-wait (seconds, 0.001 by default) in µs; ValueError naming
+// the key if it is not from 0 to 10.
+std::chrono::microseconds configured_spin_wait();
+}  // namespace detail
+
 struct ClientOptions {
   // How long to wait for the scheduler to accept the connection.
   std::chrono::milliseconds connect_timeout = config::get_seconds("client.connect-timeout", 10);
@@ -179,8 +185,7 @@ struct ClientOptions {
   // wake-up of a sleeping thread, which costs from a few µs on a busy core to hundreds on
   // an idle virtual CPU. It does not poll while recent waits took longer than this (an
   // average of the last few), so long computations do not pay for it. 0: never polls.
-  std::chrono::microseconds spin_wait{
-      static_cast<int64_t>(config::get_number("client.spin-wait", 0.001) * 1e6)};
+  std::chrono::microseconds spin_wait = detail::configured_spin_wait();
   // How the scheduler calls this client (in its logs).
   std::string name = {};
   // Make this client the default scheduler of compute() (as Dask does), until it closes.
