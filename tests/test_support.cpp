@@ -1,5 +1,6 @@
 #include "test_support.hpp"
 
+#include <fstream>
 #include <span>
 
 namespace tessera::testing {
@@ -58,6 +59,13 @@ std::vector<int64_t> random_dag_expected(const RandomDag& dag) {
       xs.push_back(out[static_cast<size_t>(r.ref().index()[0])]);
     out[i] = mix(static_cast<int64_t>(i), xs);
   }
+  return out;
+}
+
+std::vector<std::string> environment_of(int pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/environ", std::ios::binary);
+  std::vector<std::string> out;
+  for (std::string e; std::getline(f, e, '\0');) out.push_back(std::move(e));
   return out;
 }
 

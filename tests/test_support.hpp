@@ -27,6 +27,9 @@ bool eventually(F&& ok, std::chrono::milliseconds limit = std::chrono::milliseco
   return true;
 }
 
+// A process's environment, "NAME=value" each, from /proc/PID/environ.
+std::vector<std::string> environment_of(int pid);
+
 // Runs `fn` and returns the message of the exception of type E it throws (fails if none).
 template <class E, class F>
 std::string error_of(F&& fn) {

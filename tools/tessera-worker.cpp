@@ -196,12 +196,17 @@ int main(int argc, char** argv) {
 
   uint64_t limit = 0;
   tessera::Security security;
+  std::vector<std::string> env;  // a nanny's workers': this process's, and BLAS limits
   try {
     if (!curve_key.empty()) security = tessera::Security::from_file(curve_key);
     if (scheduler.empty() && scheduler_file.empty())
       throw tessera::ValueError("give the scheduler's address or --scheduler-file");
     if (scheduler.empty()) scheduler = read_scheduler_file(scheduler_file);
     limit = tessera::distributed::parse_memory_limit(memory_limit);
+    if (nanny) {
+      for (char** e = environ; *e != nullptr; ++e) env.emplace_back(*e);
+      tessera::distributed::add_blas_thread_limits(env);
+    }
   } catch (const std::exception& e) {
     spdlog::stderr_color_mt("worker")->error("{}", e.what());
     return 1;
@@ -209,14 +214,6 @@ int main(int argc, char** argv) {
   if (nanny) {
     std::vector<std::string> child_args(argv, argv + argc);
     child_args.insert(child_args.end(), {"--no-nanny", "--nworkers", "1"});
-    std::vector<std::string> env;
-    for (char** e = environ; *e != nullptr; ++e) env.emplace_back(*e);
-    try {
-      tessera::distributed::add_blas_thread_limits(env);
-    } catch (const std::exception& e) {
-      spdlog::stderr_color_mt("worker")->error("{}", e.what());
-      return 1;
-    }
     const std::string program = tessera::distributed::self_executable();
     return tessera::distributed::run_nanny(
         {.nworkers = nworkers,

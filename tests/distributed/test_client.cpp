@@ -16,11 +16,11 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <set>
-#include <map>
-#include <optional>
 #include <thread>
 
 #include "distributed/logging.hpp"
@@ -466,9 +466,8 @@ TEST(LocalCluster, WorkersGetOneBlasThreadUnlessToldOtherwise) {
         {.n_workers = 1, .worker_program = TESSERA_WORKER_PROGRAM, .nanny = false});
     const auto pids = cluster.worker_pids();
     ASSERT_EQ(pids.size(), 1U);
-    std::ifstream f(fmt::format("/proc/{}/environ", pids[0]), std::ios::binary);
     std::set<std::string> seen;
-    for (std::string e; std::getline(f, e, '\0');) {
+    for (const auto& e : tessera::testing::environment_of(pids[0])) {
       if (e.find("_NUM_THREADS=") != std::string::npos) seen.insert(e);
     }
     EXPECT_EQ(seen, (std::set<std::string>{"MKL_NUM_THREADS=3", "OMP_NUM_THREADS=1",
