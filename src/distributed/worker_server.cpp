@@ -80,6 +80,7 @@ struct WorkerServer::Impl {
   size_t running = 0;  // jobs an executor has taken and not finished
   std::deque<Done> done;
   std::deque<Job> inline_jobs;  // tiny tasks the loop thread runs itself (loop thread only)
+  std::deque<Job> held_jobs;    // for the executors once inline_jobs is done (loop thread only)
   std::vector<std::thread> executors;
   std::vector<comm::Envelope> to_scheduler;  // sent as one batch per loop iteration
   comm::Waker finished;                      // an executor finished a task (or stop() was called)
@@ -298,8 +299,12 @@ struct WorkerServer::Impl {
           if (auto v = store->get(k)) job.inputs.emplace_back(k, std::move(*v));
         }
         const double inline_below = std::chrono::duration<double>(options.inline_time).count();
-        if (e->estimate >= 0 && e->estimate < inline_below && inline_jobs.empty() && !busy()) {
+        if (e->estimate >= 0 && e->estimate < inline_below && may_run_inline()) {
           inline_jobs.push_back(std::move(job));
+          continue;
+        }
+        if (!inline_jobs.empty()) {  // the loop's tiny tasks take a thread's place: wait
+          held_jobs.push_back(std::move(job));
           continue;
         }
         std::lock_guard lock(mu);
@@ -411,9 +416,31 @@ struct WorkerServer::Impl {
     }
   }
 
+  // Whether a tiny task may join the loop thread's queue: only while the executors are idle
+  // and no task waits for them, so that no more than nthreads tasks run at once (other tasks
+  // wait in held_jobs while the loop runs tiny ones). With one thread the loop stands in for
+  // it and takes every tiny task it is given: they would have run one after another on the
+  // executor too, with two thread hand-offs per batch. With more, it takes one at a time and
+  // the others go to the executors, which run them in parallel.
+  bool may_run_inline() {
+    if (!held_jobs.empty()) return false;
+    if (!inline_jobs.empty() && options.nthreads > 1) return false;
+    std::lock_guard lock(mu);
+    return running == 0 && jobs.empty();
+  }
+
+  // Once the loop has run its tiny tasks, the tasks held for the executors go to them.
+  void release_held_jobs() {
+    if (!inline_jobs.empty() || held_jobs.empty()) return;
+    std::lock_guard lock(mu);
+    for (Job& job : held_jobs) jobs.push_back(std::move(job));
+    held_jobs.clear();
+    cv.notify_all();
+  }
+
   // Whether tasks are queued or running on the executors, or waiting to run inline.
   bool busy() {
-    if (!inline_jobs.empty()) return true;
+    if (!inline_jobs.empty() || !held_jobs.empty()) return true;
     std::lock_guard lock(mu);
     return running > 0 || !jobs.empty();
   }
@@ -431,7 +458,8 @@ struct WorkerServer::Impl {
   }
 
   // Tiny tasks run on this thread while the executors are idle (see Options::inline_time),
-  // for up to a millisecond; what they make ready may run inline in turn.
+  // for up to a millisecond; what they make ready may run inline in turn. Tasks held for the
+  // executors meanwhile go to them once none is left.
   void run_inline(std::vector<WorkerInstruction>& ins) {
     const auto until = Clock::now() + std::chrono::milliseconds(1);
     while (!inline_jobs.empty() && !stopping.load()) {
@@ -441,6 +469,7 @@ struct WorkerServer::Impl {
       finish(d, ins);
       if (Clock::now() > until) break;
     }
+    release_held_jobs();
   }
 
   // Whether the executors may finish tasks without waking the loop (see execute_loop).

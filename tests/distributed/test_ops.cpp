@@ -2,6 +2,7 @@
 // the worker processes with --preload.
 #include "test_ops.hpp"
 
+#include <atomic>
 #include <chrono>
 #include <fstream>
 #include <numeric>
@@ -76,3 +77,28 @@ double ptest_slow_total(const std::vector<double>& xs, int64_t sleep_ms) {
   return s;
 }
 TESSERA_REGISTER(ptest_slow_total);
+
+namespace {
+std::atomic<int> probes_running{0}, probes_most{0};
+}  // namespace
+
+int64_t ptest_probe(int64_t x, int64_t busy_us) {
+  const int now = probes_running.fetch_add(1) + 1;
+  int most = probes_most.load();
+  while (now > most && !probes_most.compare_exchange_weak(most, now)) {
+  }
+  const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(busy_us);
+  while (std::chrono::steady_clock::now() < until) {
+  }
+  probes_running.fetch_sub(1);
+  return x + 1;
+}
+TESSERA_REGISTER(ptest_probe);
+
+int ptest_probe_most_at_once() {
+  return probes_most.load();
+}
+
+void ptest_probe_reset() {
+  probes_most.store(0);
+}

@@ -24,3 +24,9 @@ std::vector<double> ptest_block(int64_t seed, int64_t n);
 int64_t ptest_hog(int64_t mib, int64_t hold_ms);
 // The sum of xs, after `sleep_ms`.
 double ptest_slow_total(const std::vector<double>& xs, int64_t sleep_ms);
+// x + 1, after `busy_us` of busy waiting (a task of known length), counting how many
+// ptest_probe calls run at once in this process.
+int64_t ptest_probe(int64_t x, int64_t busy_us);
+// The most ptest_probe calls seen running at once since the last reset.
+int ptest_probe_most_at_once();
+void ptest_probe_reset();

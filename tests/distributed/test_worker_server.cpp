@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstring>
 #include <deque>
+#include <map>
 #include <thread>
 
 #include "comm/transport.hpp"
@@ -16,6 +17,7 @@
 #include "distributed/scheduler_server.hpp"
 #include "distributed/worker_server.hpp"
 #include "tessera/core.hpp"
+#include "test_ops.hpp"
 #include "test_support.hpp"
 
 namespace comm = tessera::comm;
@@ -167,6 +169,51 @@ TEST(WorkerServer, AnOpTheWorkerDoesNotKnowFailsItsTaskNamingTheOp) {
   EXPECT_NE(err.exception.find("--preload"), std::string::npos) << err.exception;
   w.stop();
   scheduler.stop();
+}
+
+// A worker's loop thread runs tasks measured as tiny itself (Options::inline_time), as many
+// as it is given when it has one thread (one at a time with more); a longer task that
+// arrives meanwhile waits for them, so a worker never runs more than nthreads tasks at once.
+// Tasks of 20 µs and 0.5 ms (both queued deep on the worker:
+// SchedulerState::Options::latency_hiding), interleaved, every result checked.
+TEST(WorkerServer, TinyTasksOnTheLoopThreadNeverRunBesideTheExecutors) {
+  for (const int nthreads : {1, 2}) {
+    SCOPED_TRACE(nthreads);
+    td::SchedulerServer scheduler({.address = "tcp://127.0.0.1:0"});
+    scheduler.start();
+    td::WorkerServer w({.scheduler = scheduler.address(), .nthreads = nthreads});
+    w.start();
+    Client client(scheduler.address());
+    const tessera::Op& probe = tessera::get_op("ptest_probe");
+    ptest_probe_reset();
+    int64_t next = 0;
+    for (int round = 0; round < 6; ++round) {  // the first measures both kinds
+      Graph g;
+      std::vector<Key> wanted;
+      std::map<Key, int64_t> want;
+      for (int i = 0; i < 60; ++i, ++next) {
+        const bool slow = i % 12 == 11;
+        Key k(slow ? "slow" : "tiny", {next});
+        g.add(k,
+              Task::call(probe, {Arg(Value::of(next)), Arg(Value::of(int64_t{slow ? 500 : 20}))}));
+        wanted.push_back(k);
+        want[k] = next + 1;
+      }
+      client.conn.send(comm::pack(pr::to_update_graph(g, wanted)));
+      for (size_t i = 0; i < wanted.size(); ++i) {
+        const comm::Envelope r = client.next_report();
+        ASSERT_EQ(r.op, pr::KeyInMemory::kOp);
+        const auto mem = comm::unpack<pr::KeyInMemory>(r);
+        ASSERT_EQ(mem.holders.size(), 1U);
+        EXPECT_EQ(fetch(mem.holders[0], mem.key).get<int64_t>(), want.at(mem.key)) << mem.key.str();
+      }
+    }
+    EXPECT_EQ(w.executed(), 360U);
+    EXPECT_GE(ptest_probe_most_at_once(), 1);
+    EXPECT_LE(ptest_probe_most_at_once(), nthreads);
+    w.stop();
+    scheduler.stop();
+  }
 }
 
 TEST(WorkerServer, RefusedOrUnansweredHandshakesAreErrors) {
