@@ -84,6 +84,14 @@ struct WorkerServer::Impl {
   std::vector<std::thread> executors;
   std::vector<comm::Envelope> to_scheduler;  // sent as one batch per loop iteration
   comm::Waker finished;                      // an executor finished a task (or stop() was called)
+  // The scheduler connection is the loop's, except while the loop runs tiny tasks itself:
+  // then the beat thread may send heartbeats on it (a task measured as tiny can still take
+  // long). The loop holds scheduler_mu at all other times.
+  std::mutex scheduler_mu;
+  std::atomic<Clock::rep> last_beat{0};  // when the last heartbeat went (Clock ticks)
+  std::mutex beat_mu;
+  std::condition_variable beat_cv;
+  std::thread beat;
   std::thread loop;
   std::atomic<bool> stopping{false};
   std::atomic<bool> serving{false};
@@ -460,16 +468,37 @@ struct WorkerServer::Impl {
   // Tiny tasks run on this thread while the executors are idle (see Options::inline_time),
   // for up to a millisecond; what they make ready may run inline in turn. Tasks held for the
   // executors meanwhile go to them once none is left.
-  void run_inline(std::vector<WorkerInstruction>& ins) {
-    const auto until = Clock::now() + std::chrono::milliseconds(1);
-    while (!inline_jobs.empty() && !stopping.load()) {
-      Job job = std::move(inline_jobs.front());
-      inline_jobs.pop_front();
-      Done d = run(job);
-      finish(d, ins);
-      if (Clock::now() > until) break;
+  // Meanwhile the beat thread may use the scheduler connection (`talking` is let go).
+  void run_inline(std::vector<WorkerInstruction>& ins, std::unique_lock<std::mutex>& talking) {
+    if (!inline_jobs.empty()) {
+      const auto until = Clock::now() + std::chrono::milliseconds(1);
+      talking.unlock();
+      while (!inline_jobs.empty() && !stopping.load()) {
+        Job job = std::move(inline_jobs.front());
+        inline_jobs.pop_front();
+        Done d = run(job);
+        finish(d, ins);
+        if (Clock::now() > until) break;
+      }
+      talking.lock();
     }
     release_held_jobs();
+  }
+
+  Clock::time_point beaten() const { return Clock::time_point(Clock::duration(last_beat.load())); }
+
+  // The beat thread: while the loop runs a task itself for longer than a heartbeat interval,
+  // it sends the heartbeats (the scheduler removes a worker silent for its worker timeout).
+  void beat_while_loop_runs_tasks() {
+    std::unique_lock lock(beat_mu);
+    while (!beat_cv.wait_for(lock, options.heartbeat_interval, [&] { return stopping.load(); })) {
+      std::unique_lock talking(scheduler_mu, std::try_to_lock);
+      if (!talking.owns_lock()) continue;  // the loop is listening: it sends its own
+      const auto now = Clock::now();
+      if (now - beaten() < options.heartbeat_interval) continue;
+      scheduler->send(comm::pack(pr::Heartbeat{memory_bytes.load(), paused.load()}));
+      last_beat = now.time_since_epoch().count();
+    }
   }
 
   // Whether the executors may finish tasks without waking the loop (see execute_loop).
@@ -480,7 +509,9 @@ struct WorkerServer::Impl {
 
   void serve() {
     std::vector<WorkerInstruction> ins;
-    auto last_beat = Clock::now(), last_heard = Clock::now(), last_send = Clock::now();
+    std::unique_lock talking(scheduler_mu);
+    auto last_heard = Clock::now(), last_send = Clock::now();
+    last_beat = Clock::now().time_since_epoch().count();
     bool holding = false;  // finished tasks wait for the batch interval
     std::vector<comm::PollItem> items;
     std::vector<WorkerId> item_peer;
@@ -491,10 +522,10 @@ struct WorkerServer::Impl {
                              options.death_timeout.count());
         break;
       }
-      if (now - last_beat > options.heartbeat_interval) {
+      if (now - beaten() > options.heartbeat_interval) {
         for (const auto& why : data.take_refusals()) logger("worker")->warn("{}", why);
         scheduler->send(comm::pack(pr::Heartbeat{store->memory_bytes(), paused.load()}));
-        last_beat = now;
+        last_beat = now.time_since_epoch().count();
       }
       // Sleep until a message, a finished task or the next heartbeat; stop() wakes us too.
       items.clear();
@@ -507,7 +538,7 @@ struct WorkerServer::Impl {
         item_peer.push_back(peer);
       }
       auto wait = std::min<Clock::duration>(std::chrono::milliseconds(100),
-                                            options.heartbeat_interval - (now - last_beat));
+                                            options.heartbeat_interval - (now - beaten()));
       if (holding) wait = std::min<Clock::duration>(wait, last_send + options.batch_interval - now);
       if (quiet_results()) wait = std::min<Clock::duration>(wait, options.batch_interval);
       if (!inline_jobs.empty()) wait = Clock::duration::zero();
@@ -546,7 +577,10 @@ struct WorkerServer::Impl {
         results.swap(done);
       }
       for (Done& d : results) finish(d, ins);
-      run_inline(ins);
+      // The time spent running tasks here is not the scheduler's silence: its messages wait.
+      const auto inline_from = Clock::now();
+      run_inline(ins, talking);
+      last_heard += Clock::now() - inline_from;
       // Report at once when idle (a chain's next task waits on it); while busy, gather what
       // finishes within the batch interval into one message.
       holding = false;
@@ -578,6 +612,12 @@ struct WorkerServer::Impl {
       stopping = true;           // the executors leave too
     }
     cv.notify_all();
+    wake_beat();
+  }
+
+  void wake_beat() {
+    std::lock_guard lock(beat_mu);  // the beat thread between its check and its wait sees it
+    beat_cv.notify_all();
   }
 };
 
@@ -601,6 +641,10 @@ void WorkerServer::start() {
       impl_->execute_loop();
     });
   impl_->serving = true;
+  impl_->beat = std::thread([this] {
+    tessera::detail::name_this_thread("tsr-worker-beat");
+    impl_->beat_while_loop_runs_tasks();
+  });
   impl_->loop = std::thread([this] {
     tessera::detail::name_this_thread("tsr-worker");
     try {
@@ -628,7 +672,9 @@ void WorkerServer::stop() {
   impl_->stopping = true;
   impl_->cv.notify_all();
   impl_->finished.wake();
+  impl_->wake_beat();
   if (impl_->loop.joinable()) impl_->loop.join();
+  if (impl_->beat.joinable()) impl_->beat.join();
   for (auto& t : impl_->executors) t.join();
   impl_->executors.clear();
 }

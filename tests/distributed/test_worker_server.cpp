@@ -216,6 +216,49 @@ TEST(WorkerServer, TinyTasksOnTheLoopThreadNeverRunBesideTheExecutors) {
   }
 }
 
+// A task of a kind measured as tiny runs on the worker's loop thread; one that then takes far
+// longer must not make the worker look dead: heartbeats go on while it runs (the scheduler
+// would remove a worker silent for worker_timeout), and the time the loop spent running it
+// does not count as the scheduler's silence (death_timeout). Every task runs once.
+TEST(WorkerServer, ALongTaskOfAKindMeasuredAsTinyDoesNotSilenceTheWorker) {
+  td::SchedulerServer scheduler({.address = "tcp://127.0.0.1:0", .worker_timeout = 500ms});
+  scheduler.start();
+  td::WorkerServer w({.scheduler = scheduler.address(),
+                      .nthreads = 1,
+                      .heartbeat_interval = 100ms,
+                      .death_timeout = 700ms});
+  w.start();
+  Client client(scheduler.address());
+  const tessera::Op& probe = tessera::get_op("ptest_probe");
+  int64_t next = 0;
+  for (int round = 0; round < 2; ++round) {  // the first measures the kind
+    Graph g;
+    std::vector<Key> wanted;
+    std::map<Key, int64_t> want;
+    for (int i = 0; i < 21; ++i, ++next) {
+      const int64_t busy_us = round == 1 && i == 10 ? 1500000 : 5;
+      Key k("tiny", {next});
+      g.add(k, Task::call(probe, {Arg(Value::of(next)), Arg(Value::of(busy_us))}));
+      wanted.push_back(k);
+      want[k] = next + 1;
+    }
+    client.conn.send(comm::pack(pr::to_update_graph(g, wanted)));
+    for (size_t i = 0; i < wanted.size(); ++i) {
+      const comm::Envelope r = client.next_report();
+      ASSERT_EQ(r.op, pr::KeyInMemory::kOp);
+      const auto mem = comm::unpack<pr::KeyInMemory>(r);
+      ASSERT_EQ(mem.holders.size(), 1U);
+      EXPECT_EQ(fetch(mem.holders[0], mem.key).get<int64_t>(), want.at(mem.key)) << mem.key.str();
+    }
+  }
+  EXPECT_TRUE(w.running()) << w.stop_reason();
+  EXPECT_FALSE(w.removed());
+  EXPECT_EQ(scheduler.worker_count(), 1U);
+  EXPECT_EQ(w.executed(), 42U);
+  w.stop();
+  scheduler.stop();
+}
+
 TEST(WorkerServer, RefusedOrUnansweredHandshakesAreErrors) {
   // Nobody listening: the worker gives up after its connect timeout, naming the address.
   td::WorkerServer lonely({.scheduler = "tcp://127.0.0.1:1", .connect_timeout = 300ms});
