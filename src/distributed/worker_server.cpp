@@ -12,6 +12,7 @@
 #include <mutex>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "comm/transport.hpp"
 #include "core/thread_name.hpp"
@@ -29,6 +30,9 @@ namespace pr = protocol;
 using Clock = std::chrono::steady_clock;
 
 namespace {
+// The longest the loop runs tasks itself before it looks at its sockets again.
+constexpr std::chrono::milliseconds kLoopTurn{1};
+
 // This process's resident set size (/proc/self/statm), in bytes.
 uint64_t resident_bytes() {
   std::ifstream f("/proc/self/statm");
@@ -81,6 +85,9 @@ struct WorkerServer::Impl {
   std::deque<Done> done;
   std::deque<Job> inline_jobs;  // tiny tasks the loop thread runs itself (loop thread only)
   std::deque<Job> held_jobs;    // for the executors once inline_jobs is done (loop thread only)
+  // Kinds (key prefixes) of which a task ran longer than a turn of the loop there: they run on
+  // the executors from then on, whatever their measured time (loop thread only).
+  std::unordered_set<std::string> long_on_loop;
   std::vector<std::thread> executors;
   std::vector<comm::Envelope> to_scheduler;  // sent as one batch per loop iteration
   comm::Waker finished;                      // an executor finished a task (or stop() was called)
@@ -307,7 +314,9 @@ struct WorkerServer::Impl {
           if (auto v = store->get(k)) job.inputs.emplace_back(k, std::move(*v));
         }
         const double inline_below = std::chrono::duration<double>(options.inline_time).count();
-        if (e->estimate >= 0 && e->estimate < inline_below && may_run_inline()) {
+        if (e->estimate >= 0 && e->estimate < inline_below && may_run_inline() &&
+            (long_on_loop.empty() ||
+             !long_on_loop.contains(std::string(key_prefix(e->key.name()))))) {
           inline_jobs.push_back(std::move(job));
           continue;
         }
@@ -466,17 +475,20 @@ struct WorkerServer::Impl {
   }
 
   // Tiny tasks run on this thread while the executors are idle (see Options::inline_time),
-  // for up to a millisecond; what they make ready may run inline in turn. Tasks held for the
-  // executors meanwhile go to them once none is left.
+  // for up to a turn of the loop; what they make ready may run inline in turn. Tasks held
+  // for the executors meanwhile go to them once none is left. A kind of which a task took
+  // longer than a turn runs on the executors from then on.
   // Meanwhile the beat thread may use the scheduler connection (`talking` is let go).
   void run_inline(std::vector<WorkerInstruction>& ins, std::unique_lock<std::mutex>& talking) {
     if (!inline_jobs.empty()) {
-      const auto until = Clock::now() + std::chrono::milliseconds(1);
+      const auto until = Clock::now() + kLoopTurn;
       talking.unlock();
       while (!inline_jobs.empty() && !stopping.load()) {
         Job job = std::move(inline_jobs.front());
         inline_jobs.pop_front();
         Done d = run(job);
+        if (d.duration > std::chrono::duration<double>(kLoopTurn).count())
+          long_on_loop.emplace(key_prefix(d.key.name()));
         finish(d, ins);
         if (Clock::now() > until) break;
       }

@@ -2,11 +2,14 @@
 // the worker processes with --preload.
 #include "test_ops.hpp"
 
+#include <pthread.h>
+
 #include <atomic>
 #include <chrono>
 #include <fstream>
 #include <numeric>
 #include <stdexcept>
+#include <string_view>
 #include <thread>
 
 #include "tessera/core/op.hpp"
@@ -79,10 +82,16 @@ double ptest_slow_total(const std::vector<double>& xs, int64_t sleep_ms) {
 TESSERA_REGISTER(ptest_slow_total);
 
 namespace {
-std::atomic<int> probes_running{0}, probes_most{0};
+std::atomic<int> probes_running{0}, probes_most{0}, probes_on_loop{0}, long_probes_on_loop{0};
 }  // namespace
 
 int64_t ptest_probe(int64_t x, int64_t busy_us) {
+  char name[16] = {};
+  pthread_getname_np(pthread_self(), name, sizeof name);
+  if (std::string_view(name) == "tsr-worker") {  // a worker's loop thread
+    probes_on_loop.fetch_add(1);
+    if (busy_us >= 1000) long_probes_on_loop.fetch_add(1);
+  }
   const int now = probes_running.fetch_add(1) + 1;
   int most = probes_most.load();
   while (now > most && !probes_most.compare_exchange_weak(most, now)) {
@@ -99,6 +108,16 @@ int ptest_probe_most_at_once() {
   return probes_most.load();
 }
 
+int ptest_probes_on_loop() {
+  return probes_on_loop.load();
+}
+
+int ptest_long_probes_on_loop() {
+  return long_probes_on_loop.load();
+}
+
 void ptest_probe_reset() {
   probes_most.store(0);
+  probes_on_loop.store(0);
+  long_probes_on_loop.store(0);
 }

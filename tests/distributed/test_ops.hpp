@@ -29,4 +29,8 @@ double ptest_slow_total(const std::vector<double>& xs, int64_t sleep_ms);
 int64_t ptest_probe(int64_t x, int64_t busy_us);
 // The most ptest_probe calls seen running at once since the last reset.
 int ptest_probe_most_at_once();
+// How many ran on a worker's loop thread (named tsr-worker), and how many of those were
+// busy for 1 ms or more.
+int ptest_probes_on_loop();
+int ptest_long_probes_on_loop();
 void ptest_probe_reset();
