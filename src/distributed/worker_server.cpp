@@ -32,6 +32,9 @@ using Clock = std::chrono::steady_clock;
 namespace {
 // The longest the loop runs tasks itself before it looks at its sockets again.
 constexpr std::chrono::milliseconds kLoopTurn{1};
+// A task that ran this long on the loop (not a preempted tiny one: that takes a few ms) bars
+// its kind from the loop.
+constexpr std::chrono::milliseconds kLongOnLoop{100};
 
 // This process's resident set size (/proc/self/statm), in bytes.
 uint64_t resident_bytes() {
@@ -85,8 +88,8 @@ struct WorkerServer::Impl {
   std::deque<Done> done;
   std::deque<Job> inline_jobs;  // tiny tasks the loop thread runs itself (loop thread only)
   std::deque<Job> held_jobs;    // for the executors once inline_jobs is done (loop thread only)
-  // Kinds (key prefixes) of which a task ran longer than a turn of the loop there: they run on
-  // the executors from then on, whatever their measured time (loop thread only).
+  // Kinds (key prefixes) of which a task ran for kLongOnLoop or longer there: they run on the
+  // executors from then on, whatever their measured time (loop thread only).
   std::unordered_set<std::string> long_on_loop;
   std::vector<std::thread> executors;
   std::vector<comm::Envelope> to_scheduler;  // sent as one batch per loop iteration
@@ -477,7 +480,7 @@ struct WorkerServer::Impl {
   // Tiny tasks run on this thread while the executors are idle (see Options::inline_time),
   // for up to a turn of the loop; what they make ready may run inline in turn. Tasks held
   // for the executors meanwhile go to them once none is left. A kind of which a task took
-  // longer than a turn runs on the executors from then on.
+  // kLongOnLoop or longer runs on the executors from then on.
   // Meanwhile the beat thread may use the scheduler connection (`talking` is let go).
   void run_inline(std::vector<WorkerInstruction>& ins, std::unique_lock<std::mutex>& talking) {
     if (!inline_jobs.empty()) {
@@ -487,7 +490,7 @@ struct WorkerServer::Impl {
         Job job = std::move(inline_jobs.front());
         inline_jobs.pop_front();
         Done d = run(job);
-        if (d.duration > std::chrono::duration<double>(kLoopTurn).count())
+        if (d.duration >= std::chrono::duration<double>(kLongOnLoop).count())
           long_on_loop.emplace(key_prefix(d.key.name()));
         finish(d, ins);
         if (Clock::now() > until) break;
