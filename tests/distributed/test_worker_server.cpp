@@ -11,6 +11,7 @@
 #include <deque>
 #include <map>
 #include <thread>
+#include <utility>
 
 #include "comm/transport.hpp"
 #include "distributed/protocol.hpp"
@@ -64,6 +65,33 @@ Value fetch(const std::string& holder, const Key& key) {
   auto d = comm::unpack<pr::Data>(*r);
   if (d.values.empty()) throw tessera::KeyError(key.str() + " is missing at " + holder);
   return d.values[0].second;
+}
+
+// ptest_probe tasks to run as one graph: (kind, busy µs) each, keyed (kind, n).
+using Probes = std::vector<std::pair<std::string, int64_t>>;
+
+// Runs the probes as one graph, numbering them from `next` on, and checks every result
+// (n + 1) at the worker that holds it.
+void run_probes(Client& client, const Probes& probes, int64_t& next) {
+  const tessera::Op& probe = tessera::get_op("ptest_probe");
+  Graph g;
+  std::vector<Key> wanted;
+  std::map<Key, int64_t> want;
+  for (const auto& [kind, busy_us] : probes) {
+    Key k(kind, {next});
+    g.add(k, Task::call(probe, {Arg(Value::of(next)), Arg(Value::of(busy_us))}));
+    wanted.push_back(k);
+    want[k] = next + 1;
+    ++next;
+  }
+  client.conn.send(comm::pack(pr::to_update_graph(g, wanted)));
+  for (size_t i = 0; i < wanted.size(); ++i) {
+    const comm::Envelope r = client.next_report();
+    ASSERT_EQ(r.op, pr::KeyInMemory::kOp);
+    const auto mem = comm::unpack<pr::KeyInMemory>(r);
+    ASSERT_EQ(mem.holders.size(), 1U);
+    EXPECT_EQ(fetch(mem.holders[0], mem.key).get<int64_t>(), want.at(mem.key)) << mem.key.str();
+  }
 }
 
 }  // namespace
@@ -186,30 +214,16 @@ TEST(WorkerServer, TinyTasksOnTheLoopThreadNeverRunBesideTheExecutors) {
         {.scheduler = scheduler.address(), .nthreads = nthreads, .inline_time = 200us});
     w.start();
     Client client(scheduler.address());
-    const tessera::Op& probe = tessera::get_op("ptest_probe");
     ptest_probe_reset();
     int64_t next = 0;
     // The first round measures both kinds; the last has tiny tasks only.
     for (int round = 0; round < 7; ++round) {
-      Graph g;
-      std::vector<Key> wanted;
-      std::map<Key, int64_t> want;
-      for (int i = 0; i < 60; ++i, ++next) {
+      Probes probes;
+      for (int i = 0; i < 60; ++i) {
         const bool slow = i % 12 == 11 && round < 6;
-        Key k(slow ? "slow" : "tiny", {next});
-        g.add(k,
-              Task::call(probe, {Arg(Value::of(next)), Arg(Value::of(int64_t{slow ? 500 : 20}))}));
-        wanted.push_back(k);
-        want[k] = next + 1;
+        probes.emplace_back(slow ? "slow" : "tiny", slow ? 500 : 20);
       }
-      client.conn.send(comm::pack(pr::to_update_graph(g, wanted)));
-      for (size_t i = 0; i < wanted.size(); ++i) {
-        const comm::Envelope r = client.next_report();
-        ASSERT_EQ(r.op, pr::KeyInMemory::kOp);
-        const auto mem = comm::unpack<pr::KeyInMemory>(r);
-        ASSERT_EQ(mem.holders.size(), 1U);
-        EXPECT_EQ(fetch(mem.holders[0], mem.key).get<int64_t>(), want.at(mem.key)) << mem.key.str();
-      }
+      run_probes(client, probes, next);
     }
     EXPECT_EQ(w.executed(), 420U);
     EXPECT_GE(ptest_probe_most_at_once(), 1);
@@ -238,41 +252,21 @@ TEST(WorkerServer, ALongTaskOfAKindMeasuredAsTinyDoesNotSilenceTheWorker) {
                       .death_timeout = 700ms});
   w.start();
   Client client(scheduler.address());
-  const tessera::Op& probe = tessera::get_op("ptest_probe");
   ptest_probe_reset();
-  // Busy times (µs) of the tasks of each graph, run one graph after the other, each long task
-  // alone on an idle worker: the first graph measures the kind, the 1.5 s task runs on the
-  // loop; after 70 more tiny ones the kind's measured time (a moving average) is back under
-  // the inline time, and the 0.3 s task comes.
-  const std::vector<std::vector<int64_t>> rounds{
-      std::vector<int64_t>(61, 5), {1500000}, std::vector<int64_t>(70, 5), {300000}};
+  // Graphs run one after the other, each long task alone on an idle worker: the first graph
+  // measures the kind, the 1.5 s task runs on the loop; after 70 more tiny ones the kind's
+  // measured time (a moving average) is back under the inline time, and the 0.3 s task comes.
+  const Probes::value_type tiny{"tiny", 5};
+  const std::vector<Probes> rounds{
+      Probes(61, tiny), {{"tiny", 1500000}}, Probes(70, tiny), {{"tiny", 300000}}};
   int64_t next = 0;
-  for (const auto& round : rounds) {
-    Graph g;
-    std::vector<Key> wanted;
-    std::map<Key, int64_t> want;
-    for (const int64_t busy_us : round) {
-      Key k("tiny", {next});
-      g.add(k, Task::call(probe, {Arg(Value::of(next)), Arg(Value::of(busy_us))}));
-      wanted.push_back(k);
-      want[k] = next + 1;
-      ++next;
-    }
-    client.conn.send(comm::pack(pr::to_update_graph(g, wanted)));
-    for (size_t i = 0; i < wanted.size(); ++i) {
-      const comm::Envelope r = client.next_report();
-      ASSERT_EQ(r.op, pr::KeyInMemory::kOp);
-      const auto mem = comm::unpack<pr::KeyInMemory>(r);
-      ASSERT_EQ(mem.holders.size(), 1U);
-      EXPECT_EQ(fetch(mem.holders[0], mem.key).get<int64_t>(), want.at(mem.key)) << mem.key.str();
-    }
-  }
+  for (const Probes& round : rounds) run_probes(client, round, next);
   EXPECT_TRUE(w.running()) << w.stop_reason();
   EXPECT_FALSE(w.removed());
   EXPECT_EQ(scheduler.worker_count(), 1U);
   EXPECT_EQ(w.executed(), 133U);
-  // The 1.5 s one (unless a tiny one measured over 1 ms, which is rare); the 0.3 s one ran
-  // on the executor.
+  // The 1.5 s one (unless a tiny one was preempted for 100 ms on the loop, which barred the
+  // kind before it came); the 0.3 s one ran on the executor.
   EXPECT_LE(ptest_long_probes_on_loop(), 1);
   w.stop();
   scheduler.stop();
