@@ -37,7 +37,9 @@ class WorkerServer {
     std::chrono::microseconds queue_time{2000};
     // A task of a kind measured here to take less than this runs on the worker's loop thread
     // when the executor threads are idle, which saves two thread hand-offs per task (a chain
-    // of tiny tasks). 0: tasks always run on the executor threads.
+    // of tiny tasks); with one thread, the loop runs whole batches of them. Never more than
+    // nthreads tasks run at once, and a kind of which a task ran 100 ms or more on the loop
+    // stays on the executors. 0: tasks always run on the executor threads.
     std::chrono::microseconds inline_time{50};
     // Results this small travel with task-finished, and the scheduler hands them to the
     // clients that want them (result() then needs no fetch from this worker).
