@@ -316,10 +316,7 @@ struct WorkerServer::Impl {
         for (const Key& k : e->inputs) {
           if (auto v = store->get(k)) job.inputs.emplace_back(k, std::move(*v));
         }
-        const double inline_below = std::chrono::duration<double>(options.inline_time).count();
-        if (e->estimate >= 0 && e->estimate < inline_below && may_run_inline() &&
-            (long_on_loop.empty() ||
-             !long_on_loop.contains(std::string(key_prefix(e->key.name()))))) {
+        if (may_run_inline(*e)) {
           inline_jobs.push_back(std::move(job));
           continue;
         }
@@ -436,13 +433,18 @@ struct WorkerServer::Impl {
     }
   }
 
-  // Whether a tiny task may join the loop thread's queue: only while the executors are idle
-  // and no task waits for them, so that no more than nthreads tasks run at once (other tasks
-  // wait in held_jobs while the loop runs tiny ones). With one thread the loop stands in for
-  // it and takes every tiny task it is given: they would have run one after another on the
+  // Whether a task may join the loop thread's queue: one of a kind measured below
+  // inline_time and not barred (long_on_loop), only while the executors are idle and no task
+  // waits for them, so that no more than nthreads tasks run at once (other tasks wait in
+  // held_jobs while the loop runs tiny ones). With one thread the loop stands in for it and
+  // takes every tiny task it is given: they would have run one after another on the
   // executor too, with two thread hand-offs per batch. With more, it takes one at a time and
   // the others go to the executors, which run them in parallel.
-  bool may_run_inline() {
+  bool may_run_inline(const Execute& e) {
+    const double inline_below = std::chrono::duration<double>(options.inline_time).count();
+    if (e.estimate < 0 || e.estimate >= inline_below) return false;
+    if (!long_on_loop.empty() && long_on_loop.contains(std::string(key_prefix(e.key.name()))))
+      return false;
     if (!held_jobs.empty()) return false;
     if (!inline_jobs.empty() && options.nthreads > 1) return false;
     std::lock_guard lock(mu);
@@ -482,9 +484,13 @@ struct WorkerServer::Impl {
   // for the executors meanwhile go to them once none is left. A kind of which a task took
   // kLongOnLoop or longer runs on the executors from then on.
   // Meanwhile the beat thread may use the scheduler connection (`talking` is let go).
-  void run_inline(std::vector<WorkerInstruction>& ins, std::unique_lock<std::mutex>& talking) {
+  // Returns how long the loop was away from its sockets.
+  Clock::duration run_inline(std::vector<WorkerInstruction>& ins,
+                             std::unique_lock<std::mutex>& talking) {
+    Clock::duration away{};
     if (!inline_jobs.empty()) {
-      const auto until = Clock::now() + kLoopTurn;
+      const auto from = Clock::now();
+      const auto until = from + kLoopTurn;
       talking.unlock();
       while (!inline_jobs.empty() && !stopping.load()) {
         Job job = std::move(inline_jobs.front());
@@ -496,8 +502,10 @@ struct WorkerServer::Impl {
         if (Clock::now() > until) break;
       }
       talking.lock();
+      away = Clock::now() - from;
     }
     release_held_jobs();
+    return away;
   }
 
   Clock::time_point beaten() const { return Clock::time_point(Clock::duration(last_beat.load())); }
@@ -593,9 +601,7 @@ struct WorkerServer::Impl {
       }
       for (Done& d : results) finish(d, ins);
       // The time spent running tasks here is not the scheduler's silence: its messages wait.
-      const auto inline_from = Clock::now();
-      run_inline(ins, talking);
-      last_heard += Clock::now() - inline_from;
+      last_heard += run_inline(ins, talking);
       // Report at once when idle (a chain's next task waits on it); while busy, gather what
       // finishes within the batch interval into one message.
       holding = false;
