@@ -203,10 +203,7 @@ int main(int argc, char** argv) {
       throw tessera::ValueError("give the scheduler's address or --scheduler-file");
     if (scheduler.empty()) scheduler = read_scheduler_file(scheduler_file);
     limit = tessera::distributed::parse_memory_limit(memory_limit);
-    if (nanny) {
-      for (char** e = environ; *e != nullptr; ++e) env.emplace_back(*e);
-      tessera::distributed::add_blas_thread_limits(env);
-    }
+    if (nanny) env = tessera::distributed::worker_environment();
   } catch (const std::exception& e) {
     spdlog::stderr_color_mt("worker")->error("{}", e.what());
     return 1;

@@ -19,8 +19,6 @@
 #include "distributed/worker_main.hpp"
 #include "tessera/core/error.hpp"
 
-extern char** environ;
-
 namespace tessera {
 
 namespace detail {
@@ -111,15 +109,8 @@ struct LocalCluster::Impl {
 
   pid_t spawn(const fs::path& log) {
     std::vector<std::string> args{program};
-    std::vector<std::string> env;
-    for (char** e = environ; *e; ++e) {
-      std::string_view v(*e);
-      if (v.starts_with("TESSERA_RUN_WORKER=") || v.starts_with("TESSERA_WORKER_") ||
-          v.starts_with("TESSERA_CURVE_KEY_FILE="))
-        continue;
-      env.emplace_back(v);
-    }
-    distributed::add_blas_thread_limits(env);
+    std::vector<std::string> env = distributed::worker_environment(
+        {"TESSERA_RUN_WORKER=", "TESSERA_WORKER_", "TESSERA_CURVE_KEY_FILE="});
     // The cluster's key, from a file only this user can read (the cluster's directory).
     if (options.security.enabled())
       env.push_back("TESSERA_CURVE_KEY_FILE=" + (directory / "cluster.key").string());

@@ -83,6 +83,18 @@ void add_blas_thread_limits(std::vector<std::string>& env) {
   }
 }
 
+std::vector<std::string> worker_environment(std::initializer_list<std::string_view> dropped) {
+  std::vector<std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string_view v(*e);
+    if (std::none_of(dropped.begin(), dropped.end(),
+                     [&](std::string_view prefix) { return v.starts_with(prefix); }))
+      env.emplace_back(v);
+  }
+  add_blas_thread_limits(env);
+  return env;
+}
+
 uint64_t resident_bytes(pid_t pid) {
   std::ifstream f(fmt::format("/proc/{}/statm", pid));
   uint64_t pages = 0, resident = 0;

@@ -14,7 +14,9 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace tessera::distributed {
@@ -53,6 +55,11 @@ pid_t spawn_child(const std::string& program, const std::vector<std::string>& ar
 // a while after start-up and after each call. ValueError naming the key if it is not a
 // whole number from 0 to 1024.
 void add_blas_thread_limits(std::vector<std::string>& env);
+
+// The environment of a worker process started from this one: this process's variables but
+// those starting with one of `dropped` (the caller sets its own), then the BLAS limits of
+// add_blas_thread_limits (ValueError as there).
+std::vector<std::string> worker_environment(std::initializer_list<std::string_view> dropped = {});
 
 // Sends SIGTERM to each child in `pids` (entries <= 0 are skipped), waits up to `grace` for
 // them to exit, SIGKILLs those still there, and reaps them all.

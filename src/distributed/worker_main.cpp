@@ -191,14 +191,9 @@ int run_worker_from_environment(const std::string& scheduler) {
       // The workers: this program again, its command line and environment, without a nanny.
       const std::string program = self_executable();
       const std::vector<std::string> args = self_command_line();
-      std::vector<std::string> base;
-      for (char** e = environ; *e != nullptr; ++e) {
-        std::string_view v(*e);
-        if (v.starts_with("TESSERA_WORKER_NANNY=") || v.starts_with("TESSERA_WORKER_NAME=")) continue;
-        base.emplace_back(v);
-      }
+      std::vector<std::string> base =
+          worker_environment({"TESSERA_WORKER_NANNY=", "TESSERA_WORKER_NAME="});
       base.push_back("TESSERA_WORKER_NANNY=0");
-      add_blas_thread_limits(base);
       n.spawn = [=](int, const std::string& name) {
         auto child_env = base;
         if (!name.empty()) child_env.push_back("TESSERA_WORKER_NAME=" + name);

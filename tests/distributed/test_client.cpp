@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include "tessera/core/config.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -21,6 +22,7 @@
 #include <optional>
 #include <random>
 #include <set>
+#include <string_view>
 #include <thread>
 
 #include "distributed/logging.hpp"
@@ -457,7 +459,22 @@ TEST(LocalCluster, WorkersGetOneBlasThreadUnlessToldOtherwise) {
               tessera::LocalCluster({.n_workers = 1, .worker_program = TESSERA_WORKER_PROGRAM});
             }),
             "config: worker.blas-threads must be a whole number from 0 to 1024, not 1.5");
+  EXPECT_EQ(error_of<tessera::ValueError>([] { td::worker_environment(); }),
+            "config: worker.blas-threads must be a whole number from 0 to 1024, not 1.5");
   config::set("worker.blas-threads", std::nullopt);
+
+  // worker_environment: this process's variables but the dropped ones, then the limits.
+  ::setenv("TESSERA_TEST_DROPPED", "1", 1);
+  ::setenv("TESSERA_TEST_KEPT", "2", 1);
+  std::vector<std::string> want;
+  for (char** e = environ; *e != nullptr; ++e) {
+    if (!std::string_view(*e).starts_with("TESSERA_TEST_DROP")) want.emplace_back(*e);
+  }
+  want.insert(want.end(), {"OMP_NUM_THREADS=1", "OPENBLAS_NUM_THREADS=1", "MKL_NUM_THREADS=1"});
+  EXPECT_EQ(td::worker_environment({"TESSERA_TEST_DROP"}), want);
+  EXPECT_NE(std::find(want.begin(), want.end(), "TESSERA_TEST_KEPT=2"), want.end());
+  ::unsetenv("TESSERA_TEST_DROPPED");
+  ::unsetenv("TESSERA_TEST_KEPT");
 
   // A real worker process's environment.
   ::setenv("MKL_NUM_THREADS", "3", 1);
