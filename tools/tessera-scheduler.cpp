@@ -13,8 +13,10 @@
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -30,9 +32,16 @@ void write_scheduler_file(const std::string& path, const std::string& address) {
   {
     std::ofstream f(tmp);
     f << "{\"address\": \"" << address << "\"}\n";
-    if (!f) throw tessera::IOError("cannot write the scheduler file '" + path + "'");
+    if (!f) {
+      throw tessera::IOError("cannot write the scheduler file '" + path +
+                             "': " + std::strerror(errno));
+    }
   }
-  std::filesystem::rename(tmp, path);
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) {
+    throw tessera::IOError("cannot write the scheduler file '" + path + "': " + ec.message());
+  }
 }
 
 }  // namespace
@@ -132,7 +141,12 @@ int main(int argc, char** argv) {
     try {
       made = std::make_unique<tessera::distributed::SchedulerServer>(options);
     } catch (const tessera::IOError& e) {
-      if (http.empty() || std::string(e.what()).find("HTTP") == std::string::npos) throw;
+      // Another program on the HTTP port is no reason not to schedule: serve it elsewhere.
+      const std::string what = e.what();
+      if (http.empty() || what.find("HTTP") == std::string::npos ||
+          what.find(std::strerror(EADDRINUSE)) == std::string::npos) {
+        throw;
+      }
       log->warn("{}; serving HTTP on another port", e.what());
       options.http_address = http.substr(0, http.rfind(':')) + ":0";
       made = std::make_unique<tessera::distributed::SchedulerServer>(options);

@@ -3,7 +3,12 @@
 #include <fmt/format.h>
 #include <httplib.h>
 
+#include <cerrno>
+#include <cstring>
 #include <thread>
+
+#include <netdb.h>
+#include <sys/socket.h>
 
 #include "core/thread_name.hpp"
 #include "distributed/scheduler_state.hpp"
@@ -66,6 +71,18 @@ HttpServer::HttpServer(const std::string& address, std::shared_ptr<const Schedul
   } catch (const std::exception&) {
     throw ValueError(fmt::format("HTTP address '{}' has no port number", address));
   }
+  // Resolved here first, so that a bad host is told apart from a port in use.
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  addrinfo* found = nullptr;
+  if (const int rc = getaddrinfo(host.empty() ? nullptr : host.c_str(), nullptr, &hints, &found);
+      rc != 0) {
+    throw IOError(
+        fmt::format("cannot serve HTTP on '{}': no such host ({})", address, gai_strerror(rc)));
+  }
+  freeaddrinfo(found);
   impl_->server.Get("/health", [](const httplib::Request&, httplib::Response& res) {
     res.set_content("ok\n", "text/plain");
   });
@@ -73,9 +90,21 @@ HttpServer::HttpServer(const std::string& address, std::shared_ptr<const Schedul
   impl_->server.Get("/metrics", [m](const httplib::Request&, httplib::Response& res) {
     res.set_content(prometheus_text(*m), "text/plain; version=0.0.4");
   });
+  // SO_REUSEADDR (a restarted scheduler gets its port back at once), not httplib's default
+  // SO_REUSEPORT: with it a second scheduler on this host would share the port, and each
+  // request would go to either one.
+  impl_->server.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
+  errno = 0;
   const int bound = port == 0 ? impl_->server.bind_to_any_port(host)
                               : (impl_->server.bind_to_port(host, port) ? port : -1);
-  if (bound < 0) throw IOError(fmt::format("cannot serve HTTP on '{}'", address));
+  if (bound < 0) {
+    const int err = errno;  // bind's or listen's (the socket's close keeps it)
+    throw IOError(fmt::format("cannot serve HTTP on '{}'{}", address,
+                              err == 0 ? std::string() : std::string(": ") + std::strerror(err)));
+  }
   impl_->url = fmt::format("http://{}:{}", host, bound);
   impl_->thread = std::thread([this] {
     tessera::detail::name_this_thread("tsr-http");

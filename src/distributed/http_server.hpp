@@ -25,8 +25,8 @@ std::string prometheus_text(const SchedulerMetrics& m);
 
 class HttpServer {
  public:
-  // Listens on `address` ("127.0.0.1:8787"; port 0: any free one); IOError naming it if it
-  // cannot.
+  // Listens on `address` ("127.0.0.1:8787"; port 0: any free one); IOError naming it and
+  // saying why if it cannot ("no such host", "Address already in use").
   HttpServer(const std::string& address, std::shared_ptr<const SchedulerMetrics> metrics);
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;

@@ -1,9 +1,13 @@
 // Real processes on loopback: tessera-scheduler and tessera-worker programs (the workers
 // load the test's ops with --preload), a client speaking the protocol from this process.
 // A worker is SIGKILLed in the middle of a computation: the result is still exact.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -41,11 +45,26 @@ namespace {
 // A child process, killed (SIGKILL) and reaped when this goes out of scope.
 class Process {
  public:
-  explicit Process(std::vector<std::string> args) {
+  // With `output` given, its standard output and error go to that file; `env` is added to
+  // this process's environment.
+  explicit Process(std::vector<std::string> args, const std::string& output = {},
+                   std::vector<std::string> env = {}) {
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
-    if (posix_spawn(&pid_, argv[0], nullptr, nullptr, argv.data(), environ) != 0) pid_ = -1;
+    std::vector<char*> envp;
+    for (char** e = environ; *e != nullptr; ++e) envp.push_back(*e);
+    for (auto& e : env) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    if (!output.empty()) {
+      posix_spawn_file_actions_addopen(&actions, 1, output.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                       0600);
+      posix_spawn_file_actions_adddup2(&actions, 1, 2);
+    }
+    if (posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), envp.data()) != 0) pid_ = -1;
+    posix_spawn_file_actions_destroy(&actions);
   }
   ~Process() {
     if (pid_ > 0) {
@@ -70,6 +89,11 @@ class Process {
       std::this_thread::sleep_for(20ms);
     }
     return -1;
+  }
+  // Asks it to stop (SIGTERM), then waits as wait_exit does.
+  int stop(std::chrono::milliseconds timeout) {
+    kill(pid_, SIGTERM);
+    return wait_exit(timeout);
   }
   bool started() const { return pid_ > 0; }
   pid_t pid() const { return pid_; }
@@ -307,3 +331,202 @@ TEST(Processes, ProgramsReadTheirDefaultsFromAConfigFile) {
   EXPECT_NE(rc, -1);  // exited, refused by the option's range check
 }
 
+namespace {
+
+std::string read_text(const std::string& path) {
+  std::ifstream f(path);
+  return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
+}
+
+// A program's exit code and what it printed (standard output and error together).
+struct Ran {
+  int code = -1;
+  std::string output;
+};
+Ran run(const tessera::testing::TempDir& dir, std::vector<std::string> args,
+        std::vector<std::string> env = {}) {
+  static int n = 0;
+  const std::string out = dir.file("out-" + std::to_string(++n) + ".txt");
+  Process p(std::move(args), out, std::move(env));
+  Ran r;
+  r.code = p.wait_exit(20s);
+  r.output = read_text(out);
+  return r;
+}
+
+// Checks that `r` failed (exit code `code`, or any failure if 0) and said `message`.
+void expect_refused(const Ran& r, const std::string& message, int code = 1) {
+  if (code == 0) {
+    EXPECT_GT(r.code, 0) << r.output;
+  } else {
+    EXPECT_EQ(r.code, code) << r.output;
+  }
+  EXPECT_NE(r.output.find(message), std::string::npos) << "expected '" << message << "' in:\n"
+                                                       << r.output;
+}
+
+}  // namespace
+
+// Every way to start the scheduler wrong stops it with a message that names the problem.
+TEST(Programs, TheSchedulerRefusesBadInputSayingWhy) {
+  tessera::testing::TempDir dir;
+  const std::string s = TESSERA_SCHEDULER_PROGRAM;
+  const std::string any = "tcp://127.0.0.1:0";
+  expect_refused(run(dir, {s, "--address", "bogus", "--http", ""}),
+                 "[scheduler] [error] cannot listen on 'bogus': Invalid argument");
+  expect_refused(run(dir, {s, "--worker-timeout", "0"}),
+                 "--worker-timeout: Value 0 not in range 0.001", 0);
+  expect_refused(run(dir, {s, "--bogus-flag"}),
+                 "The following argument was not expected: --bogus-flag", 0);
+  expect_refused(
+      run(dir, {s, "--address", any, "--http", "", "--curve-key", dir.file("none.key")}),
+      "cannot read the key file '" + dir.file("none.key") + "': No such file or directory");
+  const std::string no_dir = dir.file("no-such-dir/scheduler.json");
+  expect_refused(run(dir, {s, "--address", any, "--http", "", "--scheduler-file", no_dir}),
+                 "cannot write the scheduler file '" + no_dir + "': No such file or directory");
+  expect_refused(
+      run(dir, {s, "--address", any, "--http", ""}, {"TESSERA_SCHEDULER_WORKER_TIMEOUT=abc"}),
+      "config: scheduler.worker-timeout = 'abc' (from TESSERA_SCHEDULER_WORKER_TIMEOUT) "
+      "is not a number");
+  const std::string syntax = dir.file("syntax.toml");
+  std::ofstream(syntax) << "oops = [\n";
+  expect_refused(run(dir, {s, "--config", syntax}),
+                 "config file " + syntax + ":1: the value of 'oops' must be a quoted string");
+  expect_refused(run(dir, {s, "--address", any, "--http", "999.1.1.1:80"}),
+                 "cannot serve HTTP on '999.1.1.1:80': no such host");
+  EXPECT_EQ(run(dir, {s, "--version"}).output, "tessera-scheduler " TESSERA_VERSION "\n");
+}
+
+// A busy HTTP port is no reason not to schedule: the scheduler serves HTTP elsewhere and
+// says so.
+TEST(Programs, TheSchedulerServesHttpElsewhereWhenItsPortIsTaken) {
+  const int taken = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(taken, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  ASSERT_EQ(bind(taken, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ASSERT_EQ(listen(taken, 1), 0);
+  ASSERT_EQ(getsockname(taken, reinterpret_cast<sockaddr*>(&a), &len), 0);
+  const std::string port = std::to_string(ntohs(a.sin_port));
+  tessera::testing::TempDir dir;
+  const std::string out = dir.file("out.txt"), file = dir.file("scheduler.json");
+  Process scheduler({TESSERA_SCHEDULER_PROGRAM, "--address", "tcp://127.0.0.1:0", "--http",
+                     "127.0.0.1:" + port, "--scheduler-file", file},
+                    out);
+  EXPECT_FALSE(wait_for_address(file).empty()) << read_text(out);
+  EXPECT_EQ(scheduler.stop(10s), 0);
+  close(taken);
+  const std::string log = read_text(out);
+  EXPECT_NE(log.find("[warning] cannot serve HTTP on '127.0.0.1:" + port +
+                     "': Address already in use; serving HTTP on another port"),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find("health and metrics at http://127.0.0.1:"), std::string::npos) << log;
+  EXPECT_EQ(log.find("health and metrics at http://127.0.0.1:" + port + "\n"), std::string::npos)
+      << log;
+}
+
+TEST(Programs, TheWorkerRefusesBadInputSayingWhy) {
+  tessera::testing::TempDir dir;
+  const std::string w = TESSERA_WORKER_PROGRAM;
+  const std::string nowhere = "tcp://127.0.0.1:1";  // nothing listens there
+  expect_refused(run(dir, {w}),
+                 "[worker] [error] give the scheduler's address or --scheduler-file");
+  expect_refused(run(dir, {w, "--scheduler-file", dir.file("none.json")}),
+                 "cannot read the scheduler file '" + dir.file("none.json") + "'");
+  const std::string empty = dir.file("empty.json");
+  std::ofstream(empty) << "{\"nothing\": 1}\n";
+  expect_refused(run(dir, {w, "--scheduler-file", empty}),
+                 "the scheduler file '" + empty + "' holds no tcp:// address");
+  expect_refused(run(dir, {w, nowhere, "--memory-limit", "lots"}),
+                 "memory limit: cannot read 'lots' (give bytes, 4GiB, 500MB");
+  expect_refused(run(dir, {w, nowhere, "--nworkers", "2", "--no-nanny"}),
+                 "--nworkers 2 needs the nanny, which starts them (drop --no-nanny)");
+  const std::string many = dir.file("many.toml");
+  std::ofstream(many) << "[worker]\nnthreads = \"many\"\n";
+  expect_refused(run(dir, {w, nowhere, "--config", many}),
+                 "config: worker.nthreads = 'many' (from " + many + ":2) is not a number");
+  expect_refused(run(dir, {w, nowhere, "--nthreads", "0"}),
+                 "--nthreads: Value 0 not in range 1 to 4096", 0);
+  expect_refused(run(dir, {w, nowhere, "--memory-pause", "1.5"}),
+                 "--memory-pause: Value 1.5 not in range 0", 0);
+  expect_refused(run(dir, {w, nowhere, "--no-nanny", "--memory-limit", "1GiB", "--memory-target",
+                           "0.9", "--memory-spill", "0.7"}),
+                 "worker memory fractions must satisfy 0 < target <= spill <= pause <= 1, got "
+                 "0.9, 0.7, 0.8");
+  const std::string lib = dir.file("none.so");
+  expect_refused(run(dir, {w, nowhere, "--no-nanny", "--preload", lib}),
+                 "--preload " + lib + ": " + lib + ": cannot open shared object file");
+  expect_refused(run(dir, {w, nowhere, "--no-nanny", "--connect-timeout", "0.3"}),
+                 "the scheduler at tcp://127.0.0.1:1 did not answer within 300 ms");
+  expect_refused(run(dir, {w, nowhere, "--no-nanny", "--listen", "bogus"}),
+                 "cannot listen on 'bogus': Invalid argument");
+  // Under the nanny: the worker's own message, then the nanny's.
+  const Ran nanny = run(dir, {w, nowhere, "--preload", lib});
+  expect_refused(nanny, "[worker] [error] --preload " + lib);
+  expect_refused(nanny, "[nanny] [error] worker 0 (pid ");
+  expect_refused(nanny, "could not start (exit code 1; its log above says why); stopping");
+  expect_refused(run(dir, {w, nowhere}, {"TESSERA_WORKER_BLAS_THREADS=2.5"}),
+                 "config: worker.blas-threads must be a whole number from 0 to 1024, not 2.5");
+  EXPECT_EQ(run(dir, {w, "--version"}).output, "tessera-worker " TESSERA_VERSION "\n");
+}
+
+// A program of the user's serving as a worker (tessera::init) reads its settings from
+// TESSERA_WORKER_* and refuses bad ones by name.
+TEST(Programs, AUserProgramServingAsAWorkerRefusesBadSettingsSayingWhy) {
+  tessera::testing::TempDir dir;
+  const std::string program = TESSERA_USER_PROGRAM;
+  const std::string worker = "TESSERA_RUN_WORKER=tcp://127.0.0.1:1";
+  expect_refused(run(dir, {program}, {worker, "TESSERA_WORKER_NTHREADS=abc"}),
+                 "TESSERA_WORKER_NTHREADS must be a number in [1, 4096], got 'abc'");
+  expect_refused(run(dir, {program}, {worker, "TESSERA_WORKER_MEMORY_TARGET=2"}),
+                 "TESSERA_WORKER_MEMORY_TARGET must be a number in [0, 1], got '2'");
+  expect_refused(run(dir, {program}, {worker, "TESSERA_WORKER_NWORKERS=2"}),
+                 "TESSERA_WORKER_NWORKERS=2 needs the nanny, which starts them "
+                 "(TESSERA_WORKER_NANNY=1)");
+  expect_refused(run(dir, {program}, {worker, "TESSERA_WORKER_CONNECT_TIMEOUT=0.3"}),
+                 "the scheduler at tcp://127.0.0.1:1 did not answer within 300 ms");
+}
+
+TEST(Programs, TesseraKeysWritesChecksAndRefusesSayingWhy) {
+  tessera::testing::TempDir dir;
+  const std::string k = TESSERA_KEYS_PROGRAM;
+  const std::string key = dir.file("cluster.key");
+  expect_refused(run(dir, {k}), "file is required", 0);
+  const Ran made = run(dir, {k, key});
+  ASSERT_EQ(made.code, 0) << made.output;
+  ASSERT_TRUE(made.output.starts_with(key + ": public key ")) << made.output;
+  const std::string public_key = made.output.substr(key.size() + 13, 40);
+  EXPECT_EQ(tessera::Security::from_file(key).public_key, public_key);
+  EXPECT_EQ(std::filesystem::status(key).permissions() & std::filesystem::perms::all,
+            std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  const Ran checked = run(dir, {k, "--check", key});
+  EXPECT_EQ(checked.code, 0) << checked.output;
+  EXPECT_EQ(checked.output, made.output);
+  expect_refused(run(dir, {k, key}),
+                 "tessera-keys: cannot write the key file '" + key +
+                     "': File exists (give --force to replace it; peers holding the old key are "
+                     "then refused)");
+  const Ran replaced = run(dir, {k, key, "--force"});
+  EXPECT_EQ(replaced.code, 0) << replaced.output;
+  EXPECT_NE(tessera::Security::from_file(key).public_key, public_key);
+  expect_refused(run(dir, {k, "--check", dir.file("none.key")}),
+                 "tessera-keys: cannot read the key file '" + dir.file("none.key") +
+                     "': No such file or directory");
+  const std::string garbage = dir.file("garbage.key");
+  std::ofstream(garbage) << "garbage\n";
+  std::filesystem::permissions(
+      garbage, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  expect_refused(run(dir, {k, "--check", garbage}),
+                 "the key file '" + garbage + "' holds no CURVE key pair");
+  std::filesystem::permissions(key, std::filesystem::perms::group_read,
+                               std::filesystem::perm_options::add);
+  expect_refused(run(dir, {k, "--check", key}),
+                 "the key file '" + key + "' may be read by other users (mode 0640)");
+  const std::string no_dir = dir.file("no-such-dir/x.key");
+  expect_refused(run(dir, {k, no_dir}), "tessera-keys: cannot write the key file '" + no_dir +
+                                            "': No such file or directory");
+  EXPECT_EQ(run(dir, {k, "--version"}).output, "tessera-keys " TESSERA_VERSION "\n");
+}
