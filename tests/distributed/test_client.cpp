@@ -548,13 +548,12 @@ TEST(Reliability, TwentyKilledWorkersLoseNothing) {
   Client client(cluster, quiet());
   std::mt19937 rng(2026);
   constexpr int kRounds = 20;
-  constexpr int64_t kTasks = 10000;
-  int mid_computation = 0;  // kills that landed before the result was ready
+  constexpr size_t kIncs = 6666;  // + 3,333 sums of pairs + 1 total: 10,000 tasks
   for (int round = 0; round < kRounds; ++round) {
-    // 5,000 increments, then sums of pairs: 10,000 tasks, different keys every round.
-    std::vector<int64_t> xs(kTasks / 2);
-    std::iota(xs.begin(), xs.end(), int64_t{round} * kTasks);
-    // Each naps 0.1 ms, so that the kill (after 50..250 ms) lands before the end.
+    // Different keys every round.
+    std::vector<int64_t> xs(kIncs);
+    std::iota(xs.begin(), xs.end(), int64_t{round} * 10000);
+    // Each naps 0.1 ms, so that the computation lasts long enough to be killed under.
     auto incs = client.map(ptest_nap_inc, xs, std::vector<int64_t>(xs.size(), 100));
     std::vector<Future<int64_t>> lefts, rights;
     for (size_t i = 0; i + 1 < incs.size(); i += 2) {
@@ -563,18 +562,28 @@ TEST(Reliability, TwentyKilledWorkersLoseNothing) {
     }
     auto pairs = client.map(ptest_add, lefts, rights);
     auto total = client.submit(ptest_sum, pairs);
+    ASSERT_EQ(incs.size() + pairs.size() + 1, 10000U);
     int64_t want = 0;
     for (int64_t x : xs) want += x + 1;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50 + rng() % 200));
+    // The kill lands once 5..60% of the increments (one in 50 watched) are done, so it
+    // always falls in the middle of the computation, at a different point each round.
+    const size_t watched = kIncs / 50;
+    const size_t at = watched * (5 + rng() % 56) / 100;
+    auto done_count = [&] {
+      size_t n = 0;
+      for (size_t i = 0; i < kIncs; i += 50) n += incs[i].done() ? 1 : 0;
+      return n;
+    };
+    ASSERT_TRUE(InProcessCluster::wait_until([&] { return done_count() >= at; }, 60000ms))
+        << "round " << round;
     auto pids = cluster.worker_pids();
     ASSERT_FALSE(pids.empty());
-    if (!total.done()) ++mid_computation;
+    ASSERT_FALSE(total.done()) << "round " << round << ": the kill came after the result";
     kill(pids[rng() % pids.size()], SIGKILL);
     ASSERT_EQ(total.result(60000ms), want) << "round " << round;
+    for (size_t i = 0; i < kIncs; i += 997) EXPECT_EQ(incs[i].result(), xs[i] + 1) << i;
     cluster.add_worker();  // back to three
   }
-  EXPECT_GE(mid_computation, kRounds / 2) << "the kills came too late to test anything";
-  std::printf("%d of %d kills landed mid-computation\n", mid_computation, kRounds);
 }
 
 // Results totalling 5× a worker's memory limit: the worker spills the least recently used
