@@ -628,6 +628,55 @@ TEST(WorkerMemory, SpillsPastItsLimitAndPausesUnderPressure) {
   EXPECT_FALSE(w.paused());
 }
 
+// The thresholds are the worker's own fractions of its limit, not fixed ones: results are
+// spilled past `target`, more when the process passes `spill`, and it pauses past `pause`.
+TEST(WorkerMemory, ThresholdsAreTheFractionsGiven) {
+  std::atomic<uint64_t> fake_rss{0};
+  const uint64_t limit = 16 << 20;
+  td::SchedulerServer scheduler({.address = "tcp://127.0.0.1:0"});
+  scheduler.start();
+  td::WorkerServer w({.scheduler = scheduler.address(),
+                      .nthreads = 1,
+                      .heartbeat_interval = 50ms,
+                      .memory_limit = limit,
+                      .memory = {.target = 0.25, .spill = 0.5, .pause = 0.9},
+                      .process_memory = [&] { return fake_rss.load(); }});
+  w.start();
+  Client client(scheduler.address(), quiet());
+  constexpr int64_t kBlock = 1 << 17;  // 1 MiB of doubles
+  std::vector<int64_t> seeds(8);
+  std::iota(seeds.begin(), seeds.end(), 100);
+  auto blocks = client.map(ptest_block, seeds, std::vector<int64_t>(seeds.size(), kBlock));
+  ASSERT_TRUE(tessera::wait(blocks, 30000ms));
+  // 8 MiB of results, 4 MiB allowed (0.25 of 16): the rest is on disk.
+  EXPECT_LE(w.memory_bytes(), limit / 4);
+  EXPECT_GE(w.memory_bytes(), limit / 4 - (2 << 20));  // not more than needed (1 MiB each)
+  const uint64_t spilled = w.spilled_count();
+  EXPECT_GE(spilled, 4U);
+  // The process at 0.6 of its limit, past spill (0.5): results are spilled until it would be
+  // back at the target, 0.6 - 0.25 = 0.35 of 16 MiB = 5.6 MiB, more than it holds.
+  fake_rss = static_cast<uint64_t>(0.6 * limit);
+  ASSERT_TRUE(InProcessCluster::wait_until([&] { return w.memory_bytes() == 0; }));
+  EXPECT_GT(w.spilled_count(), spilled);
+  EXPECT_FALSE(w.paused());  // 0.6 < 0.9
+  // 0.85 would pause a worker with the default 0.8, not this one.
+  fake_rss = static_cast<uint64_t>(0.85 * limit);
+  auto more = client.submit(ptest_inc, int64_t{1});
+  EXPECT_EQ(more.result(10000ms), 2);
+  EXPECT_FALSE(w.paused());
+  fake_rss = static_cast<uint64_t>(0.95 * limit);
+  ASSERT_TRUE(InProcessCluster::wait_until([&] { return w.paused(); }));
+  fake_rss = 0;
+  ASSERT_TRUE(InProcessCluster::wait_until([&] { return !w.paused(); }));
+  // Every block comes back exact.
+  auto totals = client.map(ptest_total, blocks);
+  const auto got = client.gather(totals);
+  for (size_t i = 0; i < seeds.size(); ++i) {
+    const double s = static_cast<double>(seeds[i]);
+    EXPECT_EQ(got[i], kBlock * s + kBlock * (kBlock - 1) / 2.0) << i;
+  }
+}
+
 TEST(WorkerMemory, LimitsAreReadAsPeopleWriteThem) {
   EXPECT_EQ(td::parse_memory_limit("4GiB"), uint64_t{4} << 30);
   EXPECT_EQ(td::parse_memory_limit("500MB"), 500'000'000U);
