@@ -3,7 +3,8 @@
 //   tessera-worker tcp://127.0.0.1:8786 [--nthreads N] [--nworkers N] [--nanny|--no-nanny]
 //                  [--name NAME] [--listen ADDRESS]
 //                  [--preload lib.so ...] [--death-timeout SECONDS] [--memory-limit 4GiB]
-//                  [--local-directory DIR] [--curve-key FILE]
+//                  [--local-directory DIR] [--spill-compression lz4|zstd|none]
+//                  [--curve-key FILE]
 //                  [--queue-time SECONDS] [--inline-time SECONDS] [--validate]
 //   tessera-worker --scheduler-file FILE ...
 //
@@ -70,7 +71,7 @@ int main(int argc, char** argv) {
   namespace config = tessera::config;
   CLI::App app{"tessera-worker: runs tasks for a tessera scheduler"};
   std::string scheduler, scheduler_file, name, listen, memory_limit, local_directory, curve_key,
-      config_file;
+      config_file, spill_compression;
   int nthreads = 1, nworkers = 1;
   bool nanny = true;
   std::vector<std::string> preload;
@@ -95,6 +96,7 @@ int main(int argc, char** argv) {
     connect_timeout = config::get_number("worker.connect-timeout", 10);
     memory_limit = config::get_string("worker.memory-limit", "0");
     local_directory = config::get_string("worker.local-directory", "");
+    spill_compression = config::get_string("worker.spill-compression", "lz4");
     fractions.target = config::get_number("worker.memory-target", fractions.target);
     fractions.spill = config::get_number("worker.memory-spill", fractions.spill);
     fractions.pause = config::get_number("worker.memory-pause", fractions.pause);
@@ -160,6 +162,12 @@ int main(int argc, char** argv) {
   app.add_option("--local-directory", local_directory,
                  "where spilled results go (default: the temporary directory)")
       ->envname("TESSERA_WORKER_LOCAL_DIRECTORY");
+  app.add_option("--spill-compression", spill_compression,
+                 "how spilled results are compressed: lz4 (fast), zstd (smaller files, slower) "
+                 "or none")
+      ->envname("TESSERA_WORKER_SPILL_COMPRESSION")
+      ->check(CLI::IsMember({"lz4", "zstd", "none"}))
+      ->capture_default_str();
   auto fraction = [&](const char* flag, double& value, const char* env, const char* what) {
     app.add_option(flag, value, what)->envname(env)->check(CLI::Range(0.0, 1.0))->capture_default_str();
   };
@@ -240,6 +248,7 @@ int main(int argc, char** argv) {
        .memory_limit = limit,
        .memory = fractions,
        .local_directory = local_directory,
+       .spill_compression = spill_compression,
        .security = security,
        .validate = validate},
       preload);

@@ -1,14 +1,133 @@
 #include "distributed/spill_store.hpp"
 
 #include <fmt/format.h>
+#include <lz4.h>
 #include <zstd.h>
 
+#include <cstring>
 #include <fstream>
+#include <limits>
 
 #include "tessera/core/error.hpp"
 #include "tessera/core/serialize.hpp"
 
 namespace tessera::distributed {
+
+namespace {
+
+// A spill file: this header, then the encoded value, compressed as the header says.
+struct FileHeader {
+  char magic[4] = {'T', 'S', 'P', 'L'};
+  uint8_t compression = 0;  // SpillCompression
+  uint8_t reserved[3] = {};
+  uint64_t raw_bytes = 0;  // the encoded value's size
+};
+static_assert(sizeof(FileHeader) == 16);
+
+// Compresses `raw` after a header into one buffer (the file's contents).
+std::vector<char> pack(SpillCompression c, const std::vector<std::byte>& raw, const Key& key) {
+  FileHeader h;
+  h.compression = static_cast<uint8_t>(c);
+  h.raw_bytes = raw.size();
+  std::vector<char> out(sizeof h);
+  size_t n = 0;
+  switch (c) {
+    case SpillCompression::None:
+      out.resize(sizeof h + raw.size());
+      std::memcpy(out.data() + sizeof h, raw.data(), raw.size());
+      n = raw.size();
+      break;
+    case SpillCompression::Lz4: {
+      if (raw.size() > static_cast<size_t>(LZ4_MAX_INPUT_SIZE)) {  // about 2 GiB: zstd then
+        return pack(SpillCompression::Zstd, raw, key);
+      }
+      out.resize(sizeof h + static_cast<size_t>(LZ4_compressBound(static_cast<int>(raw.size()))));
+      const int k = LZ4_compress_default(reinterpret_cast<const char*>(raw.data()),
+                                         out.data() + sizeof h, static_cast<int>(raw.size()),
+                                         static_cast<int>(out.size() - sizeof h));
+      if (k <= 0) throw IOError(fmt::format("cannot compress '{}' to spill it", key.str()));
+      n = static_cast<size_t>(k);
+      break;
+    }
+    case SpillCompression::Zstd: {
+      out.resize(sizeof h + ZSTD_compressBound(raw.size()));
+      n = ZSTD_compress(out.data() + sizeof h, out.size() - sizeof h, raw.data(), raw.size(), 1);
+      if (ZSTD_isError(n))
+        throw IOError(fmt::format("cannot compress '{}' to spill it", key.str()));
+      break;
+    }
+  }
+  std::memcpy(out.data(), &h, sizeof h);
+  out.resize(sizeof h + n);
+  return out;
+}
+
+// The encoded value in a spill file's contents; IOError naming the key and the file.
+std::shared_ptr<std::vector<std::byte>> unpack(const std::vector<char>& file, const Key& key,
+                                               const std::filesystem::path& path) {
+  auto fail = [&](const char* why) {
+    return IOError(fmt::format("spilled '{}' in {} {}", key.str(), path.string(), why));
+  };
+  FileHeader h;
+  if (file.size() < sizeof h) throw fail("is truncated (no header)");
+  std::memcpy(&h, file.data(), sizeof h);
+  if (std::memcmp(h.magic, FileHeader{}.magic, sizeof h.magic) != 0)
+    throw fail("is not a tessera spill file");
+  const char* body = file.data() + sizeof h;
+  const size_t body_bytes = file.size() - sizeof h;
+  // A corrupt size must not make us allocate without bound: lz4 expands at most 255×, an
+  // uncompressed body is its own size, and a zstd frame says its size too.
+  const auto c = static_cast<SpillCompression>(h.compression);
+  if ((c == SpillCompression::Zstd && ZSTD_getFrameContentSize(body, body_bytes) != h.raw_bytes) ||
+      (c != SpillCompression::Zstd && h.raw_bytes > uint64_t{body_bytes} * 255 + 64)) {
+    throw fail("is corrupt");
+  }
+  auto raw = std::make_shared<std::vector<std::byte>>(h.raw_bytes);
+  bool ok = false;
+  switch (c) {
+    case SpillCompression::None:
+      ok = body_bytes == h.raw_bytes;
+      if (ok) std::memcpy(raw->data(), body, body_bytes);
+      break;
+    case SpillCompression::Lz4:
+      ok = body_bytes <= static_cast<size_t>(std::numeric_limits<int>::max()) &&
+           h.raw_bytes <= static_cast<uint64_t>(std::numeric_limits<int>::max()) &&
+           LZ4_decompress_safe(body, reinterpret_cast<char*>(raw->data()),
+                               static_cast<int>(body_bytes),
+                               static_cast<int>(h.raw_bytes)) == static_cast<int>(h.raw_bytes);
+      break;
+    case SpillCompression::Zstd: {
+      const size_t got = ZSTD_decompress(raw->data(), raw->size(), body, body_bytes);
+      ok = !ZSTD_isError(got) && got == h.raw_bytes;
+      break;
+    }
+    default:
+      throw fail(fmt::format("names an unknown compression ({})", h.compression).c_str());
+  }
+  if (!ok) throw fail("does not decompress (truncated or corrupt)");
+  return raw;
+}
+
+}  // namespace
+
+SpillCompression parse_spill_compression(std::string_view name) {
+  if (name == "lz4") return SpillCompression::Lz4;
+  if (name == "zstd") return SpillCompression::Zstd;
+  if (name == "none") return SpillCompression::None;
+  throw ValueError(fmt::format("spill compression '{}' is not one of lz4, zstd and none", name));
+}
+
+const char* spill_compression_name(SpillCompression c) {
+  switch (c) {
+    case SpillCompression::Lz4:
+      return "lz4";
+    case SpillCompression::Zstd:
+      return "zstd";
+    case SpillCompression::None:
+      break;
+  }
+  return "none";
+}
 
 SpillStore::SpillStore(Options options) : options_(std::move(options)) {
   if (!options_.directory.empty()) std::filesystem::create_directories(options_.directory);
@@ -64,16 +183,11 @@ std::optional<Value> SpillStore::get(const Key& key) {
   // Read it back.
   const auto path = file_of(e);
   std::ifstream f(path, std::ios::binary);
+  if (!f) throw IOError(fmt::format("cannot read spilled '{}' from {}", key.str(), path.string()));
   std::vector<char> packed((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
   if (!f.good() && !f.eof())
     throw IOError(fmt::format("cannot read spilled '{}' from {}", key.str(), path.string()));
-  const unsigned long long size = ZSTD_getFrameContentSize(packed.data(), packed.size());
-  if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN)
-    throw IOError(fmt::format("spilled '{}' in {} is not a zstd frame", key.str(), path.string()));
-  auto bytes = std::make_shared<std::vector<std::byte>>(size);
-  const size_t got = ZSTD_decompress(bytes->data(), bytes->size(), packed.data(), packed.size());
-  if (ZSTD_isError(got) || got != size)
-    throw IOError(fmt::format("spilled '{}' in {} does not decompress", key.str(), path.string()));
+  auto bytes = unpack(packed, key, path);
   Value v = decode_value(from_bytes(std::shared_ptr<const std::vector<std::byte>>(bytes)));
   std::error_code ec;
   std::filesystem::remove(path, ec);
@@ -114,20 +228,18 @@ bool SpillStore::spill_one() {
       e.unspillable = true;  // no codec: it stays in memory
       continue;
     }
-    std::vector<char> packed(ZSTD_compressBound(raw.size()));
-    const size_t n = ZSTD_compress(packed.data(), packed.size(), raw.data(), raw.size(), 1);
-    if (ZSTD_isError(n)) throw IOError(fmt::format("cannot compress '{}' to spill it", key.str()));
+    const std::vector<char> packed = pack(options_.compression, raw, key);
     e.file_id = ++next_file_;
     const auto path = file_of(e);
     std::ofstream f(path, std::ios::binary | std::ios::trunc);
-    f.write(packed.data(), static_cast<std::streamsize>(n));
+    f.write(packed.data(), static_cast<std::streamsize>(packed.size()));
     f.close();
     if (!f) throw IOError(fmt::format("cannot spill '{}' to {}", key.str(), path.string()));
     lru_.erase(e.lru);
     memory_bytes_ -= e.nbytes;
     e.value.reset();
-    e.file_bytes = n;
-    disk_bytes_ += n;
+    e.file_bytes = packed.size();
+    disk_bytes_ += packed.size();
     ++spilled_;
     return true;
   }

@@ -1,8 +1,8 @@
 // A worker's results: in memory up to a target number of bytes, the least recently used
 // beyond that written to its local directory (encoded with the value codecs, compressed
-// with zstd) and read back when asked for — Dask's spill to disk. Values stay shared while
-// in memory; a spilled value that is still referenced elsewhere (a running task) is freed
-// when that reference goes.
+// with lz4, zstd or not at all) and read back when asked for — Dask's spill to disk. Values stay
+// shared while in memory; a spilled value that is still referenced elsewhere (a running task) is
+// freed when that reference goes.
 //
 //   SpillStore s({.directory = "/tmp/w1", .target_bytes = 600 << 20});
 //   s.put(key, value);              // may spill others
@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <list>
 #include <optional>
+#include <string_view>
 #include <unordered_map>
 
 #include "tessera/core/key.hpp"
@@ -20,11 +21,19 @@
 
 namespace tessera::distributed {
 
+// How spilled values are compressed: lz4 (fast, Dask's default), zstd (level 1: smaller
+// files, slower), or not at all.
+enum class SpillCompression : uint8_t { None = 0, Lz4 = 1, Zstd = 2 };
+// "none", "lz4", "zstd"; ValueError naming the choices for anything else.
+SpillCompression parse_spill_compression(std::string_view name);
+const char* spill_compression_name(SpillCompression c);
+
 class SpillStore {
  public:
   struct Options {
     std::filesystem::path directory{};  // its own: made, and removed with it; empty: never spill
     uint64_t target_bytes = 0;          // 0: never spill
+    SpillCompression compression = SpillCompression::Lz4;
   };
 
   explicit SpillStore(Options options);
@@ -36,7 +45,8 @@ class SpillStore {
   // the target. A value that cannot be encoded stays in memory.
   void put(const Key& key, Value value);
   // The value (read back from disk and kept in memory if it was spilled); nullopt if absent.
-  // IOError naming the file if a spilled value cannot be read back.
+  // IOError naming the key and the file if a spilled value cannot be read back (missing,
+  // truncated, not a spill file, corrupt).
   std::optional<Value> get(const Key& key);
   bool contains(const Key& key) const { return entries_.count(key) != 0; }
   void erase(const Key& key);

@@ -119,6 +119,7 @@ struct WorkerServer::Impl {
           m.target, m.spill, m.pause));
     }
     SpillStore::Options so;
+    so.compression = parse_spill_compression(options.spill_compression);
     if (options.memory_limit > 0) {
       so.target_bytes = static_cast<uint64_t>(m.target * static_cast<double>(options.memory_limit));
       const std::filesystem::path base = options.local_directory.empty()

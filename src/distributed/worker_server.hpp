@@ -16,6 +16,7 @@
 #include <string>
 
 #include "comm/message.hpp"
+#include "tessera/core/config.hpp"
 #include "tessera/distributed/security.hpp"
 
 namespace tessera::distributed {
@@ -64,6 +65,10 @@ class WorkerServer {
     // Where spilled results go (a directory of the worker's own is made inside; default:
     // the system's temporary directory).
     std::string local_directory{};
+    // How spilled results are compressed: "lz4" (fast; Dask's default), "zstd" (smaller
+    // files, slower) or "none". Default: the configuration's worker.spill-compression
+    // (TESSERA_WORKER_SPILL_COMPRESSION), else lz4.
+    std::string spill_compression = config::get_string("worker.spill-compression", "lz4");
     // The process's memory in bytes (default: resident set size); tests give their own.
     std::function<uint64_t()> process_memory{};
     comm::Limits limits{};

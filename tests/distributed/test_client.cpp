@@ -631,6 +631,7 @@ TEST(WorkerMemory, SpillsPastItsLimitAndPausesUnderPressure) {
 // The thresholds are the worker's own fractions of its limit, not fixed ones: results are
 // spilled past `target`, more when the process passes `spill`, and it pauses past `pause`.
 TEST(WorkerMemory, ThresholdsAreTheFractionsGiven) {
+  tessera::testing::TempDir dir;
   std::atomic<uint64_t> fake_rss{0};
   const uint64_t limit = 16 << 20;
   td::SchedulerServer scheduler({.address = "tcp://127.0.0.1:0"});
@@ -640,6 +641,8 @@ TEST(WorkerMemory, ThresholdsAreTheFractionsGiven) {
                       .heartbeat_interval = 50ms,
                       .memory_limit = limit,
                       .memory = {.target = 0.25, .spill = 0.5, .pause = 0.9},
+                      .local_directory = dir.path().string(),
+                      .spill_compression = "none",
                       .process_memory = [&] { return fake_rss.load(); }});
   w.start();
   Client client(scheduler.address(), quiet());
@@ -653,6 +656,20 @@ TEST(WorkerMemory, ThresholdsAreTheFractionsGiven) {
   EXPECT_GE(w.memory_bytes(), limit / 4 - (2 << 20));  // not more than needed (1 MiB each)
   const uint64_t spilled = w.spilled_count();
   EXPECT_GE(spilled, 4U);
+  // In the local directory given, uncompressed as asked: a header and the megabyte.
+  size_t files = 0;
+  for (const auto& f : std::filesystem::recursive_directory_iterator(dir.path())) {
+    if (!f.is_regular_file()) continue;
+    ++files;
+    EXPECT_GT(f.file_size(), uint64_t{kBlock} * 8);
+    std::ifstream in(f.path(), std::ios::binary);
+    char head[5] = {};
+    in.read(head, 5);
+    EXPECT_EQ(std::string(head, 4), "TSPL");
+    EXPECT_EQ(head[4], 0) << "compression none";
+  }
+  EXPECT_EQ(files, spilled);
+  EXPECT_GE(w.spilled_bytes(), spilled * kBlock * 8);
   // The process at 0.6 of its limit, past spill (0.5): results are spilled until it would be
   // back at the target, 0.6 - 0.25 = 0.35 of 16 MiB = 5.6 MiB, more than it holds.
   fake_rss = static_cast<uint64_t>(0.6 * limit);
@@ -675,6 +692,13 @@ TEST(WorkerMemory, ThresholdsAreTheFractionsGiven) {
     const double s = static_cast<double>(seeds[i]);
     EXPECT_EQ(got[i], kBlock * s + kBlock * (kBlock - 1) / 2.0) << i;
   }
+}
+
+TEST(WorkerMemory, AnUnknownSpillCompressionIsRefused) {
+  EXPECT_EQ(error_of<tessera::ValueError>([] {
+              td::WorkerServer w({.scheduler = "tcp://127.0.0.1:1", .spill_compression = "gzip"});
+            }),
+            "spill compression 'gzip' is not one of lz4, zstd and none");
 }
 
 TEST(WorkerMemory, LimitsAreReadAsPeopleWriteThem) {

@@ -468,6 +468,10 @@ TEST(Programs, TheWorkerRefusesBadInputSayingWhy) {
   expect_refused(nanny, "[worker] [error] --preload " + lib);
   expect_refused(nanny, "[nanny] [error] worker 0 (pid ");
   expect_refused(nanny, "could not start (exit code 1; its log above says why); stopping");
+  expect_refused(run(dir, {w, nowhere, "--spill-compression", "gzip"}),
+                 "--spill-compression: gzip not in {lz4,zstd,none}", 0);
+  expect_refused(run(dir, {w, nowhere}, {"TESSERA_WORKER_SPILL_COMPRESSION=gzip"}),
+                 "--spill-compression: gzip not in {lz4,zstd,none}", 0);
   expect_refused(run(dir, {w, nowhere}, {"TESSERA_WORKER_BLAS_THREADS=2.5"}),
                  "config: worker.blas-threads must be a whole number from 0 to 1024, not 2.5");
   EXPECT_EQ(run(dir, {w, "--version"}).output, "tessera-worker " TESSERA_VERSION "\n");
@@ -483,6 +487,8 @@ TEST(Programs, AUserProgramServingAsAWorkerRefusesBadSettingsSayingWhy) {
                  "TESSERA_WORKER_NTHREADS must be a number in [1, 4096], got 'abc'");
   expect_refused(run(dir, {program}, {worker, "TESSERA_WORKER_MEMORY_TARGET=2"}),
                  "TESSERA_WORKER_MEMORY_TARGET must be a number in [0, 1], got '2'");
+  expect_refused(run(dir, {program}, {worker, "TESSERA_WORKER_SPILL_COMPRESSION=gzip"}),
+                 "spill compression 'gzip' is not one of lz4, zstd and none");
   expect_refused(run(dir, {program}, {worker, "TESSERA_WORKER_NWORKERS=2"}),
                  "TESSERA_WORKER_NWORKERS=2 needs the nanny, which starts them "
                  "(TESSERA_WORKER_NANNY=1)");
