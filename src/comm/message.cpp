@@ -60,16 +60,22 @@ Envelope decode_parts(std::span<const std::span<const std::byte>> parts,
     throw ProtocolError(fmt::format("'{}' message has {} frames, more than the limit of {}", op,
                                     parts.size() - 1, limits.max_frames));
   }
+  size_t total = head.size();
+  for (size_t i = 1; i < parts.size(); ++i) {
+    if (parts[i].size() > limits.max_frame_bytes) {
+      throw ProtocolError(fmt::format("'{}' message frame of {} bytes exceeds the limit of {}", op,
+                                      parts[i].size(), limits.max_frame_bytes));
+    }
+    total += parts[i].size();
+  }
+  if (total > limits.max_message_bytes) {
+    throw ProtocolError(fmt::format("'{}' message of {} bytes exceeds the limit of {}", op, total,
+                                    limits.max_message_bytes));
+  }
   Envelope env{std::move(op), {}};
   env.body.header.assign(head.begin() + 7 + static_cast<std::ptrdiff_t>(op_len), head.end());
   env.body.frames.reserve(parts.size() - 1);
-  for (size_t i = 1; i < parts.size(); ++i) {
-    if (parts[i].size() > limits.max_frame_bytes) {
-      throw ProtocolError(fmt::format("'{}' message frame of {} bytes exceeds the limit of {}",
-                                      env.op, parts[i].size(), limits.max_frame_bytes));
-    }
-    env.body.frames.push_back(Frame{parts[i], owner});
-  }
+  for (size_t i = 1; i < parts.size(); ++i) env.body.frames.push_back(Frame{parts[i], owner});
   return env;
 }
 
@@ -201,17 +207,21 @@ Envelope pack_batch(std::vector<Envelope> messages) {
 
 std::vector<Envelope> pack_batches(std::vector<Envelope> messages, const Limits& limits) {
   std::vector<Envelope> out, part;
-  size_t frames = 0, header = 0;
+  size_t frames = 0, header = 0, bytes = 0;
   for (Envelope& m : messages) {
     const size_t f = m.body.frames.size(), h = m.body.header.size() + m.op.size() + 16;
-    if (!part.empty() && (part.size() == 4096 || frames + f > limits.max_frames ||
-                          header + h > limits.max_header_bytes / 2)) {
+    size_t b = h;
+    for (const Frame& fr : m.body.frames) b += fr.bytes.size();
+    if (!part.empty() &&
+        (part.size() == 4096 || frames + f > limits.max_frames ||
+         header + h > limits.max_header_bytes / 2 || bytes + b > limits.max_message_bytes / 2)) {
       out.push_back(pack_batch(std::move(part)));
       part.clear();
-      frames = header = 0;
+      frames = header = bytes = 0;
     }
     frames += f;
     header += h;
+    bytes += b;
     part.push_back(std::move(m));
   }
   if (!part.empty()) out.push_back(pack_batch(std::move(part)));

@@ -45,6 +45,7 @@ struct Limits {
   size_t max_header_bytes = size_t{256} << 20;  // a graph of 1M tasks takes about 100 MB
   size_t max_frame_bytes = size_t{1} << 31;     // also the transport's per-part limit
   size_t max_frames = 1 << 16;
+  size_t max_message_bytes = size_t{1} << 33;  // head and frames together
   size_t max_depth = 32;
 };
 
@@ -109,8 +110,8 @@ M unpack(const Envelope& env, const Limits& limits = {}) {
 inline constexpr std::string_view kBatchOp = "batch";
 // One message as itself, several as a batch. `messages` must not hold a batch.
 Envelope pack_batch(std::vector<Envelope> messages);
-// `messages` as few batches as stay within `limits` (frames, header bytes) and 4096
-// messages each.
+// `messages` as few batches as stay within `limits` (frames; header and total bytes, with
+// room to spare) and 4096 messages each.
 std::vector<Envelope> pack_batches(std::vector<Envelope> messages, const Limits& limits = {});
 // The messages of a batch, or `env` alone if it is not one. ProtocolError for a malformed
 // batch or a batch inside a batch; the limits apply to every inner message.

@@ -3,6 +3,7 @@
 // error, and real sockets on loopback (garbage bytes, malformed and oversized messages
 // dropped while other peers are still served).
 #include <arpa/inet.h>
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -175,6 +176,42 @@ TEST(Messages, BatchesCarrySeveralMessagesWithoutCopyingFrames) {
             std::string::npos);
 }
 
+// pack_batches splits a stream of messages so that each batch passes the receiver's limits
+// (with room to spare), and the messages come out of the batches in order, frames intact.
+TEST(Messages, BatchesStayWithinEveryLimit) {
+  auto blobs = [](size_t n, size_t frame_bytes) {
+    std::vector<comm::Envelope> v;
+    for (size_t i = 0; i < n; ++i) {
+      v.push_back(comm::pack(Blob{Key("b", {static_cast<int64_t>(i)}), i,
+                                  bytes_of(frame_bytes, static_cast<uint8_t>(i))}));
+    }
+    return v;
+  };
+  auto check = [&](size_t n, size_t frame_bytes, const comm::Limits& limits, size_t batches) {
+    SCOPED_TRACE(fmt::format("{} messages of {} bytes", n, frame_bytes));
+    const auto batched = comm::pack_batches(blobs(n, frame_bytes), limits);
+    EXPECT_EQ(batched.size(), batches);
+    size_t next = 0;
+    for (const auto& b : batched) {
+      // Each passes the limits as the receiver checks them, then unpacks in order.
+      const auto parts = wire(b);  // the frames below point into these
+      for (auto& m : comm::unpack_batch(reread(parts, limits), limits)) {
+        const Blob got = comm::unpack<Blob>(m);
+        EXPECT_EQ(got.n, next);
+        EXPECT_EQ(got.key, Key("b", {static_cast<int64_t>(next)}));
+        EXPECT_EQ(*got.data, *bytes_of(frame_bytes, static_cast<uint8_t>(next)));
+        ++next;
+      }
+    }
+    EXPECT_EQ(next, n);
+  };
+  check(10, 100, {}, 1);
+  check(5000, 1, {}, 2);                            // at most 4096 messages a batch
+  check(10, 100, {.max_frames = 3}, 4);             // 3, 3, 3, 1 frames
+  check(10, 1000, {.max_message_bytes = 5000}, 5);  // two 1 KB frames in half of 5 KB
+  check(10, 1, {.max_header_bytes = 200}, 4);       // about 30 header bytes each: 3 in half of 200
+}
+
 TEST(Messages, MalformedInputIsNamed) {
   const auto good = wire(comm::pack(comm::Handshake{.role = "client"}));
   auto with_head = [&](auto&& change) {
@@ -199,6 +236,13 @@ TEST(Messages, MalformedInputIsNamed) {
             "'blob' message frame of 100 bytes exceeds the limit of 64");
   EXPECT_EQ(error_of<comm::ProtocolError>([&] { reread(framed, {.max_frames = 0}); }),
             "'blob' message has 1 frames, more than the limit of 0");
+  const size_t framed_bytes = framed[0].size() + framed[1].size();
+  EXPECT_EQ(error_of<comm::ProtocolError>(
+                [&] { reread(framed, {.max_message_bytes = framed_bytes - 1}); }),
+            fmt::format("'blob' message of {} bytes exceeds the limit of {}", framed_bytes,
+                        framed_bytes - 1));
+  EXPECT_EQ(reread(framed, {.max_message_bytes = framed_bytes}).body.frames.at(0).bytes.size(),
+            100U);
   // Read as the wrong type, or with fields missing or extra.
   EXPECT_EQ(error_of<comm::ProtocolError>([&] { comm::unpack<Blob>(reread(good)); }),
             "expected a 'blob' message, got 'handshake'");
