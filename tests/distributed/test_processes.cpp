@@ -18,6 +18,9 @@
 #include <sstream>
 #include <thread>
 
+#include <httplib.h>
+#include <zmq.hpp>
+
 #include "comm/transport.hpp"
 #include "distributed/protocol.hpp"
 #include "distributed/scheduler_server.hpp"
@@ -535,4 +538,74 @@ TEST(Programs, TesseraKeysWritesChecksAndRefusesSayingWhy) {
   expect_refused(run(dir, {k, no_dir}), "tessera-keys: cannot write the key file '" + no_dir +
                                             "': No such file or directory");
   EXPECT_EQ(run(dir, {k, "--version"}).output, "tessera-keys " TESSERA_VERSION "\n");
+}
+
+// The hostile-input test against the scheduler program itself: garbage on its port,
+// a ZeroMQ peer speaking something else, a truncated tessera head, a message before the
+// handshake and a client sending a worker's message. Each such connection is dropped (and
+// counted in /metrics), and the scheduler goes on serving a real client and worker.
+TEST(Processes, TheSchedulerProgramDropsHostilePeersAndServesOthers) {
+  tessera::testing::TempDir dir;
+  const auto file = dir.path() / "scheduler.json";
+  const std::string log = dir.file("scheduler.log");
+  Process scheduler({TESSERA_SCHEDULER_PROGRAM, "--address", "tcp://127.0.0.1:0",
+                     "--scheduler-file", file.string(), "--http", "127.0.0.1:0"},
+                    log);
+  const std::string address = wait_for_address(file);
+  ASSERT_FALSE(address.empty()) << read_text(log);
+  const int port = std::stoi(address.substr(address.rfind(':') + 1));
+  {  // not even ZeroMQ's greeting
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(static_cast<uint16_t>(port));
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+    const char junk[] = "\xff\x00\x00\x00\x00\x00\x00\x00\x7f GET / HTTP/1.1\r\n\r\n garbage";
+    EXPECT_EQ(::write(fd, junk, sizeof junk), static_cast<ssize_t>(sizeof junk));
+    ::close(fd);
+  }
+  zmq::context_t ctx(1);
+  auto rogue = [&] {
+    zmq::socket_t s(ctx, zmq::socket_type::dealer);
+    s.set(zmq::sockopt::linger, 0);
+    s.connect(address);
+    return s;
+  };
+  zmq::socket_t stranger = rogue(), cut = rogue();
+  stranger.send(zmq::str_buffer("hello, I am not tessera"), zmq::send_flags::none);
+  const auto head =
+      comm::encode_head(comm::pack(comm::Handshake{.role = "client", .name = "rogue"}));
+  cut.send(zmq::buffer(head.data(), 6), zmq::send_flags::none);
+  comm::Connection early(address);  // a message before its handshake
+  early.send(comm::pack(pr::ReleaseKeys{{Key("x")}}));
+  comm::Connection impostor(address);  // a client sending what only workers send
+  impostor.send(comm::pack(comm::Handshake{.role = "client", .name = "impostor"}));
+  ASSERT_TRUE(impostor.receive(5000ms).has_value());  // accepted as a client
+  impostor.send(comm::pack(pr::TaskFinished{Key("y"), 8, 0.001}));
+
+  Process worker({TESSERA_WORKER_PROGRAM, address, "--nthreads", "1", "--preload", TESSERA_TEST_OPS,
+                  "--no-nanny"});
+  tessera::Client client(address, {.set_as_default = false});
+  auto f = client.map(ptest_inc, std::vector<int64_t>{1, 2, 3});
+  EXPECT_EQ(client.gather(f, 20000ms), (std::vector<int64_t>{2, 3, 4}));
+
+  std::string text = read_text(log);
+  const auto at = text.find("health and metrics at http://");
+  ASSERT_NE(at, std::string::npos) << text;
+  const std::string url = text.substr(at + 22, text.find('\n', at) - at - 22);
+  httplib::Client http(url);
+  // The metrics are a snapshot the scheduler's loop publishes now and then.
+  std::string body;
+  auto dropped = [&] {
+    auto r = http.Get("/metrics");
+    body = r ? r->body : "";
+    const auto d = body.find("\ntessera_scheduler_dropped_messages_total ");
+    return d == std::string::npos ? -1 : std::atoi(body.c_str() + d + 42);
+  };
+  EXPECT_TRUE(eventually([&] {
+    return dropped() >= 4 && body.find("\ntessera_scheduler_workers 1\n") != std::string::npos &&
+           body.find("\ntessera_scheduler_clients 1\n") != std::string::npos;
+  })) << body;
+  EXPECT_EQ(scheduler.wait_exit(300ms), -1) << "the scheduler exited:\n" << read_text(log);
 }
