@@ -31,7 +31,7 @@
 namespace tessera::comm {
 
 // 2: small results inline; 3: worker-removed; 4: small task payloads in the header.
-inline constexpr uint16_t kProtocolVersion = 4;
+inline constexpr uint16_t kProtocolVersion = 5;
 
 // Bytes that break the protocol: a bad head, an unknown op where one is required, a
 // message of the wrong type, a size over the limits.

@@ -651,7 +651,12 @@ std::vector<FutureHandlePtr> send_wanting(const std::shared_ptr<ClientCore>& cor
 // futures), wanting `keys`; returns holds on them.
 std::vector<FutureHandlePtr> submit_graph_to(const std::shared_ptr<ClientCore>& core,
                                              const Graph& graph, std::span<const Key> keys,
-                                             std::span<const FutureHandlePtr> held) {
+                                             std::span<const FutureHandlePtr> held,
+                                             const SubmitOptions& how = {}) {
+  if (how.retries > pr::kMaxRetries) {
+    throw ValueError(
+        fmt::format("submit: {} retries, more than the {} allowed", how.retries, pr::kMaxRetries));
+  }
   // References to held keys: placeholders in the graph (for ordering), left out of the
   // message. A RemoteKey literal is such a placeholder already.
   std::unordered_set<Key, KeyHash> remote;
@@ -679,13 +684,24 @@ std::vector<FutureHandlePtr> submit_graph_to(const std::shared_ptr<ClientCore>& 
     }
     full = &with_placeholders;
   }
-  comm::Envelope msg = comm::pack(
-      pr::to_update_graph(*full, keys, [&](const Key& k) { return remote.count(k) != 0; }));
+  pr::UpdateGraph update =
+      pr::to_update_graph(*full, keys, [&](const Key& k) { return remote.count(k) != 0; });
+  update.user_priority = how.priority;
+  update.retries = how.retries;
+  comm::Envelope msg = comm::pack(update);
   if (msg.body.header.size() > core->limits.max_header_bytes) {
     throw ValueError(fmt::format(
         "a graph of {} tasks makes a message header of {} bytes, over the limit of {}; submit it "
         "in parts",
         full->size(), msg.body.header.size(), core->limits.max_header_bytes));
+  }
+  size_t frame_bytes = 0;
+  for (const auto& f : msg.body.frames) frame_bytes += f.bytes.size();
+  if (frame_bytes > core->limits.max_frame_bytes) {
+    throw ValueError(fmt::format(
+        "a graph of {} tasks holds {} bytes of tasks, over the limit of {} for a message frame; "
+        "scatter its large values first, or submit it in parts",
+        full->size(), frame_bytes, core->limits.max_frame_bytes));
   }
   return send_wanting(core, std::move(msg), keys, [](ClientCore::Record&) {});
 }
@@ -964,8 +980,18 @@ void Client::throw_map_lengths() {
 }
 
 std::vector<detail::FutureHandlePtr> Client::submit_tasks(
-    const Graph& graph, std::span<const Key> keys, std::span<const detail::FutureHandlePtr> held) {
-  return detail::submit_graph_to(core_, graph, keys, held);
+    const Graph& graph, std::span<const Key> keys, std::span<const detail::FutureHandlePtr> held,
+    const SubmitOptions& how) {
+  return detail::submit_graph_to(core_, graph, keys, held, how);
+}
+
+Key Client::task_key(const SubmitOptions& how, bool exact, Key own) {
+  if (how.key.empty()) return own;
+  if (exact) return Key(how.key);
+  const std::string_view name = own.name();
+  const auto dash = name.rfind('-');
+  return Key(how.key + (dash == std::string_view::npos ? "-" + std::string(name)
+                                                       : std::string(name.substr(dash))));
 }
 
 std::vector<FutureBase> Client::submit_graph(const Graph& graph, std::span<const Key> keys) {

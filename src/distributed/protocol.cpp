@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <limits>
+
 #include "tessera/core/order.hpp"
 #include "tessera/core/serialize.hpp"
 
@@ -107,6 +109,8 @@ void UpdateGraph::encode(Encoder& e) const {
   }
   write_keys(e, wanted);
   write_keys(e, scattered);
+  e.write_int(user_priority);
+  e.write_uint(retries);
 }
 
 UpdateGraph UpdateGraph::decode(Decoder& d) {
@@ -138,6 +142,14 @@ UpdateGraph UpdateGraph::decode(Decoder& d) {
     throw ProtocolError("the payload frame is longer than the tasks' payloads");
   g.wanted = read_keys(d, kMaxKeys);
   g.scattered = read_keys(d, kMaxKeys);
+  const int64_t p = d.read_int();
+  if (p < std::numeric_limits<int32_t>::min() || p > std::numeric_limits<int32_t>::max())
+    throw ProtocolError(fmt::format("update-graph: priority {} is out of range", p));
+  g.user_priority = static_cast<int32_t>(p);
+  const uint64_t r = d.read_uint();
+  if (r > kMaxRetries)
+    throw ProtocolError(fmt::format("update-graph: {} retries, more than {}", r, kMaxRetries));
+  g.retries = static_cast<uint32_t>(r);
   return g;
 }
 

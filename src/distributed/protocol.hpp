@@ -24,6 +24,7 @@ namespace tessera::distributed::protocol {
 // Bounds on counts inside one message (besides comm::Limits on bytes).
 inline constexpr size_t kMaxKeys = size_t{1} << 24;
 inline constexpr size_t kMaxHolders = 4096;
+inline constexpr uint32_t kMaxRetries = 1000;
 
 // An opaque byte payload carried as a frame (not copied through the encoder).
 struct Payload {
@@ -45,6 +46,11 @@ struct UpdateGraph {
   // Tasks that are data the client scattered and keeps: the scheduler drops their payload
   // once a worker holds them, and asks the client (key-lost) to send them again if lost.
   std::vector<Key> scattered{};
+  // For the update's new tasks (Dask's submit/compute keywords): a higher priority runs
+  // before ready tasks of lower ones, whatever graph they came in; an erring task is run
+  // again up to `retries` times before it errs.
+  int32_t user_priority = 0;
+  uint32_t retries = 0;
   void encode(Encoder& e) const;
   static UpdateGraph decode(Decoder& d);
 };

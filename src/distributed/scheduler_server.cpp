@@ -283,7 +283,7 @@ struct SchedulerServer::Impl {
       } else {
         if (op == pr::UpdateGraph::kOp) {
           auto m = comm::unpack<pr::UpdateGraph>(msg, options.limits);
-          UpdateGraph u{p.id, {}, std::move(m.wanted)};
+          UpdateGraph u{p.id, {}, std::move(m.wanted), m.user_priority, m.retries};
           u.tasks.reserve(m.tasks.size());
           for (auto& t : m.tasks) {
             auto payload = std::make_shared<const std::string>(

@@ -170,6 +170,7 @@ struct SchedulerState::Impl {
     uint32_t slot = 0;  // position in its worker's processing list
     TaskStatus status = TaskStatus::Forgotten;
     uint8_t suspicious = 0;        // workers that died while running it
+    uint16_t retries = 0;          // runs left after an error (UpdateGraph::retries)
     WorkerId stealing_to = kNone;  // a StealRequest is out: the worker it would go to
     bool scattered = false;        // client data: no payload once held (see TaskSpec)
     std::unique_ptr<Error> error;
@@ -272,16 +273,31 @@ struct SchedulerState::Impl {
     bool many = false;
   };
   static constexpr size_t kFewDependencies = 5;
+  // A task's place in line (Task::priority): the user's priority in the high half (higher
+  // first), the graph's static order in the low half. Workers order ready tasks by it.
+  static uint64_t line_priority(int32_t user, uint64_t order) {
+    const auto high = static_cast<uint64_t>(int64_t{INT32_MAX} - user);  // 0 .. 2^32 - 1
+    return (high << 32) | std::min<uint64_t>(order, 0xffffffff);
+  }
+  // Whether a task (generation g, line priority p) runs before another: Dask's priority
+  // tuple (user priority, generation, static order).
+  static bool runs_before(uint32_t g, uint64_t p, uint32_t og, uint64_t op) {
+    if ((p >> 32) != (op >> 32)) return p < op;
+    return g != og ? g < og : p < op;
+  }
   struct Queued {
     uint32_t generation;
     uint64_t priority;
     TaskId id;
     bool operator>(const Queued& o) const {
-      return generation != o.generation ? generation > o.generation
-             : priority != o.priority   ? priority > o.priority
-                                        : id > o.id;
+      if (runs_before(o.generation, o.priority, generation, priority)) return true;
+      if (runs_before(generation, priority, o.generation, o.priority)) return false;
+      return id > o.id;
     }
   };
+  bool runs_before(TaskId a, TaskId b) const {
+    return runs_before(T(a).generation, T(a).priority, T(b).generation, T(b).priority);
+  }
 
   Options options;
   std::vector<Task> tasks;
@@ -388,7 +404,7 @@ struct SchedulerState::Impl {
     return g;
   }
 
-  TaskId new_task(const TaskSpec& spec) {
+  TaskId new_task(const TaskSpec& spec, int32_t user_priority, uint32_t retries) {
     TaskId id;
     if (!free_ids.empty()) {
       id = free_ids.back();
@@ -402,7 +418,8 @@ struct SchedulerState::Impl {
     t.key = spec.key;
     t.payload = spec.payload;
     t.scattered = spec.scattered;
-    t.priority = spec.priority;
+    t.priority = line_priority(user_priority, spec.priority);
+    t.retries = static_cast<uint16_t>(std::min<uint32_t>(retries, UINT16_MAX));
     t.generation = generation;
     t.group = group_of(spec.key);
     ++groups[t.group].size;
@@ -679,10 +696,7 @@ struct SchedulerState::Impl {
       }
       if (t.waiting == 0) ready.push_back(id);
     }
-    std::sort(ready.begin(), ready.end(), [this](TaskId a, TaskId b) {
-      const Task &x = T(a), &y = T(b);
-      return x.generation != y.generation ? x.generation < y.generation : x.priority < y.priority;
-    });
+    std::sort(ready.begin(), ready.end(), [this](TaskId a, TaskId b) { return runs_before(a, b); });
     for (TaskId id : ready) {
       if (T(id).status == TaskStatus::Waiting && T(id).waiting == 0) make_ready(id);
     }
@@ -961,7 +975,7 @@ struct SchedulerState::Impl {
     ids.reserve(ids.size() + order.size());
     tasks.reserve(tasks.size() + order.size());
     std::vector<TaskId> created(n, kNone);  // position -> new task id
-    for (uint32_t i : order) created[i] = new_task(specs[i]);
+    for (uint32_t i : order) created[i] = new_task(specs[i], e.user_priority, e.retries);
     for (uint32_t o = 0; o < order.size(); ++o) {
       const TaskId id = created[order[o]];
       auto& deps = T(id).deps;
@@ -1025,10 +1039,8 @@ struct SchedulerState::Impl {
   void wake_no_worker() {
     if (no_worker.empty() || by_load.empty()) return;
     std::vector<TaskId> waiting(no_worker.begin(), no_worker.end());
-    std::sort(waiting.begin(), waiting.end(), [this](TaskId a, TaskId b) {
-      return T(a).generation != T(b).generation ? T(a).generation < T(b).generation
-                                                : T(a).priority < T(b).priority;
-    });
+    std::sort(waiting.begin(), waiting.end(),
+              [this](TaskId a, TaskId b) { return runs_before(a, b); });
     no_worker.clear();
     for (TaskId id : waiting) {
       if (T(id).status == TaskStatus::NoWorker) make_ready(id);
@@ -1115,8 +1127,7 @@ struct SchedulerState::Impl {
       if (dt.status == TaskStatus::Waiting && --dt.waiting == 0) ready.push_back(d);
       if (dt.status == TaskStatus::Processing && dt.waiting != 0) --dt.waiting;  // speculative
     }
-    std::sort(ready.begin(), ready.end(),
-              [this](TaskId a, TaskId b) { return T(a).priority < T(b).priority; });
+    std::sort(ready.begin(), ready.end(), [this](TaskId a, TaskId b) { return runs_before(a, b); });
     for (TaskId d : ready) make_ready(d);
     for (TaskId d : T(id).deps) release_if_unneeded(d);
     release_if_unneeded(id);
@@ -1134,7 +1145,14 @@ struct SchedulerState::Impl {
     if (id == kNone || !workers.count(e.worker)) return;
     Task& t = T(id);
     if (t.status != TaskStatus::Processing || t.processing_on != e.worker) return;
-    mark_erred(id, e.exception, t.key);
+    if (t.retries > 0) {  // run it again, anywhere (the worker forgets its error)
+      --t.retries;
+      to_released(id, true);
+      const TaskId again[] = {id};
+      make_waiting(again);
+    } else {
+      mark_erred(id, e.exception, t.key);
+    }
     fill(e.worker);
   }
 

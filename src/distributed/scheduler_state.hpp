@@ -65,6 +65,11 @@ struct UpdateGraph {
   ClientId client = 0;
   std::vector<TaskSpec> tasks;
   std::vector<Key> wanted;  // the keys the client holds futures for
+  // For the new tasks: ready tasks of a higher priority run first, before the graph's
+  // generation and static order count (Dask's priority tuple); an erring task is run again
+  // (anywhere) up to `retries` times before it and its dependents err.
+  int32_t user_priority = 0;
+  uint32_t retries = 0;
 };
 struct AddWorker {
   WorkerId worker = 0;

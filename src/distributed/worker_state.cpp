@@ -315,7 +315,9 @@ struct WorkerState::Impl {
       t.deferred = std::make_unique<ComputeTask>(e);
       return;
     }
-    if (t.run_here && t.status != WorkerTaskStatus::Gone) return;  // asked twice
+    // Asked twice, unless it erred here: then the scheduler retries it (UpdateGraph::retries).
+    if (t.run_here && t.status != WorkerTaskStatus::Gone && t.status != WorkerTaskStatus::Error)
+      return;
     t.run_here = true;
     t.cancelled = false;
     t.payload = e.payload;

@@ -813,6 +813,85 @@ TEST(SchedulerHttp, HealthAndPrometheusMetrics) {
             "cannot serve HTTP on '127.0.0.1:" + port + "': Address already in use");
 }
 
+// Dask's submit and map keywords: key, pure, priority, retries.
+TEST(Client, SubmitOptionsNameTasksRetryThemAndOrderThem) {
+  InProcessCluster c;
+  Client client(c.scheduler.address(), quiet());
+  // key: the task's own (submit) or its keys' prefix (map).
+  auto named = client.submit({.key = "my-answer"}, ptest_inc, int64_t{41});
+  EXPECT_EQ(named.key(), tessera::Key("my-answer"));
+  EXPECT_EQ(named.result(10000ms), 42);
+  auto plain = client.map(ptest_inc, std::vector<int64_t>{1, 2});
+  auto batch = client.map({.key = "batch"}, ptest_inc, std::vector<int64_t>{1, 2});
+  ASSERT_EQ(batch.size(), 2U);
+  for (size_t i = 0; i < 2; ++i) {
+    const std::string own = plain[i].key().str(), k = batch[i].key().str();
+    EXPECT_EQ(k, "batch" + own.substr(own.rfind('-'))) << k;  // the same token, renamed
+  }
+  EXPECT_NE(batch[0].key(), batch[1].key());
+  EXPECT_EQ(client.gather(batch, 10000ms), (std::vector<int64_t>{2, 3}));
+  // pure (the default): the same call is one task, computed once; pure = false: a new task
+  // every call.
+  (void)ptest_take_record();
+  auto p1 = client.submit(ptest_record, int64_t{7}, int64_t{0});
+  auto p2 = client.submit(ptest_record, int64_t{7}, int64_t{0});
+  EXPECT_EQ(p1.key(), p2.key());
+  EXPECT_EQ(p2.result(10000ms), 7);
+  auto i1 = client.submit({.pure = false}, ptest_record, int64_t{7}, int64_t{0});
+  auto i2 = client.submit({.pure = false}, ptest_record, int64_t{7}, int64_t{0});
+  EXPECT_NE(i1.key(), i2.key());
+  EXPECT_NE(i1.key(), p1.key());
+  EXPECT_EQ(i1.key().str().rfind("ptest_record-", 0), 0U) << i1.key().str();
+  EXPECT_EQ(i1.result(10000ms) + i2.result(10000ms), 14);
+  EXPECT_EQ(ptest_take_record(), (std::vector<int64_t>{7, 7, 7}));
+  // retries: a task failing twice succeeds on its third run; with one retry it fails with
+  // its last error, and so does what depends on it.
+  auto twice = client.submit({.retries = 2}, ptest_flaky, int64_t{1001}, int64_t{2});
+  EXPECT_EQ(twice.result(10000ms), 1002);
+  auto once = client.submit({.retries = 1}, ptest_flaky, int64_t{1002}, int64_t{2});
+  auto after = client.submit(ptest_inc, once);
+  const std::string failed = error_of<tessera::TaskError>([&] { (void)after.result(10000ms); });
+  EXPECT_NE(failed.find("ptest_flaky: call 2 of 1002 failed"), std::string::npos) << failed;
+  auto never = client.submit(ptest_flaky, int64_t{1003}, int64_t{1});
+  EXPECT_NE(error_of<tessera::TaskError>([&] {
+              (void)never.result(10000ms);
+            }).find("ptest_flaky: call 1 of 1003 failed"),
+            std::string::npos);
+  EXPECT_EQ(error_of<tessera::ValueError>(
+                [&] { (void)client.submit({.retries = 1001}, ptest_inc, int64_t{1}); }),
+            "submit: 1001 retries, more than the 1000 allowed");
+}
+
+// priority: with the one thread busy, tasks submitted later with a higher priority run
+// before the ones waiting.
+TEST(Client, AHigherPriorityRunsBeforeTasksWaiting) {
+  td::SchedulerServer scheduler({.address = "tcp://127.0.0.1:0"});
+  scheduler.start();
+  td::WorkerServer w({.scheduler = scheduler.address(), .nthreads = 1});
+  w.start();
+  Client client(scheduler.address(), quiet());
+  (void)ptest_take_record();
+  auto blocker = client.submit(ptest_record, int64_t{-1}, int64_t{300});
+  std::vector<int64_t> lows(10), highs(3);
+  std::iota(lows.begin(), lows.end(), 0);
+  std::iota(highs.begin(), highs.end(), 100);
+  auto low = client.map(ptest_record, lows, std::vector<int64_t>(lows.size(), 5));
+  auto high =
+      client.map({.priority = 10}, ptest_record, highs, std::vector<int64_t>(highs.size(), 5));
+  ASSERT_TRUE(tessera::wait(low, 20000ms));
+  ASSERT_TRUE(tessera::wait(high, 20000ms));
+  const auto ran = ptest_take_record();
+  ASSERT_EQ(ran.size(), 14U);
+  EXPECT_EQ(ran[0], -1);
+  // Each high-priority task ran before all but at most the one low task the worker had
+  // started (or held ready) when they arrived.
+  const auto last_high = std::find(ran.begin(), ran.end(), 102);
+  ASSERT_NE(last_high, ran.end());
+  const auto lows_before =
+      std::count_if(ran.begin(), last_high, [](int64_t x) { return x >= 0 && x < 100; });
+  EXPECT_LE(lows_before, 2) << ::testing::PrintToString(ran);
+}
+
 TEST(Client, ComputeFusesLinearChainsBeforeSendingThem) {
   InProcessCluster c;
   Client client(c.scheduler.address(), quiet());

@@ -7,10 +7,13 @@
 #include <atomic>
 #include <chrono>
 #include <fstream>
+#include <map>
+#include <mutex>
 #include <numeric>
 #include <stdexcept>
 #include <string_view>
 #include <thread>
+#include <utility>
 
 #include "tessera/core/op.hpp"
 
@@ -120,4 +123,45 @@ void ptest_probe_reset() {
   probes_most.store(0);
   probes_on_loop.store(0);
   long_probes_on_loop.store(0);
+}
+
+namespace {
+std::mutex& ptest_state_mu() {
+  static std::mutex mu;
+  return mu;
+}
+std::map<int64_t, int64_t>& ptest_flaky_calls() {
+  static std::map<int64_t, int64_t> calls;
+  return calls;
+}
+std::vector<int64_t>& ptest_recorded() {
+  static std::vector<int64_t> record;
+  return record;
+}
+}  // namespace
+
+int64_t ptest_flaky(int64_t x, int64_t failures) {
+  int64_t call = 0;
+  {
+    std::lock_guard lock(ptest_state_mu());
+    call = ++ptest_flaky_calls()[x];
+  }
+  if (call <= failures)
+    throw std::runtime_error("ptest_flaky: call " + std::to_string(call) + " of " +
+                             std::to_string(x) + " failed");
+  return x + 1;
+}
+TESSERA_REGISTER(ptest_flaky);
+
+int64_t ptest_record(int64_t x, int64_t sleep_ms) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(sleep_ms));
+  std::lock_guard lock(ptest_state_mu());
+  ptest_recorded().push_back(x);
+  return x;
+}
+TESSERA_REGISTER(ptest_record);
+
+std::vector<int64_t> ptest_take_record() {
+  std::lock_guard lock(ptest_state_mu());
+  return std::exchange(ptest_recorded(), {});
 }

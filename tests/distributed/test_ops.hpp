@@ -34,3 +34,10 @@ int ptest_probe_most_at_once();
 int ptest_probes_on_loop();
 int ptest_long_probes_on_loop();
 void ptest_probe_reset();
+// Fails (std::runtime_error "ptest_flaky: call N of X failed") the first `failures` calls
+// with this x in this process, then returns x + 1: a task that succeeds on a retry.
+int64_t ptest_flaky(int64_t x, int64_t failures);
+// Appends x to this process's record (the order tasks ran in), after `sleep_ms`; returns x.
+int64_t ptest_record(int64_t x, int64_t sleep_ms);
+// The record so far, and empties it.
+std::vector<int64_t> ptest_take_record();

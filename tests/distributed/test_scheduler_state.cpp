@@ -398,6 +398,91 @@ TEST(SchedulerState, ErrorsReachEveryClientThatWantsADependent) {
   EXPECT_EQ(s.status(Key("b")), TaskStatus::Erred);
 }
 
+// retries (Dask's): an erring task runs again, anywhere, up to that many times; its
+// dependents wait meanwhile, and only the last error reaches the client.
+TEST(SchedulerState, AnErringTaskRunsAgainUpToItsRetries) {
+  td::SchedulerState s(validating());
+  s.handle(td::AddWorker{.worker = 1, .nthreads = 1});
+  s.handle(td::AddWorker{.worker = 2, .nthreads = 1});
+  auto out = s.handle(td::UpdateGraph{.client = 1,
+                                      .tasks = {spec("a"), spec("b", {"a"}), spec("f")},
+                                      .wanted = keys({"b", "f"}),
+                                      .retries = 2});
+  auto where = [&](const std::vector<td::Action>& o, const char* key) {
+    for (const auto& c : only<td::ComputeTask>(o))
+      if (c.key == Key(key)) return c.worker;
+    ADD_FAILURE() << key << " was not sent to a worker";
+    return td::WorkerId{0};
+  };
+  td::WorkerId on = where(out, "a");
+  td::WorkerId f_on = where(out, "f");
+  for (int attempt = 1; attempt <= 2; ++attempt) {
+    out = s.handle(td::TaskErred{.worker = on, .key = Key("a"), .exception = "IOError: flaky"});
+    EXPECT_TRUE(only<td::ReportErred>(out).empty()) << attempt;
+    EXPECT_EQ(s.status(Key("a")), TaskStatus::Processing) << attempt;
+    EXPECT_EQ(s.status(Key("b")), TaskStatus::Waiting) << attempt;
+    on = where(out, "a");  // sent again
+  }
+  // Retries spent: the third error is the task's, and its dependent's.
+  out = s.handle(td::TaskErred{.worker = on, .key = Key("a"), .exception = "IOError: flaky 3"});
+  const auto err = only<td::ReportErred>(out);
+  ASSERT_EQ(err.size(), 1U);
+  EXPECT_EQ(err[0].key, Key("b"));
+  EXPECT_EQ(err[0].blamed, Key("a"));
+  EXPECT_EQ(err[0].exception, "IOError: flaky 3");
+  EXPECT_EQ(s.status(Key("a")), TaskStatus::Erred);
+  // Another task of the update errs once, runs again and succeeds: its result is reported.
+  out = s.handle(td::TaskErred{.worker = f_on, .key = Key("f"), .exception = "IOError: once"});
+  EXPECT_TRUE(only<td::ReportErred>(out).empty());
+  f_on = where(out, "f");
+  out = s.handle(td::TaskFinished{.worker = f_on, .key = Key("f"), .nbytes = 8});
+  ASSERT_EQ(only<td::ReportMemory>(out).size(), 1U);
+  EXPECT_EQ(only<td::ReportMemory>(out)[0].key, Key("f"));
+  // Without retries (the default) the first error is final.
+  out = s.handle(td::UpdateGraph{.client = 1, .tasks = {spec("g")}, .wanted = keys({"g"})});
+  out = s.handle(td::TaskErred{.worker = where(out, "g"), .key = Key("g"), .exception = "E"});
+  ASSERT_EQ(only<td::ReportErred>(out).size(), 1U);
+}
+
+// priority (Dask's): ready tasks of a higher priority go first, ahead of tasks of earlier
+// graphs; the priority reaches workers in ComputeTask, ahead of the graph's order.
+TEST(SchedulerState, AHigherPriorityRunsFirstWhateverItsGraph) {
+  td::SchedulerState s(validating());
+  s.handle(td::AddWorker{.worker = 1, .nthreads = 1});
+  std::vector<td::TaskSpec> low, high;
+  for (int i = 0; i < 6; ++i) low.push_back(spec("low-" + std::to_string(i), {}, i));
+  for (int i = 0; i < 2; ++i) high.push_back(spec("high-" + std::to_string(i), {}, i));
+  auto out = s.handle(
+      td::UpdateGraph{.client = 1,
+                      .tasks = low,
+                      .wanted = keys({"low-0", "low-1", "low-2", "low-3", "low-4", "low-5"})});
+  EXPECT_EQ(computed(out), (std::vector<std::string>{"low-0@1", "low-1@1"}));  // saturated: 2
+  out = s.handle(td::UpdateGraph{
+      .client = 1, .tasks = high, .wanted = keys({"high-0", "high-1"}), .user_priority = 5});
+  EXPECT_TRUE(computed(out).empty());  // queued
+  std::vector<std::string> order;
+  std::vector<uint64_t> priorities;
+  std::deque<Key> running = {Key("low-0"), Key("low-1")};
+  while (!running.empty()) {
+    out = s.handle(td::TaskFinished{.worker = 1, .key = running.front(), .nbytes = 8});
+    running.pop_front();
+    for (const auto& c : only<td::ComputeTask>(out)) {
+      order.push_back(c.key.str());
+      priorities.push_back(c.priority);
+      running.push_back(c.key);
+    }
+  }
+  EXPECT_EQ(order,
+            (std::vector<std::string>{"high-0", "high-1", "low-2", "low-3", "low-4", "low-5"}));
+  EXPECT_LT(priorities[1], priorities[2]);  // workers order them the same way
+  // A lower priority than the default waits behind the default.
+  out = s.handle(td::UpdateGraph{
+      .client = 1, .tasks = {spec("later")}, .wanted = keys({"later"}), .user_priority = -1});
+  const auto later = only<td::ComputeTask>(out);
+  ASSERT_EQ(later.size(), 1U);
+  EXPECT_GT(later[0].priority, priorities.back());
+}
+
 TEST(SchedulerState, RecomputesWhatADeadWorkerHeld) {
   td::SchedulerState s(validating());
   s.handle(td::AddWorker{.worker = 1, .nthreads = 1});

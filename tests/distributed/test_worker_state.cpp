@@ -115,6 +115,28 @@ TEST(WorkerState, FreedTasksAreCancelled) {
 
 // Work stealing: a task not started (ready, or waiting for its inputs) is given back, and
 // the inputs fetched only for it are dropped; a running or finished one is not.
+// A task that erred here and is sent again (the scheduler retries it) runs again, with
+// the input it has; sent again while it has not erred, it is not run twice.
+TEST(WorkerState, RunsAnErredTaskAgainWhenTheSchedulerRetriesIt) {
+  td::WorkerState w({.self = 1, .nthreads = 1, .validate = true});
+  w.handle(compute("in"));
+  w.handle(td::ExecuteSuccess{Key("in"), 8, 0.1});
+  auto out = w.handle(compute("flaky", {{"in", {1}}}));
+  ASSERT_EQ(only<td::Execute>(out).size(), 1U);
+  EXPECT_TRUE(only<td::Execute>(w.handle(compute("flaky", {{"in", {1}}}))).empty());  // asked twice
+  out = w.handle(td::ExecuteFailure{Key("flaky"), "IOError: try again"});
+  ASSERT_EQ(only<td::SendTaskErred>(out).size(), 1U);
+  EXPECT_EQ(w.status(Key("flaky")), WorkerTaskStatus::Error);
+  out = w.handle(compute("flaky", {{"in", {1}}}));
+  const auto again = only<td::Execute>(out);
+  ASSERT_EQ(again.size(), 1U);
+  EXPECT_EQ(again[0].key, Key("flaky"));
+  EXPECT_EQ(again[0].inputs, std::vector<Key>{Key("in")});
+  out = w.handle(td::ExecuteSuccess{Key("flaky"), 8, 0.1});
+  ASSERT_EQ(only<td::SendTaskFinished>(out).size(), 1U);
+  EXPECT_EQ(w.status(Key("flaky")), WorkerTaskStatus::Memory);
+}
+
 TEST(WorkerState, GivesBackTasksNotStartedWhenStolen) {
   td::WorkerState w({.self = 1, .nthreads = 1, .validate = true});
   w.handle(compute("run"));

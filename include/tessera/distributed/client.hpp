@@ -172,6 +172,26 @@ namespace detail {
 std::chrono::microseconds configured_spin_wait();
 }  // namespace detail
 
+// How submit() and map() send their tasks: Dask's submit and map keywords.
+//   client.submit({.priority = 10, .retries = 2}, fetch_page, url);
+//   client.map({.pure = false}, draw, seeds);   // a fresh key (a new draw) every call
+struct SubmitOptions {
+  // submit: the task's key; map: the keys' prefix ("<key>-<token of the arguments>").
+  // Default: the function's name (map and submit alike).
+  std::string key = {};
+  // The function gives the same result for the same arguments: the key is a token of the
+  // call, and submitting the same call again gives a future of the same result, computed
+  // once. false: a fresh key every call (random numbers, clocks, side effects).
+  bool pure = true;
+  // Ready tasks of a higher priority run first, on the scheduler's queue and on workers,
+  // whatever graph they came in (Dask's priority). Only new tasks take it: a key the
+  // scheduler already has keeps its own.
+  int32_t priority = 0;
+  // An erring task is run again (on any worker) up to this many times (at most 1000)
+  // before its future fails with the last error.
+  uint32_t retries = 0;
+};
+
 struct ClientOptions {
   // How long to wait for the scheduler to accept the connection.
   std::chrono::milliseconds connect_timeout = config::get_seconds("client.connect-timeout", 10);
@@ -276,21 +296,36 @@ class Client {
   // Runs fn(args...) on the cluster. Futures among the arguments (or vectors of futures)
   // are its dependencies. Key: "<op>-<token>", deterministic.
   template <class Fp, class... A>
-  Future<detail::SubmitResult<Fp>> submit(Fp fn, const A&... args) {
-    Prepared p = prepare(fn, args...);
-    return Future<detail::SubmitResult<Fp>>(std::move(submit_tasks(p.graph, p.keys, p.held).at(0)));
+  requires(!std::is_same_v<std::decay_t<Fp>, SubmitOptions>)
+      Future<detail::SubmitResult<Fp>> submit(Fp fn, const A&... args) {
+    return submit(SubmitOptions{}, fn, args...);
+  }
+  // The same, sent as `how` says (key, pure, priority, retries).
+  template <class Fp, class... A>
+  Future<detail::SubmitResult<Fp>> submit(const SubmitOptions& how, Fp fn, const A&... args) {
+    Prepared p;
+    prepare_into(p, how, /*exact_key=*/true, fn, args...);
+    return Future<detail::SubmitResult<Fp>>(
+        std::move(submit_tasks(p.graph, p.keys, p.held, how).at(0)));
   }
 
   // fn applied to each element (to the i-th elements of several equally long vectors),
   // sent in one message.
   template <class Fp, class V, class... Vs>
-  std::vector<Future<detail::SubmitResult<Fp>>> map(Fp fn, const V& xs, const Vs&... more) {
+  requires(!std::is_same_v<std::decay_t<Fp>, SubmitOptions>)
+      std::vector<Future<detail::SubmitResult<Fp>>> map(Fp fn, const V& xs, const Vs&... more) {
+    return map(SubmitOptions{}, fn, xs, more...);
+  }
+  // The same, sent as `how` says (its key is the keys' prefix).
+  template <class Fp, class V, class... Vs>
+  std::vector<Future<detail::SubmitResult<Fp>>> map(const SubmitOptions& how, Fp fn, const V& xs,
+                                                    const Vs&... more) {
     const size_t n = xs.size();
     if (((more.size() != n) || ...)) throw_map_lengths();
     Prepared p;
     p.keys.reserve(n);
-    for (size_t i = 0; i < n; ++i) prepare_into(p, fn, xs[i], more[i]...);
-    std::vector<detail::FutureHandlePtr> hs = submit_tasks(p.graph, p.keys, p.held);
+    for (size_t i = 0; i < n; ++i) prepare_into(p, how, /*exact_key=*/false, fn, xs[i], more[i]...);
+    std::vector<detail::FutureHandlePtr> hs = submit_tasks(p.graph, p.keys, p.held, how);
     std::vector<Future<detail::SubmitResult<Fp>>> out;
     out.reserve(hs.size());
     for (auto& h : hs) out.emplace_back(std::move(h));
@@ -365,16 +400,14 @@ class Client {
     std::vector<Key> keys;
     std::vector<detail::FutureHandlePtr> held;
   };
+  // The key of a task: its own ("<op>-<token>"), or as `how` says (`how.key` itself if
+  // `exact`, else "<how.key>-<token>").
+  static Key task_key(const SubmitOptions& how, bool exact, Key own);
 
+  // Adds fn(args...) to `p` (its key as `how` says).
   template <class Fp, class... A>
-  Prepared prepare(Fp fn, const A&... args) {
-    Prepared p;
-    prepare_into(p, fn, args...);
-    return p;
-  }
-
-  template <class Fp, class... A>
-  void prepare_into(Prepared& p, Fp fn, const A&... args) {
+  void prepare_into(Prepared& p, const SubmitOptions& how, bool exact_key, Fp fn,
+                    const A&... args) {
     using Traits = detail::FnTraits<Fp>;
     auto wrapped = tessera::delayed(fn);
     const Op& op = wrapped.op();
@@ -396,14 +429,15 @@ class Client {
       }
       (std::index_sequence_for<A...>{});
     }
-    Key key = detail::delayed_key(op, task_args, true);
+    Key key = task_key(how, exact_key, detail::delayed_key(op, task_args, how.pure));
     p.graph.add(key, Task::call(op, std::move(task_args)));
     p.keys.push_back(std::move(key));
   }
 
   [[noreturn]] static void throw_map_lengths();
   std::vector<detail::FutureHandlePtr> submit_tasks(const Graph& graph, std::span<const Key> keys,
-                                                    std::span<const detail::FutureHandlePtr> held);
+                                                    std::span<const detail::FutureHandlePtr> held,
+                                                    const SubmitOptions& how);
   std::vector<Value> gather_values(std::span<const detail::FutureHandlePtr> handles,
                                    std::chrono::milliseconds timeout);
   detail::FutureHandlePtr scatter_value(Value v);
