@@ -98,6 +98,10 @@ struct ClientCore {
   std::string address;
   std::string scheduler_name;
   comm::Limits limits{};
+  // What user threads check a graph against before sending it (limits', unless a test
+  // lowered them: set_message_limits_for_tests).
+  std::atomic<size_t> send_header_limit{limits.max_header_bytes};
+  std::atomic<size_t> send_frame_limit{limits.max_frame_bytes};
   std::unique_ptr<comm::Connection> conn;  // the I/O thread's, after the handshake
   comm::Waker waker;
 
@@ -689,19 +693,21 @@ std::vector<FutureHandlePtr> submit_graph_to(const std::shared_ptr<ClientCore>& 
   update.user_priority = how.priority;
   update.retries = how.retries;
   comm::Envelope msg = comm::pack(update);
-  if (msg.body.header.size() > core->limits.max_header_bytes) {
+  const size_t header_limit = core->send_header_limit.load(std::memory_order_relaxed);
+  const size_t frame_limit = core->send_frame_limit.load(std::memory_order_relaxed);
+  if (msg.body.header.size() > header_limit) {
     throw ValueError(fmt::format(
         "a graph of {} tasks makes a message header of {} bytes, over the limit of {}; submit it "
         "in parts",
-        full->size(), msg.body.header.size(), core->limits.max_header_bytes));
+        full->size(), msg.body.header.size(), header_limit));
   }
   size_t frame_bytes = 0;
   for (const auto& f : msg.body.frames) frame_bytes += f.bytes.size();
-  if (frame_bytes > core->limits.max_frame_bytes) {
+  if (frame_bytes > frame_limit) {
     throw ValueError(fmt::format(
         "a graph of {} tasks holds {} bytes of tasks, over the limit of {} for a message frame; "
         "scatter its large values first, or submit it in parts",
-        full->size(), frame_bytes, core->limits.max_frame_bytes));
+        full->size(), frame_bytes, frame_limit));
   }
   return send_wanting(core, std::move(msg), keys, [](ClientCore::Record&) {});
 }
@@ -983,6 +989,12 @@ std::vector<detail::FutureHandlePtr> Client::submit_tasks(
     const Graph& graph, std::span<const Key> keys, std::span<const detail::FutureHandlePtr> held,
     const SubmitOptions& how) {
   return detail::submit_graph_to(core_, graph, keys, held, how);
+}
+
+void detail::set_message_limits_for_tests(Client& c, size_t max_header_bytes,
+                                          size_t max_frame_bytes) {
+  c.core_->send_header_limit = max_header_bytes;
+  c.core_->send_frame_limit = max_frame_bytes;
 }
 
 Key Client::task_key(const SubmitOptions& how, bool exact, Key own) {

@@ -860,6 +860,25 @@ TEST(Client, SubmitOptionsNameTasksRetryThemAndOrderThem) {
   EXPECT_EQ(error_of<tessera::ValueError>(
                 [&] { (void)client.submit({.retries = 1001}, ptest_inc, int64_t{1}); }),
             "submit: 1001 retries, more than the 1000 allowed");
+  // A graph the scheduler would drop for its size is refused here, saying why.
+  tessera::detail::set_message_limits_for_tests(client, 1 << 20, 4096);
+  const std::string big = error_of<tessera::ValueError>(
+      [&] { (void)client.submit(ptest_total, std::vector<double>(1000, 1.0)); });
+  EXPECT_TRUE(big.starts_with("a graph of 1 tasks holds ")) << big;
+  EXPECT_NE(big.find(" bytes of tasks, over the limit of 4096 for a message frame; scatter its "
+                     "large values first, or submit it in parts"),
+            std::string::npos)
+      << big;
+  tessera::detail::set_message_limits_for_tests(client, 64, 1 << 20);
+  std::vector<int64_t> many(100);
+  std::iota(many.begin(), many.end(), 0);
+  const std::string header =
+      error_of<tessera::ValueError>([&] { (void)client.map(ptest_inc, many); });
+  EXPECT_TRUE(header.starts_with("a graph of 100 tasks makes a message header of ")) << header;
+  EXPECT_NE(header.find(" bytes, over the limit of 64; submit it in parts"), std::string::npos)
+      << header;
+  tessera::detail::set_message_limits_for_tests(client, 1 << 28, size_t{1} << 31);
+  EXPECT_EQ(client.submit(ptest_total, std::vector<double>(1000, 1.0)).result(10000ms), 1000.0);
 }
 
 // priority: with the one thread busy, tasks submitted later with a higher priority run

@@ -268,6 +268,13 @@ using SubmitResult = DelayedResult<typename FnTraits<Fp>::result>;
 }  // namespace detail
 
 // A connection to a scheduler: submits work, holds futures, fetches results.
+class Client;
+namespace detail {
+// Lowers the message limits `c` checks its graphs against before sending them (the header
+// and the task frame's bytes), so that tests reach those errors without gigabytes.
+void set_message_limits_for_tests(Client& c, size_t max_header_bytes, size_t max_frame_bytes);
+}  // namespace detail
+
 class Client {
  public:
   // Connects to the scheduler at `address` ("tcp://host:8786"); SchedulerError naming the
@@ -444,6 +451,7 @@ class Client {
   std::vector<Value> persist_keys(const HighLevelGraph& hlg, std::span<const Key> keys,
                                   std::span<const detail::OptimizeFn> optimizers);
 
+  friend void detail::set_message_limits_for_tests(Client&, size_t, size_t);
   std::shared_ptr<detail::ClientCore> core_;
   std::string previous_default_;  // the default scheduler before this client took over
 };
