@@ -3,6 +3,7 @@
 // client of it, kept for later computations, as modern Dask recommends over a separate
 // multiprocessing scheduler: there is one process runtime.
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include <cstdlib>
 #include <map>
@@ -30,6 +31,9 @@ class ProcessesScheduler final : public Scheduler {
       if (!c.client) {
         if (!exit_hook_) {
           // The registry outlives main(): stop the worker processes when the program exits.
+          // spdlog's registry is made first, so that it is destroyed after the hook runs
+          // (exit handlers run in reverse order): the scheduler logs as the cluster stops.
+          (void)spdlog::default_logger();
           std::atexit([] { instance().shutdown(); });
           exit_hook_ = true;
         }

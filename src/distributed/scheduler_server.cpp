@@ -32,6 +32,7 @@ struct SchedulerServer::Impl {
     uint32_t id = 0;
     std::string address;  // a worker's data server
     Clock::time_point last_seen;
+    std::string name;            // as it introduced itself (a worker: --name, else its address)
     bool paused = false;         // a worker over its memory's pause threshold
     uint64_t managed_bytes = 0;  // a worker's results in memory (its heartbeats)
   };
@@ -130,31 +131,39 @@ struct SchedulerServer::Impl {
       return refuse(in.peer, e.what());
     }
     if (std::string why = comm::check_handshake(h); !why.empty()) return refuse(in.peer, why);
-    Peer p{h.role == "worker", ++next_id, h.address, Clock::now()};
+    Peer p{h.role == "worker", ++next_id, h.address, Clock::now(), h.name};
+    if (p.name.empty()) p.name = p.worker ? h.address : fmt::format("client-{}", p.id);
     std::vector<Action> actions;
     if (p.worker) {
-      if (auto old = worker_by_address.find(h.address); old != worker_by_address.end())
-        remove_worker(old->second);  // restarted at the same address: the old one is gone
+      if (auto old = worker_by_address.find(h.address); old != worker_by_address.end()) {
+        // Restarted at the same address: the old one is gone.
+        remove_worker(old->second, "a new worker took its address");
+      }
       worker_peers[p.id] = in.peer;
       worker_by_address[h.address] = p.id;
       ++workers;
+      logger("scheduler")
+          ->info("worker {} joined: {} thread{}{}", p.name, h.nthreads, h.nthreads == 1 ? "" : "s",
+                 p.name == h.address ? "" : ", data at " + h.address);
       state.handle(AddWorker{p.id, h.nthreads}, actions);
     } else {
       client_peers[p.id] = in.peer;
       ++clients;
+      logger("scheduler")->info("client {} connected", p.name);
     }
     peers[in.peer] = p;
     server.send(in.peer, comm::pack(comm::HandshakeReply{true, p.id, ""}));
     dispatch(actions);
   }
 
-  // Removes a worker. Anything it still sends is stale: with a `reason` (it was silent) it is
-  // answered with worker-removed, so it exits and its nanny starts it again; without one
-  // (it broke the protocol, or cannot be reached) it is ignored.
-  void remove_worker(WorkerId id, std::string reason = {}) {
+  // Removes a worker, logging `why`. Anything it still sends is stale: with a `reason` (it
+  // was silent) it is answered with worker-removed, so it exits and its nanny starts it
+  // again; without one (it broke the protocol, or cannot be reached) it is ignored.
+  void remove_worker(WorkerId id, std::string_view why, std::string reason = {}) {
     auto it = worker_peers.find(id);
     if (it == worker_peers.end()) return;
     const comm::PeerId peer = it->second;
+    logger("scheduler")->warn("removing worker {}: {}", peers[peer].name, why);
     worker_by_address.erase(peers[peer].address);
     peers.erase(peer);
     worker_peers.erase(it);
@@ -171,9 +180,11 @@ struct SchedulerServer::Impl {
     dispatch(actions);
   }
 
-  void remove_client(ClientId id) {
+  // Removes a client and releases what it held, logging `why`.
+  void remove_client(ClientId id, std::string_view why) {
     auto it = client_peers.find(id);
     if (it == client_peers.end()) return;
+    logger("scheduler")->info("client {} left: {}", peers[it->second].name, why);
     peers.erase(it->second);
     outgoing.erase(it->second);
     server.block(it->second);
@@ -193,12 +204,13 @@ struct SchedulerServer::Impl {
     }
     for (const auto& [worker, id] : silent) {
       if (worker) {
-        logger("scheduler")
-            ->warn("removing worker {}: silent for over {} ms", id, options.worker_timeout.count());
-        remove_worker(id, fmt::format("silent for over {} ms (the scheduler's worker timeout)",
-                                      options.worker_timeout.count()));
+        const std::string why =
+            fmt::format("silent for over {} ms (the scheduler's worker timeout)",
+                        options.worker_timeout.count());
+        remove_worker(id, why, why);
       } else {
-        remove_client(id);
+        remove_client(id, fmt::format("silent for over {} ms (the scheduler's client timeout)",
+                                      options.client_timeout.count()));
       }
     }
   }
@@ -241,9 +253,9 @@ struct SchedulerServer::Impl {
   void cut_off(const Peer& p) {
     ++dropped;
     if (p.worker) {
-      remove_worker(p.id);
+      remove_worker(p.id, "it broke the protocol");
     } else {
-      remove_client(p.id);
+      remove_client(p.id, "it broke the protocol");
     }
   }
 
@@ -305,7 +317,7 @@ struct SchedulerServer::Impl {
           queue(peer, comm::pack(pr::Heartbeat{}));
         } else if (op == pr::CloseClient::kOp) {
           (void)comm::unpack<pr::CloseClient>(msg, options.limits);
-          remove_client(p.id);
+          remove_client(p.id, "closed");
           return false;
         } else {
           throw comm::ProtocolError(fmt::format("a client may not send '{}'", op));
@@ -373,7 +385,7 @@ struct SchedulerServer::Impl {
     while (!unreachable.empty()) {
       const WorkerId w = unreachable.back();
       unreachable.pop_back();
-      remove_worker(w);
+      remove_worker(w, "it cannot be reached");
     }
   }
 

@@ -11,10 +11,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <chrono>
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <numeric>
 #include <sstream>
 #include <thread>
 
@@ -608,4 +609,62 @@ TEST(Processes, TheSchedulerProgramDropsHostilePeersAndServesOthers) {
            body.find("\ntessera_scheduler_clients 1\n") != std::string::npos;
   })) << body;
   EXPECT_EQ(scheduler.wait_exit(300ms), -1) << "the scheduler exited:\n" << read_text(log);
+}
+
+// A worker started with --name is called so in the scheduler's log, and with
+// --local-directory spills there (lz4 files with their header, by default), and its results
+// come back exact.
+TEST(Processes, AWorkerTakesItsNameAndSpillsInItsLocalDirectory) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  // A sanitized worker's shadow memory alone passes the pause threshold: no limit then,
+  // and the name and the logs are checked without spilling.
+  constexpr bool kSpills = false;
+#else
+  constexpr bool kSpills = true;
+#endif
+  tessera::testing::TempDir dir;
+  const auto file = dir.path() / "scheduler.json";
+  const std::string log = dir.file("scheduler.log"), spill = dir.file("spill");
+  std::filesystem::create_directories(spill);
+  Process scheduler({TESSERA_SCHEDULER_PROGRAM, "--address", "tcp://127.0.0.1:0",
+                     "--scheduler-file", file.string(), "--http", ""},
+                    log);
+  const std::string address = wait_for_address(file);
+  ASSERT_FALSE(address.empty()) << read_text(log);
+  Process worker({TESSERA_WORKER_PROGRAM, address, "--name", "alpha", "--nthreads", "1",
+                  "--no-nanny", "--preload", TESSERA_TEST_OPS, "--memory-limit",
+                  kSpills ? "256MiB" : "0", "--local-directory", spill});
+  {
+    tessera::Client client(address, {.name = "tester", .set_as_default = false});
+    constexpr int64_t kBlock = 1 << 21;  // 16 MiB of doubles
+    std::vector<int64_t> seeds(16);      // 256 MiB in all; 60% of that stays in memory
+    std::iota(seeds.begin(), seeds.end(), 0);
+    auto blocks = client.map(ptest_block, seeds, std::vector<int64_t>(seeds.size(), kBlock));
+    ASSERT_TRUE(tessera::wait(blocks, 60000ms));
+    size_t files = 0;
+    for (const auto& f : std::filesystem::recursive_directory_iterator(spill)) {
+      if (!f.is_regular_file()) continue;
+      ++files;
+      EXPECT_TRUE(f.path().parent_path().filename().string().starts_with("tessera-worker-"))
+          << f.path();
+      std::ifstream in(f.path(), std::ios::binary);
+      char head[5] = {};
+      in.read(head, 5);
+      EXPECT_EQ(std::string(head, 5), std::string("TSPL\x01", 5)) << "lz4 by default";
+    }
+    if (kSpills) EXPECT_GE(files, 6U);
+    auto totals = client.map(ptest_total, blocks);
+    const auto got = client.gather(totals, 60000ms);
+    for (size_t i = 0; i < seeds.size(); ++i) {
+      const double s = static_cast<double>(seeds[i]);
+      EXPECT_EQ(got[i], kBlock * s + kBlock * (kBlock - 1) / 2.0) << i;
+    }
+  }
+  EXPECT_TRUE(eventually(
+      [&] { return read_text(log).find("client tester left: closed") != std::string::npos; }));
+  const std::string text = read_text(log);
+  EXPECT_NE(text.find("[info] worker alpha joined: 1 thread, data at tcp://127.0.0.1:"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("[info] client tester connected"), std::string::npos) << text;
 }
