@@ -4,9 +4,13 @@
 #include <gtest/gtest.h>
 
 #include <random>
+#include <set>
 
 #include "comm/message.hpp"
 #include "distributed/protocol.hpp"
+#include "tessera/core/graph.hpp"
+#include "tessera/core/op.hpp"
+#include "tessera/core/order.hpp"
 #include "tessera/core/value.hpp"
 #include "test_support.hpp"
 
@@ -83,6 +87,13 @@ TEST(Protocol, EveryMessageRoundTrips) {
   // The payloads travel as one frame (a frame per task would hit the frame limit).
   EXPECT_EQ(comm::pack(g).body.frames.size(), 1U);
   EXPECT_EQ(text(g2.tasks[1].payload), "task b");
+  EXPECT_EQ(g2.user_priority, 0);
+  EXPECT_EQ(g2.retries, 0U);
+  pr::UpdateGraph urgent = g;
+  urgent.user_priority = -7;
+  urgent.retries = 3;
+  EXPECT_EQ(through_wire(urgent).user_priority, -7);
+  EXPECT_EQ(through_wire(urgent).retries, 3U);
 
   const pr::ComputeTask c{
       Key("x"), 9, payload_of("run x"), {{Key("a"), {"tcp://h:1", "tcp://h:2"}}}};
@@ -153,6 +164,35 @@ TEST(Protocol, EveryMessageRoundTrips) {
   EXPECT_EQ(d2.missing, std::vector<Key>{Key("gone")});
 }
 
+// A graph's static order (tessera::order) is what the scheduler gets as each task's
+// priority.
+TEST(Protocol, TasksCarryTheGraphsStaticOrder) {
+  tessera::Graph g;
+  const tessera::Op& inc = tessera::get_op("ptest_inc");
+  const tessera::Op& add = tessera::get_op("ptest_add");
+  std::vector<Key> leaves;
+  for (int64_t i = 0; i < 8; ++i) {
+    leaves.emplace_back("leaf", std::vector<int64_t>{i});
+    g.add(leaves.back(), tessera::Task::call(inc, {tessera::Arg(tessera::Value::of(i))}));
+  }
+  for (int64_t i = 0; i < 4; ++i) {
+    g.add(Key("pair", {i}), tessera::Task::call(add, {tessera::Arg::ref(leaves[2 * i]),
+                                                      tessera::Arg::ref(leaves[2 * i + 1])}));
+  }
+  const std::vector<Key> wanted{Key("pair", {0}), Key("pair", {1}), Key("pair", {2}),
+                                Key("pair", {3})};
+  const std::vector<uint32_t> want = tessera::order(g, wanted);
+  const pr::UpdateGraph u = through_wire(pr::to_update_graph(g, wanted));
+  ASSERT_EQ(u.tasks.size(), g.size());
+  std::set<uint64_t> distinct;
+  for (const auto& t : u.tasks) {
+    const auto at = static_cast<size_t>(g.index_of(t.key));
+    EXPECT_EQ(t.priority, want.at(at)) << t.key.str();
+    distinct.insert(t.priority);
+  }
+  EXPECT_EQ(distinct.size(), g.size());  // a total order
+}
+
 TEST(Protocol, MalformedFieldsAreRefused) {
   // A compute-task whose who_has entry is not a pair.
   tessera::Encoder e;
@@ -170,6 +210,26 @@ TEST(Protocol, MalformedFieldsAreRefused) {
   env.body.frames = std::move(e.frames());
   EXPECT_EQ(error_of<comm::ProtocolError>([&] { comm::unpack<pr::ComputeTask>(env); }),
             "who_has entries are [key, holders]");
+  // An update-graph whose priority is not an int32, or with too many retries.
+  auto update = [](int64_t priority, uint64_t retries) {
+    tessera::Encoder u;
+    u.begin_array(0);
+    u.write_frame({}, nullptr);
+    u.begin_array(0);
+    u.begin_array(0);
+    u.write_int(priority);
+    u.write_uint(retries);
+    comm::Envelope env{"update-graph", {}};
+    env.body.header = u.finish_header();
+    env.body.frames = std::move(u.frames());
+    return env;
+  };
+  EXPECT_EQ(comm::unpack<pr::UpdateGraph>(update(-5, 1000)).retries, 1000U);
+  EXPECT_EQ(error_of<comm::ProtocolError>(
+                [&] { comm::unpack<pr::UpdateGraph>(update(int64_t{1} << 40, 0)); }),
+            "update-graph: priority 1099511627776 is out of range");
+  EXPECT_EQ(error_of<comm::ProtocolError>([&] { comm::unpack<pr::UpdateGraph>(update(0, 1001)); }),
+            "update-graph: 1001 retries, more than 1000");
   // A payload neither inline (0) nor a frame (1).
   tessera::Encoder p;
   comm::write_key(p, Key("x"));
