@@ -31,15 +31,21 @@ void write_scheduler_file(const std::string& path, const std::string& address) {
   const std::string tmp = path + ".tmp";
   {
     std::ofstream f(tmp);
-    f << "{\"address\": \"" << address << "\"}\n";
     if (!f) {
       throw tessera::IOError("cannot write the scheduler file '" + path +
                              "': " + std::strerror(errno));
+    }
+    f << "{\"address\": \"" << address << "\"}\n";
+    f.close();  // a full disk shows at the flush
+    if (!f) {
+      std::filesystem::remove(tmp);
+      throw tessera::IOError("cannot write the scheduler file '" + path + "'");
     }
   }
   std::error_code ec;
   std::filesystem::rename(tmp, path, ec);
   if (ec) {
+    std::filesystem::remove(tmp, ec);
     throw tessera::IOError("cannot write the scheduler file '" + path + "': " + ec.message());
   }
 }
@@ -85,8 +91,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option(
          "--http", http,
-         "serve GET /health and /metrics (Prometheus) on host:port; \"\" for none (a busy port: "
-         "any free one)")
+         "serve GET /health and /metrics (Prometheus) on host:port (:port: every interface); "
+         "\"\" for none (a busy port: any free one)")
       ->envname("TESSERA_SCHEDULER_HTTP")
       ->capture_default_str();
   app.add_option("--worker-saturation", placement.worker_saturation,

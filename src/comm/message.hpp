@@ -30,7 +30,8 @@
 
 namespace tessera::comm {
 
-// 2: small results inline; 3: worker-removed; 4: small task payloads in the header.
+// 2: small results inline; 3: worker-removed; 4: small task payloads in the header;
+// 5: priority and retries in update-graph, a request number in steal requests.
 inline constexpr uint16_t kProtocolVersion = 5;
 
 // Bytes that break the protocol: a bad head, an unknown op where one is required, a
@@ -45,7 +46,11 @@ struct Limits {
   size_t max_header_bytes = size_t{256} << 20;  // a graph of 1M tasks takes about 100 MB
   size_t max_frame_bytes = size_t{1} << 31;     // also the transport's per-part limit
   size_t max_frames = 1 << 16;
-  size_t max_message_bytes = size_t{1} << 33;  // head and frames together
+  // Head and frames together; no cap by default. A check on what a message may hold, not a
+  // bound on memory: ZeroMQ has received every part before it can be counted (the per-part
+  // limit above is the bound: ZeroMQ drops a connection whose part passes it). A reply to
+  // get-data holds whatever was asked, so a cap here must leave room for the largest.
+  size_t max_message_bytes = SIZE_MAX;
   size_t max_depth = 32;
 };
 

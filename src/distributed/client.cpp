@@ -658,8 +658,8 @@ std::vector<FutureHandlePtr> submit_graph_to(const std::shared_ptr<ClientCore>& 
                                              std::span<const FutureHandlePtr> held,
                                              const SubmitOptions& how = {}) {
   if (how.retries > pr::kMaxRetries) {
-    throw ValueError(
-        fmt::format("submit: {} retries, more than the {} allowed", how.retries, pr::kMaxRetries));
+    throw ValueError(fmt::format("SubmitOptions: {} retries, more than the {} allowed", how.retries,
+                                 pr::kMaxRetries));
   }
   // References to held keys: placeholders in the graph (for ordering), left out of the
   // message. A RemoteKey literal is such a placeholder already.

@@ -64,7 +64,9 @@ HttpServer::HttpServer(const std::string& address, std::shared_ptr<const Schedul
   if (colon == std::string::npos) {
     throw ValueError(fmt::format("HTTP address '{}' is not host:port", address));
   }
-  const std::string host = address.substr(0, colon);
+  // No host (":8787", as Dask writes it): every IPv4 interface (httplib alone would take
+  // IPv6's loopback).
+  const std::string host = colon == 0 ? "0.0.0.0" : address.substr(0, colon);
   int port = 0;
   try {
     port = std::stoi(address.substr(colon + 1));
@@ -77,10 +79,16 @@ HttpServer::HttpServer(const std::string& address, std::shared_ptr<const Schedul
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_flags = AI_PASSIVE;
   addrinfo* found = nullptr;
-  if (const int rc = getaddrinfo(host.empty() ? nullptr : host.c_str(), nullptr, &hints, &found);
-      rc != 0) {
-    throw IOError(
-        fmt::format("cannot serve HTTP on '{}': no such host ({})", address, gai_strerror(rc)));
+  const std::string service = std::to_string(port);
+  if (const int rc = getaddrinfo(host.c_str(), service.c_str(), &hints, &found); rc != 0) {
+    const bool unknown = rc == EAI_NONAME
+#ifdef EAI_NODATA
+                         || rc == EAI_NODATA
+#endif
+        ;
+    throw IOError(fmt::format("cannot serve HTTP on '{}': {} ({})", address,
+                              unknown ? "no such host" : "cannot resolve its host",
+                              gai_strerror(rc)));
   }
   freeaddrinfo(found);
   impl_->server.Get("/health", [](const httplib::Request&, httplib::Response& res) {

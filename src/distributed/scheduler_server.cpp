@@ -133,6 +133,10 @@ struct SchedulerServer::Impl {
     if (std::string why = comm::check_handshake(h); !why.empty()) return refuse(in.peer, why);
     Peer p{h.role == "worker", ++next_id, h.address, Clock::now(), h.name};
     if (p.name.empty()) p.name = p.worker ? h.address : fmt::format("client-{}", p.id);
+    // The name goes into the log as it is: no control characters (a forged log line).
+    for (char& ch : p.name) {
+      if (static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f) ch = '?';
+    }
     std::vector<Action> actions;
     if (p.worker) {
       if (auto old = worker_by_address.find(h.address); old != worker_by_address.end()) {

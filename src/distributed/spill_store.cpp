@@ -75,24 +75,33 @@ std::shared_ptr<std::vector<std::byte>> unpack(const std::vector<char>& file, co
     throw fail("is not a tessera spill file");
   const char* body = file.data() + sizeof h;
   const size_t body_bytes = file.size() - sizeof h;
-  // A corrupt size must not make us allocate without bound: lz4 expands at most 255×, an
-  // uncompressed body is its own size, and a zstd frame says its size too.
+  // Every check of the header comes before the allocation: a corrupt size must not make
+  // us allocate without bound. lz4 expands at most 255×, an uncompressed body is its own
+  // size, and a zstd frame says its size too (tessera always writes it).
   const auto c = static_cast<SpillCompression>(h.compression);
-  if ((c == SpillCompression::Zstd && ZSTD_getFrameContentSize(body, body_bytes) != h.raw_bytes) ||
-      (c != SpillCompression::Zstd && h.raw_bytes > uint64_t{body_bytes} * 255 + 64)) {
+  if (c != SpillCompression::None && c != SpillCompression::Lz4 && c != SpillCompression::Zstd)
+    throw fail(fmt::format("names an unknown compression ({})", h.compression).c_str());
+  if (c == SpillCompression::Zstd) {
+    const unsigned long long size = ZSTD_getFrameContentSize(body, body_bytes);
+    if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN || size != h.raw_bytes)
+      throw fail("is corrupt");
+  } else if (h.raw_bytes > uint64_t{body_bytes} * 255 + 64 ||
+             (c == SpillCompression::Lz4 &&
+              (h.raw_bytes > static_cast<uint64_t>(std::numeric_limits<int>::max()) ||
+               body_bytes > static_cast<size_t>(std::numeric_limits<int>::max())))) {
     throw fail("is corrupt");
   }
+  if (c == SpillCompression::None && body_bytes != h.raw_bytes)
+    throw fail("does not decompress (truncated or corrupt)");
   auto raw = std::make_shared<std::vector<std::byte>>(h.raw_bytes);
   bool ok = false;
   switch (c) {
     case SpillCompression::None:
-      ok = body_bytes == h.raw_bytes;
-      if (ok) std::memcpy(raw->data(), body, body_bytes);
+      std::memcpy(raw->data(), body, body_bytes);
+      ok = true;
       break;
     case SpillCompression::Lz4:
-      ok = body_bytes <= static_cast<size_t>(std::numeric_limits<int>::max()) &&
-           h.raw_bytes <= static_cast<uint64_t>(std::numeric_limits<int>::max()) &&
-           LZ4_decompress_safe(body, reinterpret_cast<char*>(raw->data()),
+      ok = LZ4_decompress_safe(body, reinterpret_cast<char*>(raw->data()),
                                static_cast<int>(body_bytes),
                                static_cast<int>(h.raw_bytes)) == static_cast<int>(h.raw_bytes);
       break;
@@ -101,8 +110,6 @@ std::shared_ptr<std::vector<std::byte>> unpack(const std::vector<char>& file, co
       ok = !ZSTD_isError(got) && got == h.raw_bytes;
       break;
     }
-    default:
-      throw fail(fmt::format("names an unknown compression ({})", h.compression).c_str());
   }
   if (!ok) throw fail("does not decompress (truncated or corrupt)");
   return raw;

@@ -678,9 +678,10 @@ TEST(WorkerMemory, ThresholdsAreTheFractionsGiven) {
   EXPECT_FALSE(w.paused());  // 0.6 < 0.9
   // 0.85 would pause a worker with the default 0.8, not this one.
   fake_rss = static_cast<uint64_t>(0.85 * limit);
+  std::this_thread::sleep_for(300ms);  // several memory checks (every 50 ms) see it
+  EXPECT_FALSE(w.paused());
   auto more = client.submit(ptest_inc, int64_t{1});
   EXPECT_EQ(more.result(10000ms), 2);
-  EXPECT_FALSE(w.paused());
   fake_rss = static_cast<uint64_t>(0.95 * limit);
   ASSERT_TRUE(InProcessCluster::wait_until([&] { return w.paused(); }));
   fake_rss = 0;
@@ -811,6 +812,37 @@ TEST(SchedulerHttp, HealthAndPrometheusMetrics) {
                   {.address = "tcp://127.0.0.1:0", .http_address = "127.0.0.1:" + port});
             }),
             "cannot serve HTTP on '127.0.0.1:" + port + "': Address already in use");
+  // No host: every interface (Dask's ":8787").
+  td::SchedulerServer everywhere({.address = "tcp://127.0.0.1:0", .http_address = ":0"});
+  everywhere.start();
+  ASSERT_TRUE(everywhere.http_url().starts_with("http://0.0.0.0:")) << everywhere.http_url();
+  httplib::Client any("127.0.0.1", std::stoi(everywhere.http_url().substr(15)));
+  auto ok = any.Get("/health");
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->body, "ok\n");
+}
+
+// The scheduler logs who joins and leaves, by name; a name cannot forge a log line.
+TEST(SchedulerLog, NamesClientsAndWorkersWithoutControlCharacters) {
+  auto ring = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(64);
+  auto log = td::logger("scheduler");
+  log->sinks().push_back(ring);
+  {
+    InProcessCluster c;
+    Client client(c.scheduler.address(),
+                  {.name = "evil\n[scheduler] [info] worker x joined", .set_as_default = false});
+    EXPECT_EQ(client.submit(ptest_inc, int64_t{1}).result(10000ms), 2);
+  }
+  log->sinks().pop_back();
+  const auto lines = ring->last_formatted();
+  auto has = [&](const std::string& text) {
+    return std::any_of(lines.begin(), lines.end(),
+                       [&](const std::string& l) { return l.find(text) != std::string::npos; });
+  };
+  EXPECT_TRUE(has("[info] client evil?[scheduler] [info] worker x joined connected"));
+  EXPECT_TRUE(has("[info] client evil?[scheduler] [info] worker x joined left: closed"));
+  EXPECT_TRUE(has(" joined: 2 threads\n"));  // the in-process cluster's second worker
+  for (const auto& l : lines) EXPECT_EQ(std::count(l.begin(), l.end(), '\n'), 1) << l;
 }
 
 // Dask's submit and map keywords: key, pure, priority, retries.
@@ -846,6 +878,7 @@ TEST(Client, SubmitOptionsNameTasksRetryThemAndOrderThem) {
   EXPECT_EQ(ptest_take_record(), (std::vector<int64_t>{7, 7, 7}));
   // retries: a task failing twice succeeds on its third run; with one retry it fails with
   // its last error, and so does what depends on it.
+  ptest_flaky_reset();  // counts are per process: again under --gtest_repeat
   auto twice = client.submit({.retries = 2}, ptest_flaky, int64_t{1001}, int64_t{2});
   EXPECT_EQ(twice.result(10000ms), 1002);
   auto once = client.submit({.retries = 1}, ptest_flaky, int64_t{1002}, int64_t{2});
@@ -859,7 +892,7 @@ TEST(Client, SubmitOptionsNameTasksRetryThemAndOrderThem) {
             std::string::npos);
   EXPECT_EQ(error_of<tessera::ValueError>(
                 [&] { (void)client.submit({.retries = 1001}, ptest_inc, int64_t{1}); }),
-            "submit: 1001 retries, more than the 1000 allowed");
+            "SubmitOptions: 1001 retries, more than the 1000 allowed");
   // A graph the scheduler would drop for its size is refused here, saying why.
   tessera::detail::set_message_limits_for_tests(client, 1 << 20, 4096);
   const std::string big = error_of<tessera::ValueError>(
@@ -890,18 +923,26 @@ TEST(Client, AHigherPriorityRunsBeforeTasksWaiting) {
   w.start();
   Client client(scheduler.address(), quiet());
   (void)ptest_take_record();
-  auto blocker = client.submit(ptest_record, int64_t{-1}, int64_t{300});
+  ptest_close_gate();
+  struct OpenAtExit {  // a failed assertion must not leave the worker's thread at the gate
+    ~OpenAtExit() { ptest_open_gate(); }
+  } open_at_exit;
+  // The worker's one thread waits at the gate until every task is submitted.
+  auto blocker = client.submit({.pure = false}, ptest_wait_gate, int64_t{-1});
   std::vector<int64_t> lows(10), highs(3);
   std::iota(lows.begin(), lows.end(), 0);
   std::iota(highs.begin(), highs.end(), 100);
   auto low = client.map(ptest_record, lows, std::vector<int64_t>(lows.size(), 5));
   auto high =
       client.map({.priority = 10}, ptest_record, highs, std::vector<int64_t>(highs.size(), 5));
+  // Both updates reach the scheduler (in order, on one connection) before the gate opens.
+  ASSERT_TRUE(InProcessCluster::wait_until([&] { return scheduler.task_count() >= 14; }));
+  ptest_open_gate();
+  EXPECT_EQ(blocker.result(20000ms), -1);
   ASSERT_TRUE(tessera::wait(low, 20000ms));
   ASSERT_TRUE(tessera::wait(high, 20000ms));
   const auto ran = ptest_take_record();
-  ASSERT_EQ(ran.size(), 14U);
-  EXPECT_EQ(ran[0], -1);
+  ASSERT_EQ(ran.size(), 13U);
   // Each high-priority task ran before all but at most the one low task the worker had
   // started (or held ready) when they arrived.
   const auto last_high = std::find(ran.begin(), ran.end(), 102);

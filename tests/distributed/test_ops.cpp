@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <fstream>
 #include <map>
 #include <mutex>
@@ -164,4 +165,42 @@ TESSERA_REGISTER(ptest_record);
 std::vector<int64_t> ptest_take_record() {
   std::lock_guard lock(ptest_state_mu());
   return std::exchange(ptest_recorded(), {});
+}
+
+void ptest_flaky_reset() {
+  std::lock_guard lock(ptest_state_mu());
+  ptest_flaky_calls().clear();
+}
+
+namespace {
+struct Gate {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool open = false;
+};
+Gate& ptest_gate() {
+  static Gate gate;
+  return gate;
+}
+}  // namespace
+
+int64_t ptest_wait_gate(int64_t x) {
+  Gate& g = ptest_gate();
+  std::unique_lock lock(g.mu);
+  g.cv.wait(lock, [&] { return g.open; });
+  return x;
+}
+TESSERA_REGISTER(ptest_wait_gate);
+
+void ptest_open_gate() {
+  Gate& g = ptest_gate();
+  std::lock_guard lock(g.mu);
+  g.open = true;
+  g.cv.notify_all();
+}
+
+void ptest_close_gate() {
+  Gate& g = ptest_gate();
+  std::lock_guard lock(g.mu);
+  g.open = false;
 }

@@ -41,3 +41,10 @@ int64_t ptest_flaky(int64_t x, int64_t failures);
 int64_t ptest_record(int64_t x, int64_t sleep_ms);
 // The record so far, and empties it.
 std::vector<int64_t> ptest_take_record();
+// Forgets every ptest_flaky call count (a test's first call of each x fails again).
+void ptest_flaky_reset();
+// Blocks until ptest_open_gate() (in this process), then returns x; ptest_close_gate()
+// closes it again.
+int64_t ptest_wait_gate(int64_t x);
+void ptest_open_gate();
+void ptest_close_gate();

@@ -57,7 +57,14 @@ class Process {
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
     std::vector<char*> envp;
-    for (char** e = environ; *e != nullptr; ++e) envp.push_back(*e);
+    for (char** e = environ; *e != nullptr; ++e) {
+      // A variable given here replaces this process's (getenv takes the first it finds).
+      const std::string_view have(*e);
+      const bool replaced = std::any_of(env.begin(), env.end(), [&](const std::string& v) {
+        return have.substr(0, have.find('=') + 1) == v.substr(0, v.find('=') + 1);
+      });
+      if (!replaced) envp.push_back(*e);
+    }
     for (auto& e : env) envp.push_back(e.data());
     envp.push_back(nullptr);
     posix_spawn_file_actions_t actions;

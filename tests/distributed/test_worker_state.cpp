@@ -113,8 +113,6 @@ TEST(WorkerState, FreedTasksAreCancelled) {
   EXPECT_EQ(only<td::SendTaskErred>(out)[0].exception, "ValueError: no");
 }
 
-// Work stealing: a task not started (ready, or waiting for its inputs) is given back, and
-// the inputs fetched only for it are dropped; a running or finished one is not.
 // A task that erred here and is sent again (the scheduler retries it) runs again, with
 // the input it has; sent again while it has not erred, it is not run twice.
 TEST(WorkerState, RunsAnErredTaskAgainWhenTheSchedulerRetriesIt) {
@@ -137,6 +135,8 @@ TEST(WorkerState, RunsAnErredTaskAgainWhenTheSchedulerRetriesIt) {
   EXPECT_EQ(w.status(Key("flaky")), WorkerTaskStatus::Memory);
 }
 
+// Work stealing: a task not started (ready, or waiting for its inputs) is given back, and
+// the inputs fetched only for it are dropped; a running or finished one is not.
 TEST(WorkerState, GivesBackTasksNotStartedWhenStolen) {
   td::WorkerState w({.self = 1, .nthreads = 1, .validate = true});
   w.handle(compute("run"));
