@@ -308,19 +308,25 @@ TaskFinished TaskFinished::decode(Decoder& d) {
 
 void StealRequest::encode(Encoder& e) const {
   write_key(e, key);
+  e.write_uint(request);
 }
 StealRequest StealRequest::decode(Decoder& d) {
-  return StealRequest{read_key(d)};
+  StealRequest r;
+  r.key = read_key(d);
+  r.request = d.read_uint();
+  return r;
 }
 
 void StealResponse::encode(Encoder& e) const {
   write_key(e, key);
   e.write_bool(stolen);
+  e.write_uint(request);
 }
 StealResponse StealResponse::decode(Decoder& d) {
   StealResponse r;
   r.key = read_key(d);
   r.stolen = d.read_bool();
+  r.request = d.read_uint();
   return r;
 }
 

@@ -158,6 +158,7 @@ struct TaskFinished {
 struct StealRequest {
   static constexpr std::string_view kOp = "steal-request";
   Key key;
+  uint64_t request = 0;  // given back in the response
   void encode(Encoder& e) const;
   static StealRequest decode(Decoder& d);
 };
@@ -166,6 +167,7 @@ struct StealResponse {
   static constexpr std::string_view kOp = "steal-response";
   Key key;
   bool stolen = false;
+  uint64_t request = 0;
   void encode(Encoder& e) const;
   static StealResponse decode(Decoder& d);
 };

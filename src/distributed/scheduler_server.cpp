@@ -284,7 +284,7 @@ struct SchedulerServer::Impl {
                        actions);
         } else if (op == pr::StealResponse::kOp) {
           auto m = comm::unpack<pr::StealResponse>(msg, options.limits);
-          state.handle(StealResponse{p.id, std::move(m.key), m.stolen}, actions);
+          state.handle(StealResponse{p.id, std::move(m.key), m.stolen, m.request}, actions);
         } else if (op == pr::Heartbeat::kOp) {
           const auto h = comm::unpack<pr::Heartbeat>(msg, options.limits);
           peers[peer].managed_bytes = h.managed_bytes;
@@ -426,7 +426,7 @@ struct SchedulerServer::Impl {
       } else if (auto* g = std::get_if<ReportGraphError>(&a)) {
         to_client(g->client, comm::pack(pr::GraphRefused{g->message, g->keys}));
       } else if (auto* st = std::get_if<StealRequest>(&a)) {
-        to_worker(st->worker, comm::pack(pr::StealRequest{st->key}));
+        to_worker(st->worker, comm::pack(pr::StealRequest{st->key, st->request}));
       }
     }
     actions.clear();

@@ -315,6 +315,10 @@ struct SchedulerState::Impl {
   uint32_t generation = 0;
   std::array<size_t, 8> counts{};
   size_t steals = 0;         // tasks with a StealRequest out
+  // The request out for each of them: a task can be asked for, answered, sent back to the
+  // same worker and asked for again, and the first answer must not settle the second.
+  std::unordered_map<TaskId, uint64_t> steal_requests;
+  uint64_t last_steal_request = 0;
   size_t total_threads = 0;  // of the workers connected
   // FreeKeys gathered during one event, flushed as one action per worker.
   // A free that an assignment of the same key to the same worker later in the event
@@ -436,14 +440,16 @@ struct SchedulerState::Impl {
     w.processing.push_back(id);
   }
   // A pending steal of `id` is over (answered, or the task left processing).
-  void end_steal(Task& t) {
+  void end_steal(TaskId id) {
+    Task& t = T(id);
     if (t.stealing_to == kNone) return;
+    steal_requests.erase(id);
     if (auto th = workers.find(t.stealing_to); th != workers.end()) --th->second.incoming;
     t.stealing_to = kNone;
     --steals;
   }
   void stop_processing(Worker& w, TaskId id) {
-    end_steal(T(id));
+    end_steal(id);
     const uint32_t at = T(id).slot;
     const TaskId last = w.processing.back();
     w.processing[at] = last;
@@ -1254,8 +1260,9 @@ struct SchedulerState::Impl {
         t.stealing_to = thief->id;
         ++thief->incoming;
         ++steals;
+        steal_requests[id] = ++last_steal_request;
         --victim->second;
-        out->push_back(StealRequest{victim->first->id, t.key});
+        out->push_back(StealRequest{victim->first->id, t.key, last_steal_request});
         --free;
       }
     }
@@ -1287,8 +1294,10 @@ struct SchedulerState::Impl {
     Task& t = T(id);
     if (t.status != TaskStatus::Processing || t.processing_on != e.worker || t.stealing_to == kNone)
       return;  // finished, moved or lost meanwhile: the answer is stale
+    if (auto r = steal_requests.find(id); r == steal_requests.end() || r->second != e.request)
+      return;  // the answer to an earlier request (the task has been sent here again since)
     const WorkerId thief = t.stealing_to;
-    end_steal(t);
+    end_steal(id);
     if (!e.stolen) return;  // it had started
     // The victim dropped it: it goes to the thief, or (gone or paused) where it fits now.
     update_processing(e.worker, [this, id](Worker& ws) { stop_processing(ws, id); });
@@ -1401,7 +1410,7 @@ struct SchedulerState::Impl {
                                          status_name(static_cast<TaskStatus>(s)), counts[s]));
       }
     }
-    if (stealing != steals) {
+    if (stealing != steals || steal_requests.size() != steals) {
       throw SchedulerError(
           fmt::format("scheduler state: {} tasks being stolen, counted {}", stealing, steals));
     }

@@ -117,6 +117,7 @@ struct StealResponse {
   WorkerId worker = 0;
   Key key;
   bool stolen = false;
+  uint64_t request = 0;  // the StealRequest's: an answer to an earlier one is stale
 };
 using Event =
     std::variant<UpdateGraph, AddWorker, RemoveWorker, TaskFinished, TaskErred, ReleaseKeys,
@@ -163,6 +164,7 @@ struct ReportGraphError {
 struct StealRequest {
   WorkerId worker = 0;
   Key key;
+  uint64_t request = 0;  // numbers the request; the StealResponse gives it back
 };
 using Action = std::variant<ComputeTask, FreeKeys, ReportMemory, ReportErred, ReportLost,
                             ReportGraphError, StealRequest>;

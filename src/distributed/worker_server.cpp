@@ -342,7 +342,7 @@ struct WorkerServer::Impl {
         if (f->nbytes <= options.inline_bytes) m.value = store->get(f->key);
         to_scheduler.push_back(comm::pack(m));
       } else if (auto* st = std::get_if<SendStealResponse>(&i)) {
-        to_scheduler.push_back(comm::pack(pr::StealResponse{st->key, st->stolen}));
+        to_scheduler.push_back(comm::pack(pr::StealResponse{st->key, st->stolen, st->request}));
       } else if (auto* x = std::get_if<SendTaskErred>(&i)) {
         to_scheduler.push_back(comm::pack(pr::TaskErred{x->key, x->exception}));
       } else if (auto* m = std::get_if<SendMissingData>(&i)) {
@@ -396,7 +396,7 @@ struct WorkerServer::Impl {
       state->handle(FreeKeys{0, std::move(f.keys)}, ins);
     } else if (m.op == pr::StealRequest::kOp) {
       auto r = comm::unpack<pr::StealRequest>(m, options.limits);
-      state->handle(StealRequest{0, std::move(r.key)}, ins);
+      state->handle(StealRequest{0, std::move(r.key), r.request}, ins);
     } else if (m.op == pr::WorkerRemoved::kOp) {
       const auto r = comm::unpack<pr::WorkerRemoved>(m, options.limits);
       reason =

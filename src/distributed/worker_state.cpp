@@ -395,7 +395,7 @@ struct WorkerState::Impl {
       t->run_here = false;
       drop_task(*t);
     }
-    out->push_back(SendStealResponse{e.key, give});
+    out->push_back(SendStealResponse{e.key, give, e.request});
   }
 
   void on(const ExecuteSuccess& e) {

@@ -101,6 +101,7 @@ struct SendMissingData {
 struct SendStealResponse {
   Key key;
   bool stolen = false;
+  uint64_t request = 0;  // the StealRequest's
 };
 using WorkerInstruction = std::variant<Execute, GatherDep, ReleaseData, SendTaskFinished,
                                        SendTaskErred, SendMissingData, SendStealResponse>;

@@ -139,6 +139,8 @@ TEST(Protocol, EveryMessageRoundTrips) {
   EXPECT_EQ(kv.value->get<int64_t>(), 9);
   EXPECT_EQ(through_wire(pr::TaskErred{Key("t"), "boom"}).exception, "boom");
   EXPECT_EQ(through_wire(pr::StealRequest{Key("s", {3})}).key, Key("s", {3}));
+  EXPECT_EQ(through_wire(pr::StealRequest{Key("s"), 12}).request, 12U);
+  EXPECT_EQ(through_wire(pr::StealResponse{Key("s"), true, 13}).request, 13U);
   EXPECT_EQ(through_wire(pr::WorkerRemoved{"silent for 3000 ms"}).reason, "silent for 3000 ms");
   const auto sr = through_wire(pr::StealResponse{Key("s"), true});
   EXPECT_EQ(sr.key, Key("s"));

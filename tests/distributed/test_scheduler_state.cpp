@@ -673,6 +673,57 @@ TEST(SchedulerState, DropsWorkNobodyWants) {
 // Workers die, join and pause at random; every wanted result must come out exact.
 // Work stealing: an idle worker asks for the tasks a saturated worker would run last, if
 // they are long enough to be worth the trip; answers that come too late change nothing.
+// Steal requests are numbered: an answer to an earlier request for a task does not settle
+// a later one. s-5 is asked for, errs on its worker before the request arrives (a retry
+// sends it back there), is asked for again, and the worker's "no" to the first request
+// arrives only then; its "yes" to the second moves the task.
+TEST(SchedulerState, AStaleStealAnswerDoesNotSettleALaterRequest) {
+  td::SchedulerState s(validating());
+  s.handle(td::AddWorker{.worker = 1, .nthreads = 1});
+  std::vector<td::TaskSpec> inputs_spec, specs;
+  std::vector<Key> inputs_wanted, wanted;
+  for (int i = 0; i < 6; ++i) {
+    inputs_spec.push_back(spec("r-" + std::to_string(i), {}, static_cast<uint64_t>(i)));
+    inputs_wanted.emplace_back("r-" + std::to_string(i));
+    specs.push_back(
+        spec("s-" + std::to_string(i), {"r-" + std::to_string(i)}, static_cast<uint64_t>(10 + i)));
+    wanted.emplace_back("s-" + std::to_string(i));
+  }
+  std::deque<Key> inputs;
+  auto take = [&](const std::vector<td::Action>& actions) {
+    for (const auto& c : only<td::ComputeTask>(actions)) inputs.push_back(c.key);
+  };
+  take(s.handle(td::UpdateGraph{.client = 7, .tasks = inputs_spec, .wanted = inputs_wanted}));
+  while (!inputs.empty()) {
+    const Key k = inputs.front();
+    inputs.pop_front();
+    take(s.handle(td::TaskFinished{.worker = 1, .key = k, .nbytes = 1000, .duration = 0.001}));
+  }
+  s.handle(td::UpdateGraph{.client = 7, .tasks = specs, .wanted = wanted, .retries = 1});
+  ASSERT_EQ(s.processing_count(1), 6U);
+  s.handle(td::TaskFinished{.worker = 1, .key = Key("s-0"), .nbytes = 8, .duration = 1.0});
+  s.handle(td::AddWorker{.worker = 2, .nthreads = 1});
+  const auto first = only<td::StealRequest>(s.handle(td::Rebalance{}));
+  ASSERT_EQ(first.size(), 1U);
+  ASSERT_EQ(first[0].key, Key("s-5"));
+  auto out = s.handle(td::TaskErred{.worker = 1, .key = Key("s-5"), .exception = "IOError"});
+  EXPECT_EQ(computed(out), std::vector<std::string>{"s-5@1"});  // retried where its input is
+  EXPECT_EQ(s.steals_pending(), 0U);
+  const auto second = only<td::StealRequest>(s.handle(td::Rebalance{}));
+  ASSERT_EQ(second.size(), 1U);
+  ASSERT_EQ(second[0].key, Key("s-5"));
+  EXPECT_NE(second[0].request, first[0].request);
+  out = s.handle(td::StealResponse{
+      .worker = 1, .key = Key("s-5"), .stolen = false, .request = first[0].request});
+  EXPECT_TRUE(out.empty());
+  EXPECT_EQ(s.steals_pending(), 1U);  // still waiting for the answer to the second
+  out = s.handle(td::StealResponse{
+      .worker = 1, .key = Key("s-5"), .stolen = true, .request = second[0].request});
+  EXPECT_EQ(computed(out), std::vector<std::string>{"s-5@2"});
+  EXPECT_EQ(s.processing_on(Key("s-5")), 2U);
+  EXPECT_EQ(s.steals_pending(), 0U);
+}
+
 TEST(SchedulerState, IdleWorkersStealQueuedTasks) {
   td::SchedulerState s(validating());
   s.handle(td::AddWorker{.worker = 1, .nthreads = 1});
@@ -717,7 +768,8 @@ TEST(SchedulerState, IdleWorkersStealQueuedTasks) {
   EXPECT_EQ(steals[0].key, Key("s-5"));  // the one worker 1 would run last
   EXPECT_EQ(s.steals_pending(), 1U);
   EXPECT_TRUE(only<td::StealRequest>(s.handle(td::Rebalance{})).empty());  // already asked
-  out = s.handle(td::StealResponse{.worker = 1, .key = Key("s-5"), .stolen = true});
+  out = s.handle(td::StealResponse{
+      .worker = 1, .key = Key("s-5"), .stolen = true, .request = steals[0].request});
   ASSERT_EQ(computed(out), std::vector<std::string>{"s-5@2"});
   EXPECT_EQ(only<td::ComputeTask>(out)[0].who_has.at(0).second, std::vector<td::WorkerId>{1});
   EXPECT_EQ(s.processing_on(Key("s-5")), 2U);
@@ -731,7 +783,8 @@ TEST(SchedulerState, IdleWorkersStealQueuedTasks) {
   EXPECT_EQ(steals[0].key, Key("s-4"));
   s.handle(td::TaskFinished{.worker = 1, .key = Key("s-4"), .nbytes = 8, .duration = 1.0});
   EXPECT_EQ(s.steals_pending(), 0U);
-  out = s.handle(td::StealResponse{.worker = 1, .key = Key("s-4"), .stolen = false});
+  out = s.handle(td::StealResponse{
+      .worker = 1, .key = Key("s-4"), .stolen = false, .request = steals[0].request});
   EXPECT_TRUE(out.empty());
   EXPECT_EQ(s.status(Key("s-4")), TaskStatus::Memory);
 
@@ -742,7 +795,8 @@ TEST(SchedulerState, IdleWorkersStealQueuedTasks) {
   ASSERT_EQ(steals.size(), 1U);
   EXPECT_EQ(steals[0].key, Key("s-3"));
   s.handle(td::RemoveWorker{.worker = 4});
-  out = s.handle(td::StealResponse{.worker = 1, .key = Key("s-3"), .stolen = true});
+  out = s.handle(td::StealResponse{
+      .worker = 1, .key = Key("s-3"), .stolen = true, .request = steals[0].request});
   ASSERT_EQ(only<td::ComputeTask>(out).size(), 1U);
   EXPECT_EQ(s.status(Key("s-3")), TaskStatus::Processing);
   EXPECT_EQ(s.steals_pending(), 0U);

@@ -144,8 +144,10 @@ TEST(WorkerState, GivesBackTasksNotStartedWhenStolen) {
   w.handle(compute("waits", {{"input", {2}}}));
   EXPECT_EQ(w.status(Key("ready")), WorkerTaskStatus::Ready);
   EXPECT_EQ(w.status(Key("input")), WorkerTaskStatus::Flight);
-  auto out = w.handle(td::StealRequest{1, Key("ready")});
+  auto out = w.handle(td::StealRequest{1, Key("ready"), 77});
   auto r = only<td::SendStealResponse>(out);
+  ASSERT_EQ(r.size(), 1U);
+  EXPECT_EQ(r[0].request, 77U);  // given back, for the scheduler to match
   ASSERT_EQ(r.size(), 1U);
   EXPECT_EQ(r[0].key, Key("ready"));
   EXPECT_TRUE(r[0].stolen);
@@ -298,7 +300,7 @@ TEST(WorkerState, WithTheSchedulerGivesExactResultsThroughDeaths) {
           from_scheduler(sched.handle(td::MissingData{w, m->key, m->missing, m->holder}));
         } else if (auto* st = std::get_if<td::SendStealResponse>(&i)) {
           stolen += st->stolen ? 1 : 0;
-          from_scheduler(sched.handle(td::StealResponse{w, st->key, st->stolen}));
+          from_scheduler(sched.handle(td::StealResponse{w, st->key, st->stolen, st->request}));
         } else {
           ADD_FAILURE() << "seed " << seed << ": a task failed";
         }
