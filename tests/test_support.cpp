@@ -1,5 +1,10 @@
 #include "test_support.hpp"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <fstream>
 #include <span>
 
@@ -15,6 +20,19 @@ int64_t mix(int64_t seed, std::vector<int64_t> xs) {
 TESSERA_REGISTER_AS("tessera_test::mix", mix);
 
 }  // namespace
+
+bool send_raw_tcp(int port, std::string_view bytes) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return false;
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(static_cast<uint16_t>(port));
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0 &&
+                  ::write(fd, bytes.data(), bytes.size()) == static_cast<ssize_t>(bytes.size());
+  ::close(fd);
+  return ok;
+}
 
 RandomDag random_dag(uint64_t seed, size_t n, size_t max_fan_in, double literal_fraction) {
   RandomDag dag;

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <random>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -60,6 +61,10 @@ class TempDir {
  private:
   std::filesystem::path path_;
 };
+
+// Connects to 127.0.0.1:`port` over plain TCP, writes `bytes` and hangs up (hostile-peer
+// tests: bytes that are not even ZeroMQ's greeting); false if it could not connect or write.
+bool send_raw_tcp(int port, std::string_view bytes);
 
 // A random DAG: task i depends on up to `max_fan_in` earlier tasks; every task computes a
 // deterministic mix of its inputs, so any scheduler must reproduce the sync results.

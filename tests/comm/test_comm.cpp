@@ -400,17 +400,8 @@ TEST(Transport, HostilePeersAreDroppedOthersServed) {
   const std::string addr = server.address();
   const int port = std::stoi(addr.substr(addr.rfind(':') + 1));
   // Raw garbage on the port (not even ZeroMQ's greeting): that connection is dropped.
-  {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons(static_cast<uint16_t>(port));
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
-    const char junk[] = "\xff\x00\x00\x00\x00\x00\x00\x00\x7f GET / HTTP/1.1\r\n\r\n garbage";
-    (void)::write(fd, junk, sizeof junk);
-    ::close(fd);
-  }
+  const char junk[] = "\xff\x00\x00\x00\x00\x00\x00\x00\x7f GET / HTTP/1.1\r\n\r\n garbage";
+  ASSERT_TRUE(tessera::testing::send_raw_tcp(port, std::string_view(junk, sizeof junk)));
   // A ZeroMQ peer speaking something else: its message is dropped and it is blocked, so
   // even its well-formed message afterwards is ignored.
   zmq::context_t ctx(1);

@@ -25,6 +25,7 @@
 #include <string_view>
 #include <thread>
 
+#include "block_checks.hpp"
 #include "distributed/logging.hpp"
 #include "distributed/nanny.hpp"
 #include "distributed/scheduler_server.hpp"
@@ -609,12 +610,7 @@ TEST(WorkerMemory, SpillsPastItsLimitAndPausesUnderPressure) {
   EXPECT_LE(w.memory_bytes(), static_cast<uint64_t>(0.6 * limit));
   EXPECT_GT(w.spilled_bytes(), 0U);
   // Every block comes back exact, read from disk.
-  auto totals = client.map(ptest_total, blocks);
-  const auto got = client.gather(totals);
-  for (size_t i = 0; i < seeds.size(); ++i) {
-    const double s = static_cast<double>(seeds[i]);
-    EXPECT_EQ(got[i], kBlock * s + kBlock * (kBlock - 1) / 2.0) << i;
-  }
+  tessera::testing::expect_block_totals(client, blocks, seeds, kBlock);
   EXPECT_EQ(client.gather(blocks)[7][5], 12.0);
 
   // Over the pause threshold (0.8 × limit): no new tasks until it is below again.
@@ -687,12 +683,7 @@ TEST(WorkerMemory, ThresholdsAreTheFractionsGiven) {
   fake_rss = 0;
   ASSERT_TRUE(InProcessCluster::wait_until([&] { return !w.paused(); }));
   // Every block comes back exact.
-  auto totals = client.map(ptest_total, blocks);
-  const auto got = client.gather(totals);
-  for (size_t i = 0; i < seeds.size(); ++i) {
-    const double s = static_cast<double>(seeds[i]);
-    EXPECT_EQ(got[i], kBlock * s + kBlock * (kBlock - 1) / 2.0) << i;
-  }
+  tessera::testing::expect_block_totals(client, blocks, seeds, kBlock);
 }
 
 TEST(WorkerMemory, AnUnknownSpillCompressionIsRefused) {
@@ -752,12 +743,7 @@ TEST(WorkerMemory, AComputationFourTimesTheMemoryLimitsCompletesBySpilling) {
   std::vector<int64_t> seeds(static_cast<size_t>(blocks));
   std::iota(seeds.begin(), seeds.end(), 0);
   auto held = client.map(ptest_block, seeds, std::vector<int64_t>(seeds.size(), kBlock));
-  auto totals = client.map(ptest_total, held);
-  auto sum_all = client.gather(totals, 120000ms);
-  for (size_t i = 0; i < seeds.size(); ++i) {
-    const double s = static_cast<double>(seeds[i]);
-    ASSERT_EQ(sum_all[i], kBlock * s + kBlock * (kBlock - 1) / 2.0) << i;
-  }
+  tessera::testing::expect_block_totals(client, held, seeds, kBlock, 120000ms);
   for (int pid : cluster.worker_pids()) {
     const uint64_t peak = peak_rss_of(pid);
     std::printf("worker %d peak resident memory: %.1f MiB of a %.0f MiB limit\n", pid,

@@ -22,6 +22,7 @@
 #include <httplib.h>
 #include <zmq.hpp>
 
+#include "block_checks.hpp"
 #include "comm/transport.hpp"
 #include "distributed/protocol.hpp"
 #include "distributed/scheduler_server.hpp"
@@ -562,17 +563,8 @@ TEST(Processes, TheSchedulerProgramDropsHostilePeersAndServesOthers) {
   const std::string address = wait_for_address(file);
   ASSERT_FALSE(address.empty()) << read_text(log);
   const int port = std::stoi(address.substr(address.rfind(':') + 1));
-  {  // not even ZeroMQ's greeting
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons(static_cast<uint16_t>(port));
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
-    const char junk[] = "\xff\x00\x00\x00\x00\x00\x00\x00\x7f GET / HTTP/1.1\r\n\r\n garbage";
-    EXPECT_EQ(::write(fd, junk, sizeof junk), static_cast<ssize_t>(sizeof junk));
-    ::close(fd);
-  }
+  const char junk[] = "\xff\x00\x00\x00\x00\x00\x00\x00\x7f GET / HTTP/1.1\r\n\r\n garbage";
+  ASSERT_TRUE(tessera::testing::send_raw_tcp(port, std::string_view(junk, sizeof junk)));
   zmq::context_t ctx(1);
   auto rogue = [&] {
     zmq::socket_t s(ctx, zmq::socket_type::dealer);
@@ -660,12 +652,7 @@ TEST(Processes, AWorkerTakesItsNameAndSpillsInItsLocalDirectory) {
       EXPECT_EQ(std::string(head, 5), std::string("TSPL\x01", 5)) << "lz4 by default";
     }
     if (kSpills) EXPECT_GE(files, 6U);
-    auto totals = client.map(ptest_total, blocks);
-    const auto got = client.gather(totals, 60000ms);
-    for (size_t i = 0; i < seeds.size(); ++i) {
-      const double s = static_cast<double>(seeds[i]);
-      EXPECT_EQ(got[i], kBlock * s + kBlock * (kBlock - 1) / 2.0) << i;
-    }
+    tessera::testing::expect_block_totals(client, blocks, seeds, kBlock, 60000ms);
   }
   EXPECT_TRUE(eventually(
       [&] { return read_text(log).find("client tester left: closed") != std::string::npos; }));
