@@ -14,6 +14,7 @@
 #include <sstream>
 #include <thread>
 
+#include "distributed/logging.hpp"
 #include "distributed/nanny.hpp"
 #include "distributed/scheduler_server.hpp"
 #include "distributed/worker_main.hpp"
@@ -227,6 +228,10 @@ LocalCluster::LocalCluster(Options options) : impl_(std::make_unique<Impl>()) {
                                  options.threads_per_worker));
   }
   m.options = std::move(options);
+  // In a program of the user's, workers and clients coming and going are not news: the
+  // scheduler's log shows warnings and errors only, unless the program registered its own
+  // spdlog logger named "scheduler" first (tessera-scheduler logs them at info).
+  if (!spdlog::get("scheduler")) distributed::logger("scheduler")->set_level(spdlog::level::warn);
   if (!m.options.worker_program.empty()) {
     m.program = m.options.worker_program;
   } else if (detail::init_called()) {

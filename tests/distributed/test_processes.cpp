@@ -651,7 +651,9 @@ TEST(Processes, AWorkerTakesItsNameAndSpillsInItsLocalDirectory) {
       in.read(head, 5);
       EXPECT_EQ(std::string(head, 5), std::string("TSPL\x01", 5)) << "lz4 by default";
     }
-    if (kSpills) EXPECT_GE(files, 6U);
+    if (kSpills) {
+      EXPECT_GE(files, 6U);
+    }
     tessera::testing::expect_block_totals(client, blocks, seeds, kBlock, 60000ms);
   }
   EXPECT_TRUE(eventually(

@@ -65,8 +65,11 @@ TEST(WorkerState, RunsWhatItHasAndFetchesWhatItLacks) {
 TEST(WorkerState, RunsAtMostNthreadsInPriorityOrder) {
   td::WorkerState w({.self = 1, .nthreads = 2, .validate = true});
   std::vector<td::WorkerInstruction> out;
-  for (int i = 0; i < 5; ++i)
-    w.handle(compute("t" + std::to_string(i), {}, static_cast<uint64_t>(10 - i)), out);
+  for (int i = 0; i < 5; ++i) {
+    std::string name = "t";  // not "t" + to_string(i): GCC 12 warns wrongly (-Wrestrict) on it
+    name += std::to_string(i);
+    w.handle(compute(name, {}, static_cast<uint64_t>(10 - i)), out);
+  }
   auto ex = only<td::Execute>(out);
   ASSERT_EQ(ex.size(), 2U);
   EXPECT_EQ(ex[0].key, Key("t0"));  // the first two arrived before the others were known
