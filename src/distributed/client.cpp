@@ -1002,8 +1002,10 @@ Key Client::task_key(const SubmitOptions& how, bool exact, Key own) {
   if (exact) return Key(how.key);
   const std::string_view name = own.name();
   const auto dash = name.rfind('-');
-  return Key(how.key + (dash == std::string_view::npos ? "-" + std::string(name)
-                                                       : std::string(name.substr(dash))));
+  std::string key = how.key;  // "<key>-<token>"
+  if (dash == std::string_view::npos) key += '-';
+  key += name.substr(dash == std::string_view::npos ? 0 : dash);
+  return Key(std::move(key));
 }
 
 std::vector<FutureBase> Client::submit_graph(const Graph& graph, std::span<const Key> keys) {
