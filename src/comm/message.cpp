@@ -210,8 +210,7 @@ std::vector<Envelope> pack_batches(std::vector<Envelope> messages, const Limits&
   size_t frames = 0, header = 0, bytes = 0;
   for (Envelope& m : messages) {
     const size_t f = m.body.frames.size(), h = m.body.header.size() + m.op.size() + 16;
-    size_t b = h;
-    for (const Frame& fr : m.body.frames) b += fr.bytes.size();
+    const size_t b = m.body.nbytes() + m.op.size() + 16;  // h and the frames
     if (!part.empty() &&
         (part.size() == 4096 || frames + f > limits.max_frames ||
          header + h > limits.max_header_bytes / 2 || bytes + b > limits.max_message_bytes / 2)) {

@@ -154,10 +154,7 @@ double arith_as_double(const Value& v) {
 
 size_t nbytes_via_codec(const Value& v) {
   if (!v.type().encode) return 0;
-  Message m = encode_value(v);
-  size_t n = m.header.size();
-  for (const Frame& f : m.frames) n += f.bytes.size();
-  return n;
+  return encode_value(v).nbytes();
 }
 
 void hash_via_codec(const Value& v, Hasher& h) {

@@ -701,8 +701,7 @@ std::vector<FutureHandlePtr> submit_graph_to(const std::shared_ptr<ClientCore>& 
         "in parts",
         full->size(), msg.body.header.size(), header_limit));
   }
-  size_t frame_bytes = 0;
-  for (const auto& f : msg.body.frames) frame_bytes += f.bytes.size();
+  const size_t frame_bytes = msg.body.nbytes() - msg.body.header.size();
   if (frame_bytes > frame_limit) {
     throw ValueError(fmt::format(
         "a graph of {} tasks holds {} bytes of tasks, over the limit of {} for a message frame; "
