@@ -123,11 +123,16 @@ void initialize(const Options& options) {
   MPI_Comm_size(MPI_COMM_WORLD, &size);
   if (size < 3) {
     if (rank == 0) {
-      distributed::logger("scheduler")
-          ->critical("tessera::mpi::initialize needs at least 3 ranks (scheduler, client, "
-                     "workers), got {}: mpirun -np 3 or more",
-                     size);
+      auto log = distributed::logger("scheduler");
+      log->critical(
+          "tessera::mpi::initialize needs at least 3 ranks (scheduler, client, "
+          "workers), got {}: mpirun -np 3 or more",
+          size);
+      log->flush();
     }
+    // Every rank waits for the message: another rank's abort would otherwise kill rank 0
+    // before it is written.
+    MPI_Barrier(MPI_COMM_WORLD);
     MPI_Abort(MPI_COMM_WORLD, 1);
   }
   const bool local = all_on_one_machine();
