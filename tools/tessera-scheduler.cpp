@@ -160,7 +160,11 @@ int main(int argc, char** argv) {
     auto& server = *made;
     server.start();
     if (!scheduler_file.empty()) write_scheduler_file(scheduler_file, server.address());
-    log->info("listening on {}", server.address());
+    if (server.bound_address() == server.address()) {
+      log->info("listening on {}", server.address());
+    } else {
+      log->info("listening on {}; peers connect to {}", server.bound_address(), server.address());
+    }
     if (!server.http_url().empty()) log->info("health and metrics at {}", server.http_url());
     int sig = 0;
     sigwait(&stop_signals, &sig);

@@ -1,7 +1,8 @@
 // tessera-worker: a worker process.
 //
 //   tessera-worker tcp://127.0.0.1:8786 [--nthreads N] [--nworkers N] [--nanny|--no-nanny]
-//                  [--name NAME] [--listen ADDRESS]
+//                  [--name NAME] [--listen ADDRESS | --interface NAME]
+//                  [--contact-address ADDRESS]
 //                  [--preload lib.so ...] [--death-timeout SECONDS] [--memory-limit 4GiB]
 //                  [--local-directory DIR] [--spill-compression lz4|zstd|none]
 //                  [--curve-key FILE]
@@ -18,6 +19,7 @@
 // By default the process is a nanny (distributed/nanny.hpp): it runs the worker(s) as
 // child processes (this program again, with --no-nanny) and starts one again if it dies or
 // passes --memory-terminate of its --memory-limit.
+#include <fmt/format.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
@@ -33,10 +35,11 @@
 #include <mimalloc.h>
 #endif
 
+#include "distributed/addresses.hpp"
 #include "distributed/nanny.hpp"
 #include "distributed/worker_main.hpp"
-#include "tool_config.hpp"
 #include "tessera/core/error.hpp"
+#include "tool_config.hpp"
 
 namespace {
 
@@ -70,8 +73,8 @@ int main(int argc, char** argv) {
 #endif
   namespace config = tessera::config;
   CLI::App app{"tessera-worker: runs tasks for a tessera scheduler"};
-  std::string scheduler, scheduler_file, name, listen, memory_limit, local_directory, curve_key,
-      config_file, spill_compression;
+  std::string scheduler, scheduler_file, name, listen, contact, interface, memory_limit,
+      local_directory, curve_key, config_file, spill_compression;
   int nthreads = 1, nworkers = 1;
   bool nanny = true;
   std::vector<std::string> preload;
@@ -87,7 +90,9 @@ int main(int argc, char** argv) {
     scheduler = config::get_string("worker.scheduler", "");
     scheduler_file = config::get_string("worker.scheduler-file", "");
     name = config::get_string("worker.name", "");
-    listen = config::get_string("worker.listen", "tcp://127.0.0.1:0");
+    listen = config::get_string("worker.listen", "");
+    contact = config::get_string("worker.contact-address", "");
+    interface = config::get_string("worker.interface", "");
     nthreads = static_cast<int>(config::get_number(
         "worker.nthreads", std::max(1U, std::thread::hardware_concurrency())));
     nworkers = static_cast<int>(config::get_number("worker.nworkers", 1));
@@ -136,9 +141,17 @@ int main(int argc, char** argv) {
                "--memory-terminate (default), or run one worker in this process")
       ->envname("TESSERA_WORKER_NANNY")
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
-  app.add_option("--listen", listen, "where peers fetch results from (port 0: any free one)")
-      ->envname("TESSERA_WORKER_LISTEN")
-      ->capture_default_str();
+  app.add_option("--listen", listen,
+                 "where peers fetch results from: tcp://host:port (port 0: any free one; default: "
+                 "this machine's address towards the scheduler)")
+      ->envname("TESSERA_WORKER_LISTEN");
+  app.add_option("--interface", interface,
+                 "listen on this network interface's address (eth0, ib0) instead")
+      ->envname("TESSERA_WORKER_INTERFACE");
+  app.add_option("--contact-address", contact,
+                 "the address peers are told to fetch from, if not the one listened on (a "
+                 "forwarded port)")
+      ->envname("TESSERA_WORKER_CONTACT_ADDRESS");
   app.add_option("--preload", preload,
                  "a shared library to load first (it registers ops); repeatable, or several "
                  "separated by ':'")
@@ -211,6 +224,10 @@ int main(int argc, char** argv) {
       throw tessera::ValueError("give the scheduler's address or --scheduler-file");
     if (scheduler.empty()) scheduler = read_scheduler_file(scheduler_file);
     limit = tessera::distributed::parse_memory_limit(memory_limit);
+    if (!interface.empty()) {
+      if (!listen.empty()) throw tessera::ValueError("give --listen or --interface, not both");
+      listen = fmt::format("tcp://{}:0", tessera::distributed::interface_ip(interface));
+    }
     if (nanny) env = tessera::distributed::worker_environment();
   } catch (const std::exception& e) {
     spdlog::stderr_color_mt("worker")->error("{}", e.what());
@@ -239,6 +256,7 @@ int main(int argc, char** argv) {
   return tessera::distributed::run_worker(
       {.scheduler = scheduler,
        .listen = listen,
+       .contact = contact,
        .name = name,
        .nthreads = nthreads,
        .queue_time = tessera::distributed::seconds_to_micros(queue_time),

@@ -135,6 +135,7 @@ void Handshake::encode(Encoder& e) const {
   e.write_string(name);
   e.write_int(nthreads);
   e.write_string(address);
+  e.write_uint(memory_limit);
 }
 
 Handshake Handshake::decode(Decoder& d) {
@@ -149,6 +150,7 @@ Handshake Handshake::decode(Decoder& d) {
     throw ProtocolError(fmt::format("handshake nthreads {} out of range", n));
   h.nthreads = static_cast<int>(n);
   h.address = d.read_string();
+  h.memory_limit = d.read_uint();
   return h;
 }
 
@@ -179,6 +181,10 @@ std::string check_handshake(const Handshake& h) {
     return fmt::format("a worker needs at least one thread, not {}", h.nthreads);
   if (h.role == "worker" && h.address.rfind("tcp://", 0) != 0)
     return fmt::format("a worker's data address must be tcp://host:port, not '{}'", h.address);
+  if (h.role == "worker" &&
+      (h.address.starts_with("tcp://0.0.0.0:") || h.address.starts_with("tcp://*:")))
+    return fmt::format("a worker's data address must name a host its peers can reach, not '{}'",
+                       h.address);
   if (h.name.size() > 256) return "name longer than 256 bytes";
   return {};
 }

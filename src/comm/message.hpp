@@ -32,7 +32,7 @@ namespace tessera::comm {
 
 // 2: small results inline; 3: worker-removed; 4: small task payloads in the header;
 // 5: priority and retries in update-graph, a request number in steal requests.
-inline constexpr uint16_t kProtocolVersion = 5;
+inline constexpr uint16_t kProtocolVersion = 6;
 
 // Bytes that break the protocol: a bad head, an unknown op where one is required, a
 // message of the wrong type, a size over the limits.
@@ -132,6 +132,7 @@ struct Handshake {
   std::string name{};
   int nthreads = 0;       // workers
   std::string address{};  // workers: where their data server listens
+  uint64_t memory_limit = 0;  // workers: bytes (0: none)
   void encode(Encoder& e) const;
   static Handshake decode(Decoder& d);
 };

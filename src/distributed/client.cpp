@@ -7,10 +7,12 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
@@ -114,6 +116,9 @@ struct ClientCore {
   std::vector<Key> to_fetch;
   std::unordered_map<Key, Record, KeyHash> records;
   std::string broken;  // why the client cannot go on (closed, scheduler lost)
+  // scheduler_info() requests waiting for their answer, by number.
+  uint64_t last_info_request = 0;
+  std::unordered_map<uint64_t, std::optional<pr::SchedulerInfo>> info_replies;
   bool has_retries = false;
   bool wake_waiters = false;  // a waiter can return: notify cv (see resolve)
   // Bumped with every notification of cv: a thread polling before it sleeps (wait_all)
@@ -320,6 +325,28 @@ struct ClientCore {
     return out;
   }
 
+  // Asks the scheduler for its state and waits for the answer.
+  pr::SchedulerInfo identity(std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mu);
+    if (!broken.empty()) throw SchedulerError(broken);
+    const uint64_t request = ++last_info_request;
+    info_replies.emplace(request, std::nullopt);
+    outbox.push_back(comm::pack(pr::Identity{request}));
+    waker.wake();
+    const auto answered = [&] { return info_replies.at(request).has_value() || !broken.empty(); };
+    const auto deadline = deadline_after(timeout);
+    if (deadline == Clock::time_point::max()) {
+      cv.wait(lock, answered);
+    } else {
+      cv.wait_until(lock, deadline, answered);
+    }
+    auto reply = std::move(info_replies.extract(request).mapped());
+    if (reply) return std::move(*reply);
+    if (!broken.empty()) throw SchedulerError(broken);
+    throw TimeoutError(fmt::format("the scheduler at {} did not answer scheduler_info within {} ms",
+                                   address, timeout.count()));
+  }
+
   Key first_unready(std::span<const Key> keys) const {
     for (const Key& k : keys) {
       auto it = records.find(k);
@@ -440,6 +467,12 @@ struct ClientCore {
         r.blamed = k;
         resolve(r);
       }
+    } else if (m.op == pr::SchedulerInfo::kOp) {
+      auto msg = comm::unpack<pr::SchedulerInfo>(m, limits);
+      auto it = info_replies.find(msg.request);
+      if (it == info_replies.end()) return;  // its asker gave up
+      it->second = std::move(msg);
+      notify_all();
     } else if (m.op == pr::Heartbeat::kOp) {
       (void)comm::unpack<pr::Heartbeat>(m, limits);
     } else {
@@ -978,6 +1011,35 @@ ComputeOptions Client::options() const {
 size_t Client::held_keys() const {
   std::lock_guard lock(core_->mu);
   return core_->records.size();
+}
+
+SchedulerInfo Client::scheduler_info(std::chrono::milliseconds timeout) const {
+  pr::SchedulerInfo m = core_->identity(timeout);
+  SchedulerInfo out{std::move(m.address), {}};
+  out.workers.reserve(m.workers.size());
+  for (auto& w : m.workers) {
+    out.workers.push_back({std::move(w.address), std::move(w.name), w.nthreads, w.memory_limit,
+                           w.managed_bytes, w.paused});
+  }
+  return out;
+}
+
+void Client::wait_for_workers(size_t n, std::chrono::milliseconds timeout) const {
+  const auto deadline = detail::deadline_after(timeout);
+  for (;;) {
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    const size_t have = core_
+                            ->identity(std::clamp(left, std::chrono::milliseconds(1),
+                                                  std::chrono::milliseconds(10000)))
+                            .workers.size();
+    if (have >= n) return;
+    if (Clock::now() + std::chrono::milliseconds(20) > deadline) {
+      throw TimeoutError(fmt::format("{} of the {} workers waited for joined within {} ms", have, n,
+                                     timeout.count()));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
 }
 
 void Client::throw_map_lengths() {

@@ -7,8 +7,6 @@
 #include <fmt/format.h>
 #include <mpi.h>
 
-#include <arpa/inet.h>
-#include <netdb.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -19,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "distributed/addresses.hpp"
 #include "distributed/logging.hpp"
 #include "distributed/scheduler_server.hpp"
 #include "distributed/worker_server.hpp"
@@ -66,23 +65,6 @@ bool all_on_one_machine() {
       return false;
   }
   return true;
-}
-
-// This machine's IPv4 address (its host name resolved), for ranks on several machines.
-std::string this_machine_address() {
-  char host[256] = {};
-  gethostname(host, sizeof host - 1);
-  addrinfo hints{};
-  hints.ai_family = AF_INET;
-  addrinfo* found = nullptr;
-  if (getaddrinfo(host, nullptr, &hints, &found) != 0 || found == nullptr)
-    throw SchedulerError(fmt::format(
-        "tessera::mpi: cannot resolve this machine's name '{}'; give Options::address", host));
-  char text[INET_ADDRSTRLEN] = {};
-  inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(found->ai_addr)->sin_addr, text,
-            sizeof text);
-  freeaddrinfo(found);
-  return text;
 }
 
 // Waits until rank 1 enters the closing barrier, sleeping between looks.
@@ -136,8 +118,18 @@ void initialize(const Options& options) {
     MPI_Abort(MPI_COMM_WORLD, 1);
   }
   const bool local = all_on_one_machine();
+  // Where this rank's server listens: the address given, the interface's, loopback on one
+  // machine; across machines, this machine's outward address for the scheduler, and for a
+  // worker the default (its address towards the scheduler).
   std::string host = options.address;
-  if (host.empty()) host = local ? "127.0.0.1" : this_machine_address();
+  try {
+    if (host.empty() && !options.interface.empty())
+      host = distributed::interface_ip(options.interface);
+    if (host.empty() && local) host = "127.0.0.1";
+    if (host.empty() && rank == 0) host = distributed::this_machine_ip();
+  } catch (const std::exception& e) {
+    fail(rank, e.what());
+  }
 
   // The key: the caller's, the environment's, or (across machines) a fresh one from rank 0.
   Security security = options.security;
@@ -197,7 +189,7 @@ void initialize(const Options& options) {
     try {
       worker = std::make_unique<distributed::WorkerServer>(distributed::WorkerServer::Options{
           .scheduler = address,
-          .listen = fmt::format("tcp://{}:0", host),
+          .listen = host.empty() ? std::string() : fmt::format("tcp://{}:0", host),
           .name = fmt::format("mpi-rank-{}", rank),
           .nthreads = options.nthreads,
           .memory_limit = options.memory_limit,

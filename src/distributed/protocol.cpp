@@ -243,6 +243,56 @@ FireAndForget FireAndForget::decode(Decoder& d) {
   return {read_keys(d, kMaxKeys)};
 }
 
+void Unregister::encode(Encoder& e) const {
+  e.write_string(reason);
+}
+Unregister Unregister::decode(Decoder& d) {
+  return {d.read_string()};
+}
+
+void Identity::encode(Encoder& e) const {
+  e.write_uint(request);
+}
+Identity Identity::decode(Decoder& d) {
+  return {d.read_uint()};
+}
+
+void SchedulerInfo::encode(Encoder& e) const {
+  e.write_uint(request);
+  e.write_string(address);
+  e.begin_array(workers.size());
+  for (const auto& w : workers) {
+    e.begin_array(6);
+    e.write_string(w.address);
+    e.write_string(w.name);
+    e.write_int(w.nthreads);
+    e.write_uint(w.memory_limit);
+    e.write_uint(w.managed_bytes);
+    e.write_bool(w.paused);
+  }
+}
+SchedulerInfo SchedulerInfo::decode(Decoder& d) {
+  SchedulerInfo m;
+  m.request = d.read_uint();
+  m.address = d.read_string();
+  const uint64_t n = read_count(d, kMaxWorkers, "workers");
+  for (uint64_t i = 0; i < n; ++i) {
+    if (d.read_array() != 6) throw ProtocolError("scheduler-info workers have 6 fields");
+    WorkerInfo w;
+    w.address = d.read_string();
+    w.name = d.read_string();
+    const int64_t threads = d.read_int();
+    if (threads < 1 || threads > 1 << 16)
+      throw ProtocolError(fmt::format("worker nthreads {} out of range", threads));
+    w.nthreads = static_cast<int32_t>(threads);
+    w.memory_limit = d.read_uint();
+    w.managed_bytes = d.read_uint();
+    w.paused = d.read_bool();
+    m.workers.push_back(std::move(w));
+  }
+  return m;
+}
+
 void CloseClient::encode(Encoder& e) const {
   e.write_uint(0);
 }

@@ -25,6 +25,7 @@ namespace tessera::distributed::protocol {
 inline constexpr size_t kMaxKeys = size_t{1} << 24;
 inline constexpr size_t kMaxHolders = 4096;
 inline constexpr uint32_t kMaxRetries = 1000;
+inline constexpr size_t kMaxWorkers = size_t{1} << 20;
 
 // An opaque byte payload carried as a frame (not copied through the encoder).
 struct Payload {
@@ -76,6 +77,15 @@ struct CloseClient {
   static CloseClient decode(Decoder& d);
 };
 
+// Asks for the scheduler's state (Dask's "identity"): answered with scheduler-info carrying
+// the same request number.
+struct Identity {
+  static constexpr std::string_view kOp = "identity";
+  uint64_t request = 0;
+  void encode(Encoder& e) const;
+  static Identity decode(Decoder& d);
+};
+
 // A graph as a client sends it: each task encoded on its own as a payload (a one-task graph
 // for workers), with its dependencies and its priority from tessera::order. Tasks for which
 // `held` is true are left out: the scheduler already has those keys (the graph holds a
@@ -116,6 +126,23 @@ struct GraphRefused {
   static GraphRefused decode(Decoder& d);
 };
 
+struct WorkerInfo {
+  std::string address;  // its data server
+  std::string name;
+  int32_t nthreads = 0;
+  uint64_t memory_limit = 0;   // 0: none
+  uint64_t managed_bytes = 0;  // its results in memory, by its last heartbeat
+  bool paused = false;
+};
+struct SchedulerInfo {
+  static constexpr std::string_view kOp = "scheduler-info";
+  uint64_t request = 0;
+  std::string address;
+  std::vector<WorkerInfo> workers;  // in the order they joined
+  void encode(Encoder& e) const;
+  static SchedulerInfo decode(Decoder& d);
+};
+
 // ---- scheduler -> worker ----
 struct ComputeTask {
   static constexpr std::string_view kOp = "compute-task";
@@ -153,6 +180,14 @@ struct TaskFinished {
   std::optional<Value> value{};
   void encode(Encoder& e) const;
   static TaskFinished decode(Decoder& d);
+};
+// The worker is leaving (it was stopped): the scheduler removes it now, not after its
+// timeout, and runs elsewhere what it was running or held (Dask's unregister).
+struct Unregister {
+  static constexpr std::string_view kOp = "unregister";
+  std::string reason;
+  void encode(Encoder& e) const;
+  static Unregister decode(Decoder& d);
 };
 // Scheduler to worker: give this task back if it has not started (work stealing).
 struct StealRequest {

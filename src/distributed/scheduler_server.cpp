@@ -9,6 +9,7 @@
 
 #include "comm/transport.hpp"
 #include "core/thread_name.hpp"
+#include "distributed/addresses.hpp"
 #include "distributed/http_server.hpp"
 #include "distributed/logging.hpp"
 #include "distributed/protocol.hpp"
@@ -24,6 +25,16 @@ namespace {
 constexpr WorkerId kUnknownWorker = UINT32_MAX;
 // Holds fire-and-forget keys until they finish (no peer has this id).
 constexpr ClientId kFireAndForget = UINT32_MAX - 1;
+// What a peer said, fit for the log: at most 256 bytes, no control characters (which could
+// forge log lines).
+std::string loggable(std::string text) {
+  if (text.size() > 256) text.resize(256);
+  for (char& ch : text) {
+    if (static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f) ch = '?';
+  }
+  return text;
+}
+
 }  // namespace
 
 struct SchedulerServer::Impl {
@@ -35,10 +46,13 @@ struct SchedulerServer::Impl {
     std::string name;            // as it introduced itself (a worker: --name, else its address)
     bool paused = false;         // a worker over its memory's pause threshold
     uint64_t managed_bytes = 0;  // a worker's results in memory (its heartbeats)
+    int nthreads = 0;            // a worker's
+    uint64_t memory_limit = 0;   // a worker's (0: none)
   };
 
   Options options;
   comm::Server server;
+  std::string contact;  // server.address(), with this machine's address for every interface's
   SchedulerState state;
   std::unordered_map<comm::PeerId, Peer> peers;
   std::unordered_map<WorkerId, comm::PeerId> worker_peers;
@@ -61,6 +75,7 @@ struct SchedulerServer::Impl {
   explicit Impl(Options o)
       : options(std::move(o)),
         server(options.address, options.limits, options.security),
+        contact(contact_address(server.address())),
         state(options.state) {
     if (!options.http_address.empty())
       http = std::make_unique<HttpServer>(options.http_address, metrics);
@@ -132,11 +147,10 @@ struct SchedulerServer::Impl {
     }
     if (std::string why = comm::check_handshake(h); !why.empty()) return refuse(in.peer, why);
     Peer p{h.role == "worker", ++next_id, h.address, Clock::now(), h.name};
+    p.nthreads = h.nthreads;
+    p.memory_limit = h.memory_limit;
     if (p.name.empty()) p.name = p.worker ? h.address : fmt::format("client-{}", p.id);
-    // The name goes into the log as it is: no control characters (a forged log line).
-    for (char& ch : p.name) {
-      if (static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f) ch = '?';
-    }
+    p.name = loggable(std::move(p.name));
     std::vector<Action> actions;
     if (p.worker) {
       if (auto old = worker_by_address.find(h.address); old != worker_by_address.end()) {
@@ -160,14 +174,20 @@ struct SchedulerServer::Impl {
     dispatch(actions);
   }
 
-  // Removes a worker, logging `why`. Anything it still sends is stale: with a `reason` (it
-  // was silent) it is answered with worker-removed, so it exits and its nanny starts it
-  // again; without one (it broke the protocol, or cannot be reached) it is ignored.
-  void remove_worker(WorkerId id, std::string_view why, std::string reason = {}) {
+  // Removes a worker, logging `why` (a warning unless it `left` of its own accord). Anything
+  // it still sends is stale: with a `reason` (it was silent) it is answered with
+  // worker-removed, so it exits and its nanny starts it again; without one (it left, broke
+  // the protocol, or cannot be reached) it is ignored.
+  void remove_worker(WorkerId id, std::string_view why, std::string reason = {},
+                     bool left = false) {
     auto it = worker_peers.find(id);
     if (it == worker_peers.end()) return;
     const comm::PeerId peer = it->second;
-    logger("scheduler")->warn("removing worker {}: {}", peers[peer].name, why);
+    if (left) {
+      logger("scheduler")->info("worker {} left: {}", peers[peer].name, why);
+    } else {
+      logger("scheduler")->warn("removing worker {}: {}", peers[peer].name, why);
+    }
     worker_by_address.erase(peers[peer].address);
     peers.erase(peer);
     worker_peers.erase(it);
@@ -285,6 +305,10 @@ struct SchedulerServer::Impl {
         } else if (op == pr::StealResponse::kOp) {
           auto m = comm::unpack<pr::StealResponse>(msg, options.limits);
           state.handle(StealResponse{p.id, std::move(m.key), m.stolen, m.request}, actions);
+        } else if (op == pr::Unregister::kOp) {
+          auto m = comm::unpack<pr::Unregister>(msg, options.limits);
+          remove_worker(p.id, loggable(std::move(m.reason)), {}, /*left=*/true);
+          return false;
         } else if (op == pr::Heartbeat::kOp) {
           const auto h = comm::unpack<pr::Heartbeat>(msg, options.limits);
           peers[peer].managed_bytes = h.managed_bytes;
@@ -319,6 +343,9 @@ struct SchedulerServer::Impl {
         } else if (op == pr::Heartbeat::kOp) {
           (void)comm::unpack<pr::Heartbeat>(msg, options.limits);
           queue(peer, comm::pack(pr::Heartbeat{}));
+        } else if (op == pr::Identity::kOp) {
+          const auto m = comm::unpack<pr::Identity>(msg, options.limits);
+          queue(peer, comm::pack(identity(m.request)));
         } else if (op == pr::CloseClient::kOp) {
           (void)comm::unpack<pr::CloseClient>(msg, options.limits);
           remove_client(p.id, "closed");
@@ -333,6 +360,19 @@ struct SchedulerServer::Impl {
     }
     dispatch(actions);
     return true;
+  }
+
+  // What a client asking for the scheduler's state gets (workers in the order they joined).
+  pr::SchedulerInfo identity(uint64_t request) const {
+    pr::SchedulerInfo info{request, contact, {}};
+    std::vector<const Peer*> ws;
+    for (const auto& [peer, p] : peers)
+      if (p.worker) ws.push_back(&p);
+    std::sort(ws.begin(), ws.end(), [](const Peer* a, const Peer* b) { return a->id < b->id; });
+    for (const Peer* p : ws)
+      info.workers.push_back(
+          {p->address, p->name, p->nthreads, p->memory_limit, p->managed_bytes, p->paused});
+    return info;
   }
 
   // ---- actions out ----
@@ -465,6 +505,10 @@ SchedulerServer::~SchedulerServer() {
 }
 
 const std::string& SchedulerServer::address() const {
+  return impl_->contact;
+}
+
+const std::string& SchedulerServer::bound_address() const {
   return impl_->server.address();
 }
 

@@ -49,8 +49,11 @@ class SchedulerServer {
   SchedulerServer(const SchedulerServer&) = delete;
   SchedulerServer& operator=(const SchedulerServer&) = delete;
 
-  // The address bound ("tcp://127.0.0.1:8786").
+  // Where peers connect: the address bound ("tcp://127.0.0.1:8786"), or, bound to every
+  // interface ("tcp://0.0.0.0:8786"), this machine's outward address with its port.
   const std::string& address() const;
+  // The address as bound (differs from address() for every interface's).
+  const std::string& bound_address() const;
   // Its in-process address (comm::Server::local_address()).
   const std::string& local_address() const;
   // Serves on a thread of its own until stop().

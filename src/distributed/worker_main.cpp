@@ -1,5 +1,6 @@
 #include "distributed/worker_main.hpp"
 
+#include "distributed/addresses.hpp"
 #include "distributed/logging.hpp"
 #include "distributed/nanny.hpp"
 
@@ -158,7 +159,13 @@ int run_worker_from_environment(const std::string& scheduler) {
     const unsigned hw = std::max(1U, std::thread::hardware_concurrency());
     o.nthreads = static_cast<int>(env_number("TESSERA_WORKER_NTHREADS", hw, 1, 4096));
     o.name = env("TESSERA_WORKER_NAME");
-    if (std::string listen = env("TESSERA_WORKER_LISTEN"); !listen.empty()) o.listen = listen;
+    o.listen = env("TESSERA_WORKER_LISTEN");
+    o.contact = env("TESSERA_WORKER_CONTACT_ADDRESS");
+    if (std::string interface = env("TESSERA_WORKER_INTERFACE"); !interface.empty()) {
+      if (!o.listen.empty())
+        throw ValueError("give TESSERA_WORKER_LISTEN or TESSERA_WORKER_INTERFACE, not both");
+      o.listen = fmt::format("tcp://{}:0", interface_ip(interface));
+    }
     o.death_timeout = seconds(env_number("TESSERA_WORKER_DEATH_TIMEOUT", 60, 0.001, 1e6));
     o.connect_timeout = seconds(env_number("TESSERA_WORKER_CONNECT_TIMEOUT", 10, 0.001, 1e6));
     if (std::string m = env("TESSERA_WORKER_MEMORY_LIMIT"); !m.empty())

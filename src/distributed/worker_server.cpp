@@ -16,6 +16,7 @@
 
 #include "comm/transport.hpp"
 #include "core/thread_name.hpp"
+#include "distributed/addresses.hpp"
 #include "distributed/logging.hpp"
 #include "distributed/protocol.hpp"
 #include "distributed/spill_store.hpp"
@@ -62,6 +63,7 @@ struct WorkerServer::Impl {
 
   Options options;
   comm::Server data;
+  std::string contact;  // the data server's address as peers are told it
   std::unique_ptr<comm::Connection> scheduler;
   std::unique_ptr<WorkerState> state;
   std::unique_ptr<SpillStore> store;
@@ -108,8 +110,32 @@ struct WorkerServer::Impl {
   std::string reason;  // why serving stopped (set by the loop thread before serving = false)
   std::atomic<bool> removed{false};  // by the scheduler (worker-removed)
 
+  // The scheduler's host, if it is reached over TCP ("" for an in-process one).
+  static std::string scheduler_host(const Options& o) {
+    if (!o.scheduler.starts_with("tcp://")) return {};
+    return split_tcp_address(o.scheduler, "the scheduler's address").host;
+  }
+
+  // The options with the default listening address filled in (see Options::listen).
+  static Options with_listen_address(Options o) {
+    if (o.listen.empty()) {
+      const std::string host = scheduler_host(o);
+      o.listen = fmt::format("tcp://{}:0", host.empty() ? "127.0.0.1" : local_ip_towards(host));
+    }
+    if (!o.contact.empty() &&
+        is_wildcard_host(split_tcp_address(o.contact, "the contact address").host)) {
+      throw ValueError(fmt::format(
+          "the contact address '{}' names every interface: give one that peers can reach",
+          o.contact));
+    }
+    return o;
+  }
+
   explicit Impl(Options o)
-      : options(std::move(o)), data(options.listen, options.limits, options.security) {
+      : options(with_listen_address(std::move(o))),
+        data(options.listen, options.limits, options.security),
+        contact(options.contact.empty() ? contact_address(data.address(), scheduler_host(options))
+                                        : options.contact) {
     if (options.nthreads < 1)
       throw ValueError(fmt::format("a worker needs at least one thread, not {}", options.nthreads));
     const auto& m = options.memory;
@@ -180,8 +206,8 @@ struct WorkerServer::Impl {
     scheduler =
         std::make_unique<comm::Connection>(options.scheduler, options.limits, options.security);
     scheduler->send(comm::pack(comm::Handshake{comm::kProtocolVersion, "worker",
-                                               options.name.empty() ? data.address() : options.name,
-                                               options.nthreads, data.address()}),
+                                               options.name.empty() ? contact : options.name,
+                                               options.nthreads, contact, options.memory_limit}),
                     options.connect_timeout);
     std::optional<comm::Envelope> reply;
     try {
@@ -200,7 +226,7 @@ struct WorkerServer::Impl {
           fmt::format("the scheduler at {} refused this worker: {}", options.scheduler, r.error));
     }
     state = std::make_unique<WorkerState>(WorkerState::Options{
-        .self = id_of(data.address()),
+        .self = id_of(contact),
         .nthreads = options.nthreads,
         .queue_seconds = std::chrono::duration<double>(options.queue_time).count(),
         .validate = options.validate});
@@ -618,7 +644,13 @@ struct WorkerServer::Impl {
         }
       }
     }
-    if (reason.empty()) reason = "stopped";
+    if (reason.empty()) {
+      reason = "stopped";
+      // Told, the scheduler runs elsewhere at once what was here; the message gets a second
+      // to leave before the connection closes.
+      scheduler->send(comm::pack(pr::Unregister{reason}), std::chrono::milliseconds(0));
+      scheduler->set_linger(std::chrono::milliseconds(1000));
+    }
     stop_serving();
   }
 
@@ -650,7 +682,7 @@ WorkerServer::~WorkerServer() {
 }
 
 const std::string& WorkerServer::data_address() const {
-  return impl_->data.address();
+  return impl_->contact;
 }
 
 void WorkerServer::start() {

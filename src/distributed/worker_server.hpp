@@ -24,8 +24,15 @@ namespace tessera::distributed {
 class WorkerServer {
  public:
   struct Options {
-    std::string scheduler;                     // the scheduler's address
-    std::string listen = "tcp://127.0.0.1:0";  // the data server (port 0: any free one)
+    std::string scheduler;  // the scheduler's address
+    // Where the data server listens (port 0: any free one). Default: on this machine's
+    // address towards the scheduler (loopback for a scheduler on loopback), as Dask's
+    // worker does, so that peers on other machines reach it.
+    std::string listen{};
+    // What the scheduler and peers are told to fetch from (Dask's contact address; a
+    // forwarded port, say). Default: `listen` as bound, with a host of every interface
+    // ("tcp://0.0.0.0:0") replaced by this machine's address towards the scheduler.
+    std::string contact{};
     std::string name{};
     int nthreads = 1;
     std::chrono::milliseconds heartbeat_interval{500};

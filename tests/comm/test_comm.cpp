@@ -73,14 +73,18 @@ comm::Envelope reread(const std::vector<std::vector<std::byte>>& parts,
 }  // namespace
 
 TEST(Messages, RoundTripTyped) {
-  const comm::Handshake h{
-      .role = "worker", .name = "w-1", .nthreads = 4, .address = "tcp://127.0.0.1:9"};
+  const comm::Handshake h{.role = "worker",
+                          .name = "w-1",
+                          .nthreads = 4,
+                          .address = "tcp://127.0.0.1:9",
+                          .memory_limit = uint64_t{3} << 30};
   const auto back = comm::unpack<comm::Handshake>(reread(wire(comm::pack(h))));
   EXPECT_EQ(back.version, comm::kProtocolVersion);
   EXPECT_EQ(back.role, "worker");
   EXPECT_EQ(back.name, "w-1");
   EXPECT_EQ(back.nthreads, 4);
   EXPECT_EQ(back.address, "tcp://127.0.0.1:9");
+  EXPECT_EQ(back.memory_limit, uint64_t{3} << 30);
   EXPECT_EQ(comm::check_handshake(back), "");
 
   const Blob b{Key("x", {3, -1}), 99, bytes_of(1 << 20, 7)};
@@ -277,6 +281,10 @@ TEST(Messages, MalformedInputIsNamed) {
             "a worker needs at least one thread, not 0");
   EXPECT_EQ(comm::check_handshake({.role = "worker", .nthreads = 1, .address = "here"}),
             "a worker's data address must be tcp://host:port, not 'here'");
+  EXPECT_EQ(comm::check_handshake({.role = "worker", .nthreads = 1, .address = "tcp://0.0.0.0:5"}),
+            "a worker's data address must name a host its peers can reach, not 'tcp://0.0.0.0:5'");
+  EXPECT_EQ(comm::check_handshake({.role = "worker", .nthreads = 1, .address = "tcp://*:5"}),
+            "a worker's data address must name a host its peers can reach, not 'tcp://*:5'");
 }
 
 // What a fuzzer does, in every build: random changes to valid messages either decode or

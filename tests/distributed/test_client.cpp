@@ -26,6 +26,7 @@
 #include <thread>
 
 #include "block_checks.hpp"
+#include "distributed/addresses.hpp"
 #include "distributed/logging.hpp"
 #include "distributed/nanny.hpp"
 #include "distributed/scheduler_server.hpp"
@@ -1074,4 +1075,143 @@ TEST(LocalCluster, ScatteredDataIsSentAgainWhenItsWorkersDie) {
   cluster.add_worker();
   cluster.add_worker();
   EXPECT_EQ(client.submit(ptest_slow_total, sc, int64_t{1}).result(60000ms), 131072.0);
+}
+
+// scheduler_info() lists the workers as they introduced themselves, in the order they
+// joined; wait_for_workers() returns once enough have, and says how many had if not.
+TEST(Client, SchedulerInfoListsTheWorkersAndWaitForWorkersWaitsForThem) {
+  td::SchedulerServer scheduler({.address = "tcp://127.0.0.1:0"});
+  scheduler.start();
+  Client client(scheduler.address(), quiet());
+  auto none = client.scheduler_info();
+  EXPECT_EQ(none.address, scheduler.address());
+  EXPECT_TRUE(none.workers.empty());
+  EXPECT_EQ(error_of<tessera::TimeoutError>([&] { client.wait_for_workers(1, 100ms); }),
+            "0 of the 1 workers waited for joined within 100 ms");
+
+  td::WorkerServer a(
+      {.scheduler = scheduler.address(), .name = "alpha", .nthreads = 2, .memory_limit = 1 << 30});
+  a.start();
+  // b joins while the client waits for two.
+  std::optional<td::WorkerServer> b;
+  std::thread later([&] {
+    std::this_thread::sleep_for(100ms);
+    b.emplace(td::WorkerServer::Options{.scheduler = scheduler.address(), .nthreads = 1});
+    b->start();
+  });
+  client.wait_for_workers(2, 10000ms);
+  later.join();
+  const auto info = client.scheduler_info();
+  ASSERT_EQ(info.workers.size(), 2U);
+  EXPECT_EQ(info.workers[0].name, "alpha");
+  EXPECT_EQ(info.workers[0].address, a.data_address());
+  EXPECT_EQ(info.workers[0].nthreads, 2);
+  EXPECT_EQ(info.workers[0].memory_limit, uint64_t{1} << 30);
+  EXPECT_FALSE(info.workers[0].paused);
+  EXPECT_EQ(info.workers[1].name, b->data_address());  // no --name: its address
+  EXPECT_EQ(info.workers[1].address, b->data_address());
+  EXPECT_EQ(info.workers[1].nthreads, 1);
+  EXPECT_EQ(info.workers[1].memory_limit, 0U);
+  // A loopback scheduler: the workers listen on loopback by default.
+  EXPECT_TRUE(a.data_address().starts_with("tcp://127.0.0.1:")) << a.data_address();
+
+  // What a worker holds shows in its managed bytes (after its next heartbeat).
+  auto block = client.submit(ptest_block, int64_t{1}, int64_t{1} << 16);
+  block.wait();
+  EXPECT_TRUE(InProcessCluster::wait_until([&] {
+    uint64_t managed = 0;
+    for (const auto& w : client.scheduler_info().workers) managed += w.managed_bytes;
+    return managed >= (uint64_t{1} << 16) * sizeof(double);
+  }));
+
+  b->stop();
+  EXPECT_TRUE(
+      InProcessCluster::wait_until([&] { return client.scheduler_info().workers.size() == 1; }));
+  client.close();
+  EXPECT_EQ(error_of<tessera::SchedulerError>([&] { (void)client.scheduler_info(); }),
+            fmt::format("the client of {} was closed", scheduler.address()));
+}
+
+// A scheduler bound to every interface is announced under this machine's address; a worker
+// bound there too tells its peers the address it reaches the scheduler from; a contact
+// address that names every interface is refused.
+TEST(Client, ServersOnEveryInterfaceAnnounceAnAddressPeersCanReach) {
+  td::SchedulerServer scheduler({.address = "tcp://0.0.0.0:0"});
+  scheduler.start();
+  const std::string port = scheduler.bound_address().substr(scheduler.bound_address().rfind(':'));
+  EXPECT_TRUE(scheduler.bound_address().starts_with("tcp://0.0.0.0:")) << scheduler.bound_address();
+  EXPECT_EQ(scheduler.address(), "tcp://" + td::this_machine_ip() + port);
+
+  td::WorkerServer w(
+      {.scheduler = scheduler.address(), .listen = "tcp://0.0.0.0:0", .nthreads = 1});
+  w.start();
+  EXPECT_TRUE(w.data_address().starts_with("tcp://" + td::this_machine_ip() + ":"))
+      << w.data_address();
+  // Through loopback, the same worker reaches the scheduler from 127.0.0.1.
+  td::WorkerServer v(
+      {.scheduler = "tcp://127.0.0.1" + port, .listen = "tcp://0.0.0.0:0", .nthreads = 1});
+  v.start();
+  EXPECT_TRUE(v.data_address().starts_with("tcp://127.0.0.1:")) << v.data_address();
+  // Both addresses work: results fetched from either worker come back.
+  Client client(scheduler.address(), quiet());
+  client.wait_for_workers(2, 10000ms);
+  std::vector<int64_t> xs(20);
+  std::iota(xs.begin(), xs.end(), 0);
+  auto blocks = client.map(ptest_block, xs, std::vector<int64_t>(20, 4096));
+  double total = 0;
+  for (const auto& b : client.gather(blocks)) total += std::accumulate(b.begin(), b.end(), 0.0);
+  double want = 0;
+  for (int64_t s : xs) want += 4096.0 * static_cast<double>(s) + 4095.0 * 4096 / 2;
+  EXPECT_EQ(total, want);
+
+  td::WorkerServer told(
+      {.scheduler = scheduler.address(), .contact = "tcp://10.9.8.7:4321", .nthreads = 1});
+  told.start();
+  EXPECT_EQ(told.data_address(), "tcp://10.9.8.7:4321");
+  EXPECT_TRUE(InProcessCluster::wait_until([&] {
+    for (const auto& i : client.scheduler_info().workers)
+      if (i.address == "tcp://10.9.8.7:4321") return true;
+    return false;
+  }));
+  told.stop();
+  EXPECT_EQ(error_of<tessera::ValueError>([&] {
+              td::WorkerServer({.scheduler = scheduler.address(), .contact = "tcp://0.0.0.0:1"});
+            }),
+            "the contact address 'tcp://0.0.0.0:1' names every interface: give one that peers "
+            "can reach");
+  EXPECT_EQ(error_of<tessera::ValueError>(
+                [&] { td::WorkerServer({.scheduler = "tcp://127.0.0.1", .nthreads = 1}); }),
+            "the scheduler's address 'tcp://127.0.0.1' is not tcp://host:port: no port");
+}
+
+// A worker that is stopped tells the scheduler, which at once runs elsewhere what it held
+// or ran, long before the worker timeout would have noticed.
+TEST(Client, AStoppedWorkerLeavesAtOnceAndItsWorkMovesOn) {
+  td::SchedulerServer scheduler({.address = "tcp://127.0.0.1:0", .worker_timeout = 60000ms});
+  scheduler.start();
+  std::optional<td::WorkerServer> a(
+      std::in_place, td::WorkerServer::Options{.scheduler = scheduler.address(), .nthreads = 1});
+  a->start();
+  Client client(scheduler.address(), quiet());
+  std::vector<int64_t> seeds(8);
+  std::iota(seeds.begin(), seeds.end(), 0);
+  auto blocks = client.map(ptest_block, seeds, std::vector<int64_t>(8, 1000));
+  tessera::wait(blocks);
+  auto slow = client.submit(ptest_slow_inc, int64_t{5}, int64_t{300});
+  ASSERT_TRUE(InProcessCluster::wait_until([&] { return a->executed() >= 8; }));
+  td::WorkerServer b({.scheduler = scheduler.address(), .nthreads = 1});
+  b.start();
+  const auto start = std::chrono::steady_clock::now();
+  a->stop();
+  EXPECT_TRUE(InProcessCluster::wait_until([&] { return scheduler.worker_count() == 1; }, 2000ms));
+  a.reset();
+  EXPECT_EQ(slow.result(20000ms), 6);
+  // The blocks a held were lost with it: computed again on b.
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    const auto v = blocks[i].result(20000ms);
+    ASSERT_EQ(v.size(), 1000U);
+    EXPECT_EQ(v[999], static_cast<double>(seeds[i]) + 999);
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 20000ms);
+  EXPECT_GE(b.executed(), 1U);
 }

@@ -475,6 +475,16 @@ TEST(Programs, TheWorkerRefusesBadInputSayingWhy) {
                  "the scheduler at tcp://127.0.0.1:1 did not answer within 300 ms");
   expect_refused(run(dir, {w, nowhere, "--no-nanny", "--listen", "bogus"}),
                  "cannot listen on 'bogus': Invalid argument");
+  expect_refused(run(dir, {w, nowhere, "--interface", "tsr-none0"}),
+                 "[worker] [error] interface 'tsr-none0' has no IPv4 address that is up (those "
+                 "that do: ");
+  expect_refused(run(dir, {w, nowhere, "--interface", "lo", "--listen", "tcp://127.0.0.1:0"}),
+                 "[worker] [error] give --listen or --interface, not both");
+  expect_refused(run(dir, {w, nowhere, "--no-nanny", "--contact-address", "tcp://0.0.0.0:5"}),
+                 "the contact address 'tcp://0.0.0.0:5' names every interface: give one that "
+                 "peers can reach");
+  expect_refused(run(dir, {w, "tcp://no-such-host.invalid:8786", "--no-nanny"}),
+                 "cannot resolve 'no-such-host.invalid' to an IPv4 address: ");
   // Under the nanny: the worker's own message, then the nanny's.
   const Ran nanny = run(dir, {w, nowhere, "--preload", lib});
   expect_refused(nanny, "[worker] [error] --preload " + lib);
@@ -506,6 +516,12 @@ TEST(Programs, AUserProgramServingAsAWorkerRefusesBadSettingsSayingWhy) {
                  "(TESSERA_WORKER_NANNY=1)");
   expect_refused(run(dir, {program}, {worker, "TESSERA_WORKER_CONNECT_TIMEOUT=0.3"}),
                  "the scheduler at tcp://127.0.0.1:1 did not answer within 300 ms");
+  expect_refused(run(dir, {program}, {worker, "TESSERA_WORKER_INTERFACE=tsr-none0"}),
+                 "interface 'tsr-none0' has no IPv4 address that is up");
+  expect_refused(
+      run(dir, {program},
+          {worker, "TESSERA_WORKER_INTERFACE=lo", "TESSERA_WORKER_LISTEN=tcp://127.0.0.1:0"}),
+      "give TESSERA_WORKER_LISTEN or TESSERA_WORKER_INTERFACE, not both");
 }
 
 TEST(Programs, TesseraKeysWritesChecksAndRefusesSayingWhy) {

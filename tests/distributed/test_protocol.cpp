@@ -67,6 +67,8 @@ void unpack_any(const comm::Envelope& env) {
     (void)comm::unpack<pr::MissingData>(env);
   else if (op == pr::TaskFinished::kOp)
     (void)comm::unpack<pr::TaskFinished>(env);
+  else if (op == pr::SchedulerInfo::kOp)
+    (void)comm::unpack<pr::SchedulerInfo>(env);
   else
     throw comm::ProtocolError("unknown op '" + op + "'");
 }
@@ -151,6 +153,21 @@ TEST(Protocol, EveryMessageRoundTrips) {
   EXPECT_EQ(m.holder, "tcp://w:3");
   EXPECT_EQ(through_wire(pr::Heartbeat{123}).managed_bytes, 123U);
   EXPECT_EQ(through_wire(pr::GetData{{Key("a")}}).keys[0], Key("a"));
+  EXPECT_EQ(through_wire(pr::Identity{77}).request, 77U);
+  EXPECT_EQ(through_wire(pr::Unregister{"stopped"}).reason, "stopped");
+  const auto info = through_wire(pr::SchedulerInfo{
+      78, "tcp://s:8786", {{"tcp://w:1", "alpha", 2, 1 << 30, 512, true}, {"tcp://w:2", "", 1}}});
+  EXPECT_EQ(info.request, 78U);
+  EXPECT_EQ(info.address, "tcp://s:8786");
+  ASSERT_EQ(info.workers.size(), 2U);
+  EXPECT_EQ(info.workers[0].address, "tcp://w:1");
+  EXPECT_EQ(info.workers[0].name, "alpha");
+  EXPECT_EQ(info.workers[0].nthreads, 2);
+  EXPECT_EQ(info.workers[0].memory_limit, uint64_t{1} << 30);
+  EXPECT_EQ(info.workers[0].managed_bytes, 512U);
+  EXPECT_TRUE(info.workers[0].paused);
+  EXPECT_EQ(info.workers[1].nthreads, 1);
+  EXPECT_FALSE(info.workers[1].paused);
   // Values through their codecs, large buffers as frames.
   std::vector<double> big(100000);
   for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<double>(i) / 3;
@@ -279,6 +296,29 @@ TEST(Protocol, MalformedFieldsAreRefused) {
   EXPECT_EQ(error_of<comm::ProtocolError>([&] { comm::unpack<pr::TaskFinished>(finished); }),
             "an optional value holds 2 values, not 0 or 1");
 
+  // A scheduler-info whose worker has no threads, or too few fields.
+  auto info = [](int64_t nthreads, size_t fields) {
+    tessera::Encoder i;
+    i.write_uint(1);
+    i.write_string("tcp://s:1");
+    i.begin_array(1);
+    i.begin_array(fields);
+    i.write_string("tcp://w:1");
+    i.write_string("w");
+    i.write_int(nthreads);
+    i.write_uint(0);
+    i.write_uint(0);
+    i.write_bool(false);
+    comm::Envelope env{"scheduler-info", {}};
+    env.body.header = i.finish_header();
+    return env;
+  };
+  EXPECT_EQ(comm::unpack<pr::SchedulerInfo>(info(3, 6)).workers[0].nthreads, 3);
+  EXPECT_EQ(error_of<comm::ProtocolError>([&] { comm::unpack<pr::SchedulerInfo>(info(0, 6)); }),
+            "worker nthreads 0 out of range");
+  EXPECT_EQ(error_of<comm::ProtocolError>([&] { comm::unpack<pr::SchedulerInfo>(info(2, 5)); }),
+            "scheduler-info workers have 6 fields");
+
   // Payload lengths that do not add up to the payload frame.
   auto graph = comm::pack(pr::UpdateGraph{{{Key("a"), {}, 1, payload_of("abc")}}, {Key("a")}});
   auto shorter = graph;
@@ -305,6 +345,7 @@ TEST(Protocol, RandomMutationsNeverEscape) {
           comm::pack(pr::Data{{{Key("v"), tessera::Value::of(std::vector<double>{1, 2, 3})}}, {}})),
       wire(comm::pack(pr::KeyErred{Key("k"), "err", Key("j")})),
       wire(comm::pack(pr::MissingData{Key("t"), Key("d"), "tcp://w:3"})),
+      wire(comm::pack(pr::SchedulerInfo{1, "tcp://s:1", {{"tcp://w:1", "w", 2, 10, 5, true}}})),
   };
   size_t ok = 0, refused = 0;
   for (int iter = 0; iter < 20000; ++iter) {

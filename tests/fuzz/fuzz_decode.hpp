@@ -26,27 +26,18 @@ bool decode_as(const comm::Envelope& env) {
 // Decodes one message as the type its op names; false if no type has that op.
 inline bool decode_message(const comm::Envelope& env) {
   namespace pr = tessera::distributed::protocol;
-  return decode_as<comm::Handshake>(env)
-         || decode_as<comm::HandshakeReply>(env)
-         || decode_as<pr::UpdateGraph>(env)
-         || decode_as<pr::ReleaseKeys>(env)
-         || decode_as<pr::KeyInMemory>(env)
-         || decode_as<pr::KeyErred>(env)
-         || decode_as<pr::KeyLost>(env)
-         || decode_as<pr::GraphRefused>(env)
-         || decode_as<pr::ComputeTask>(env)
-         || decode_as<pr::FreeKeys>(env)
-         || decode_as<pr::WorkerRemoved>(env)
-         || decode_as<pr::TaskFinished>(env)
-         || decode_as<pr::TaskErred>(env)
-         || decode_as<pr::MissingData>(env)
-         || decode_as<pr::Heartbeat>(env)
-         || decode_as<pr::GetData>(env)
-         || decode_as<pr::Data>(env)
-         || decode_as<pr::FireAndForget>(env)
-         || decode_as<pr::CloseClient>(env)
-         || decode_as<pr::StealRequest>(env)
-         || decode_as<pr::StealResponse>(env);
+  return decode_as<comm::Handshake>(env) || decode_as<comm::HandshakeReply>(env) ||
+         decode_as<pr::UpdateGraph>(env) || decode_as<pr::ReleaseKeys>(env) ||
+         decode_as<pr::KeyInMemory>(env) || decode_as<pr::KeyErred>(env) ||
+         decode_as<pr::KeyLost>(env) || decode_as<pr::GraphRefused>(env) ||
+         decode_as<pr::ComputeTask>(env) || decode_as<pr::FreeKeys>(env) ||
+         decode_as<pr::WorkerRemoved>(env) || decode_as<pr::TaskFinished>(env) ||
+         decode_as<pr::TaskErred>(env) || decode_as<pr::MissingData>(env) ||
+         decode_as<pr::Heartbeat>(env) || decode_as<pr::GetData>(env) || decode_as<pr::Data>(env) ||
+         decode_as<pr::FireAndForget>(env) || decode_as<pr::CloseClient>(env) ||
+         decode_as<pr::StealRequest>(env) || decode_as<pr::StealResponse>(env) ||
+         decode_as<pr::Identity>(env) || decode_as<pr::SchedulerInfo>(env) ||
+         decode_as<pr::Unregister>(env);
 }
 
 // Decodes an input as fuzz_message does; the messages it held, each decoded (ProtocolError

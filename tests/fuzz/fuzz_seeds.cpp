@@ -80,8 +80,11 @@ int main(int argc, char** argv) {
   const Value vec = Value::of(std::vector<double>{1.0, 2.0, 3.0});
 
   std::vector<std::pair<std::string, comm::Envelope>> messages = {
-      {"handshake", comm::pack(comm::Handshake{.role = "worker", .name = "w", .nthreads = 2,
-                                               .address = "tcp://127.0.0.1:9000"})},
+      {"handshake", comm::pack(comm::Handshake{.role = "worker",
+                                               .name = "w",
+                                               .nthreads = 2,
+                                               .address = "tcp://127.0.0.1:9000",
+                                               .memory_limit = 1 << 30})},
       {"handshake-reply", comm::pack(comm::HandshakeReply{true, 3, ""})},
       {"update-graph", comm::pack(pr::to_update_graph(g, std::span<const Key>(&wanted, 1)))},
       {"release-keys", comm::pack(pr::ReleaseKeys{{k, wanted}})},
@@ -91,8 +94,8 @@ int main(int argc, char** argv) {
       {"key-erred", comm::pack(pr::KeyErred{k, "ValueError: boom", k})},
       {"key-lost", comm::pack(pr::KeyLost{k})},
       {"graph-refused", comm::pack(pr::GraphRefused{"cycle", {k}})},
-      {"compute-task", comm::pack(pr::ComputeTask{k, 5, payload_of("task"),
-                                                  {{wanted, {"tcp://127.0.0.1:9001"}}}})},
+      {"compute-task",
+       comm::pack(pr::ComputeTask{k, 5, payload_of("task"), {{wanted, {"tcp://127.0.0.1:9001"}}}})},
       {"free-keys", comm::pack(pr::FreeKeys{{k}})},
       {"worker-removed", comm::pack(pr::WorkerRemoved{"silent for over 10000 ms"})},
       {"task-finished", comm::pack(pr::TaskFinished{k, 8, 0.001, small})},
@@ -103,6 +106,13 @@ int main(int argc, char** argv) {
       {"heartbeat", comm::pack(pr::Heartbeat{1 << 20, false})},
       {"get-data", comm::pack(pr::GetData{{k, wanted}})},
       {"data", comm::pack(pr::Data{{{k, vec}, {wanted, small}}, {Key("gone")}})},
+      {"identity", comm::pack(pr::Identity{4})},
+      {"unregister", comm::pack(pr::Unregister{"stopped"})},
+      {"scheduler-info",
+       comm::pack(pr::SchedulerInfo{4,
+                                    "tcp://127.0.0.1:8786",
+                                    {{"tcp://127.0.0.1:9000", "w", 2, 1 << 30, 4096, false},
+                                     {"tcp://127.0.0.1:9001", "v", 1, 0, 0, true}}})},
   };
   // Written, then read back as fuzz_message reads its input.
   const auto message_seed = [&](const std::string& name, const comm::Envelope& env,

@@ -192,6 +192,20 @@ struct SubmitOptions {
   uint32_t retries = 0;
 };
 
+// The scheduler's state as Client::scheduler_info() reports it (Dask's scheduler_info()).
+struct SchedulerInfo {
+  struct Worker {
+    std::string address;  // its data server: where clients and peers fetch results
+    std::string name;     // --name, else its address
+    int nthreads = 0;
+    uint64_t memory_limit = 0;   // bytes; 0: none
+    uint64_t managed_bytes = 0;  // its results in memory, by its last heartbeat
+    bool paused = false;         // over its memory's pause threshold: takes no new tasks
+  };
+  std::string address;          // the scheduler's
+  std::vector<Worker> workers;  // in the order they joined
+};
+
 struct ClientOptions {
   // How long to wait for the scheduler to accept the connection.
   std::chrono::milliseconds connect_timeout = config::get_seconds("client.connect-timeout", 10);
@@ -397,6 +411,13 @@ class Client {
 
   // How many keys this client holds.
   size_t held_keys() const;
+
+  // The scheduler's address and its workers, asked of it now. SchedulerError if it does
+  // not answer within `timeout` or the client cannot reach it.
+  SchedulerInfo scheduler_info(std::chrono::milliseconds timeout = std::chrono::seconds(10)) const;
+  // Waits until at least `n` workers have joined (Dask's wait_for_workers); TimeoutError
+  // saying how many had if they have not within `timeout`.
+  void wait_for_workers(size_t n, std::chrono::milliseconds timeout = kForever) const;
 
  private:
   // Connects to the scheduler at `address`, or to `cluster`'s (in-process when it can).

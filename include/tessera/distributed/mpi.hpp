@@ -34,9 +34,13 @@ struct Options {
   uint64_t memory_limit = 0;
   // Where workers spill (default: the temporary directory).
   std::string local_directory = {};
-  // The IP address or host name to bind on this rank ("": loopback if every rank is on
-  // this machine, else this machine's address).
+  // The IP address or host name every rank's server binds ("": loopback if every rank is
+  // on this machine; else `interface`'s address, or by default this machine's outward
+  // address for the scheduler and, for a worker, its address towards the scheduler).
   std::string address = {};
+  // The network interface to serve on, on every rank ("ib0", "eth0"), when a machine has
+  // several and the default route's is not the one the ranks share.
+  std::string interface = {};
   // The scheduler's port on rank 0 (0: any free one).
   int port = 0;
   // The cluster's key (none: TESSERA_CURVE_KEY_FILE's, else a fresh one when the ranks
