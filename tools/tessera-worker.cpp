@@ -141,13 +141,16 @@ int main(int argc, char** argv) {
                "--memory-terminate (default), or run one worker in this process")
       ->envname("TESSERA_WORKER_NANNY")
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
-  app.add_option("--listen", listen,
-                 "where peers fetch results from: tcp://host:port (port 0: any free one; default: "
-                 "this machine's address towards the scheduler)")
-      ->envname("TESSERA_WORKER_LISTEN");
-  app.add_option("--interface", interface,
-                 "listen on this network interface's address (eth0, ib0) instead")
-      ->envname("TESSERA_WORKER_INTERFACE");
+  CLI::Option* listen_flag =
+      app.add_option(
+             "--listen", listen,
+             "where peers fetch results from: tcp://host:port (port 0: any free one; default: "
+             "this machine's address towards the scheduler)")
+          ->envname("TESSERA_WORKER_LISTEN");
+  CLI::Option* interface_flag =
+      app.add_option("--interface", interface,
+                     "listen on this network interface's address (eth0, ib0) instead")
+          ->envname("TESSERA_WORKER_INTERFACE");
   app.add_option("--contact-address", contact,
                  "the address peers are told to fetch from, if not the one listened on (a "
                  "forwarded port)")
@@ -224,9 +227,29 @@ int main(int argc, char** argv) {
       throw tessera::ValueError("give the scheduler's address or --scheduler-file");
     if (scheduler.empty()) scheduler = read_scheduler_file(scheduler_file);
     limit = tessera::distributed::parse_memory_limit(memory_limit);
-    if (!interface.empty()) {
-      if (!listen.empty()) throw tessera::ValueError("give --listen or --interface, not both");
+    // --listen and --interface both say where to listen: one given here (flag or
+    // environment) wins over the other from the config file; two given at one level clash.
+    const bool listen_here = listen_flag->count() > 0, interface_here = interface_flag->count() > 0;
+    if (listen_here != interface_here) (listen_here ? interface : listen).clear();
+    if (!interface.empty() && !listen.empty()) {
+      throw tessera::ValueError(listen_here ? "give --listen or --interface, not both"
+                                            : "config: give worker.listen or worker.interface, "
+                                              "not both");
+    }
+    if (!interface.empty())
       listen = fmt::format("tcp://{}:0", tessera::distributed::interface_ip(interface));
+    if (nworkers > 1 && !contact.empty()) {
+      throw tessera::ValueError(fmt::format(
+          "--nworkers {} workers cannot share one --contact-address: start one tessera-worker "
+          "per contact address",
+          nworkers));
+    }
+    if (nworkers > 1 && !listen.empty() &&
+        tessera::distributed::split_tcp_address(listen, "--listen").port != "0" &&
+        tessera::distributed::split_tcp_address(listen, "--listen").port != "*") {
+      throw tessera::ValueError(
+          fmt::format("--nworkers {} workers cannot all listen on {}: give port 0 (any free one)",
+                      nworkers, listen));
     }
     if (nanny) env = tessera::distributed::worker_environment();
   } catch (const std::exception& e) {

@@ -181,10 +181,19 @@ std::string check_handshake(const Handshake& h) {
     return fmt::format("a worker needs at least one thread, not {}", h.nthreads);
   if (h.role == "worker" && h.address.rfind("tcp://", 0) != 0)
     return fmt::format("a worker's data address must be tcp://host:port, not '{}'", h.address);
-  if (h.role == "worker" &&
-      (h.address.starts_with("tcp://0.0.0.0:") || h.address.starts_with("tcp://*:")))
-    return fmt::format("a worker's data address must name a host its peers can reach, not '{}'",
-                       h.address);
+  if (h.role == "worker") {
+    const std::string_view rest = std::string_view(h.address).substr(6);
+    const size_t colon = rest.rfind(':');
+    const std::string_view host = rest.substr(0, colon == std::string_view::npos ? 0 : colon);
+    const std::string_view port =
+        colon == std::string_view::npos ? std::string_view() : rest.substr(colon + 1);
+    if (host.empty() || host == "*" || host == "0.0.0.0" || port.empty() || port == "0" ||
+        port == "*") {
+      return fmt::format(
+          "a worker's data address must name a host and port its peers can reach, not '{}'",
+          h.address);
+    }
+  }
   if (h.name.size() > 256) return "name longer than 256 bytes";
   return {};
 }

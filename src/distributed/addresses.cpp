@@ -113,6 +113,31 @@ std::string local_ip_towards(const std::string& host) {
   return ip;
 }
 
+std::string worker_listen_ip(const std::string& host, std::string& note) {
+  in_addr literal{};
+  const bool is_name = ::inet_pton(AF_INET, host.c_str(), &literal) != 1 && host != "localhost";
+  std::string ip;
+  try {
+    ip = local_ip_towards(host);
+  } catch (const SchedulerError& e) {
+    if (!is_name) throw;
+    ip = this_machine_ip();
+    note = fmt::format("{}; listening on {}, this machine's address", e.what(), ip);
+    return ip;
+  }
+  if (is_name && ip.starts_with("127.")) {
+    const std::string outward = this_machine_ip();
+    if (outward != ip) {
+      note = fmt::format(
+          "the scheduler's host name '{}' resolves to loopback here; listening on {}, this "
+          "machine's address, so that workers and clients elsewhere reach this one",
+          host, outward);
+    }
+    return outward;
+  }
+  return ip;
+}
+
 std::string interface_ip(const std::string& name) {
   std::vector<std::string> names;
   for (const auto& [n, ip] : interfaces()) {

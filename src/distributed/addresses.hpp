@@ -28,6 +28,13 @@ bool is_wildcard_host(std::string_view host);
 // route leads there.
 std::string local_ip_towards(const std::string& host);
 
+// Where a worker's data server listens by default for a scheduler at `host`: this machine's
+// address towards it, except that a host *name* (not an address, not "localhost") that
+// resolves to loopback (Debian maps a machine's own name to 127.0.1.1), or does not resolve
+// yet, gives this_machine_ip(), so that peers on other machines still reach the worker;
+// `note` then says why.
+std::string worker_listen_ip(const std::string& host, std::string& note);
+
 // The IPv4 address of the interface named `name` ("eth0", "ib0"); ValueError listing the
 // interfaces that have one if it has none.
 std::string interface_ip(const std::string& name);

@@ -1026,19 +1026,25 @@ SchedulerInfo Client::scheduler_info(std::chrono::milliseconds timeout) const {
 
 void Client::wait_for_workers(size_t n, std::chrono::milliseconds timeout) const {
   const auto deadline = detail::deadline_after(timeout);
+  size_t have = 0;
   for (;;) {
+    // Each question gets what time is left (at most 10 s: a scheduler busy for longer is
+    // asked again), and a question not answered in time is not the end of the wait.
     const auto left =
         std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-    const size_t have = core_
-                            ->identity(std::clamp(left, std::chrono::milliseconds(1),
-                                                  std::chrono::milliseconds(10000)))
-                            .workers.size();
-    if (have >= n) return;
-    if (Clock::now() + std::chrono::milliseconds(20) > deadline) {
+    if (left > std::chrono::milliseconds(0)) {
+      try {
+        have = core_->identity(std::min(left, std::chrono::milliseconds(10000))).workers.size();
+        if (have >= n) return;
+      } catch (const TimeoutError&) {
+      }
+    }
+    if (Clock::now() >= deadline) {
       throw TimeoutError(fmt::format("{} of the {} workers waited for joined within {} ms", have, n,
                                      timeout.count()));
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    std::this_thread::sleep_for(
+        std::min<Clock::duration>(std::chrono::milliseconds(20), deadline - Clock::now()));
   }
 }
 

@@ -123,7 +123,7 @@ void initialize(const Options& options) {
   // worker the default (its address towards the scheduler).
   std::string host = options.address;
   try {
-    if (host.empty() && !options.interface.empty())
+    if (host.empty() && !options.interface.empty() && rank != 1)  // the client binds nothing
       host = distributed::interface_ip(options.interface);
     if (host.empty() && local) host = "127.0.0.1";
     if (host.empty() && rank == 0) host = distributed::this_machine_ip();

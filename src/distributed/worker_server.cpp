@@ -120,13 +120,22 @@ struct WorkerServer::Impl {
   static Options with_listen_address(Options o) {
     if (o.listen.empty()) {
       const std::string host = scheduler_host(o);
-      o.listen = fmt::format("tcp://{}:0", host.empty() ? "127.0.0.1" : local_ip_towards(host));
+      std::string note;
+      o.listen =
+          fmt::format("tcp://{}:0", host.empty() ? "127.0.0.1" : worker_listen_ip(host, note));
+      if (!note.empty()) logger("worker")->info("{}", note);
     }
-    if (!o.contact.empty() &&
-        is_wildcard_host(split_tcp_address(o.contact, "the contact address").host)) {
-      throw ValueError(fmt::format(
-          "the contact address '{}' names every interface: give one that peers can reach",
-          o.contact));
+    if (!o.contact.empty()) {
+      const TcpAddress c = split_tcp_address(o.contact, "the contact address");
+      if (is_wildcard_host(c.host)) {
+        throw ValueError(fmt::format(
+            "the contact address '{}' names every interface: give one that peers can reach",
+            o.contact));
+      }
+      if (c.port == "0" || c.port == "*") {
+        throw ValueError(fmt::format(
+            "the contact address '{}' names no port: give the one peers can reach", o.contact));
+      }
     }
     return o;
   }
@@ -646,9 +655,12 @@ struct WorkerServer::Impl {
     }
     if (reason.empty()) {
       reason = "stopped";
-      // Told, the scheduler runs elsewhere at once what was here; the message gets a second
-      // to leave before the connection closes.
-      scheduler->send(comm::pack(pr::Unregister{reason}), std::chrono::milliseconds(0));
+      // Told, the scheduler runs elsewhere at once what was here (after the results held
+      // for the next batch); the messages get a second to leave before the connection closes.
+      to_scheduler.push_back(comm::pack(pr::Unregister{reason}));
+      for (auto& b : comm::pack_batches(std::move(to_scheduler), options.limits))
+        scheduler->send(b, std::chrono::milliseconds(0));
+      to_scheduler.clear();
       scheduler->set_linger(std::chrono::milliseconds(1000));
     }
     stop_serving();
@@ -687,6 +699,8 @@ const std::string& WorkerServer::data_address() const {
 
 void WorkerServer::start() {
   if (impl_->loop.joinable()) return;
+  impl_->reason.clear();
+  impl_->removed = false;
   impl_->handshake();
   impl_->stopping = false;
   for (int i = 0; i < impl_->options.nthreads; ++i)

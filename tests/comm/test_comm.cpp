@@ -281,10 +281,14 @@ TEST(Messages, MalformedInputIsNamed) {
             "a worker needs at least one thread, not 0");
   EXPECT_EQ(comm::check_handshake({.role = "worker", .nthreads = 1, .address = "here"}),
             "a worker's data address must be tcp://host:port, not 'here'");
-  EXPECT_EQ(comm::check_handshake({.role = "worker", .nthreads = 1, .address = "tcp://0.0.0.0:5"}),
-            "a worker's data address must name a host its peers can reach, not 'tcp://0.0.0.0:5'");
-  EXPECT_EQ(comm::check_handshake({.role = "worker", .nthreads = 1, .address = "tcp://*:5"}),
-            "a worker's data address must name a host its peers can reach, not 'tcp://*:5'");
+  for (const char* unreachable : {"tcp://0.0.0.0:5", "tcp://*:5", "tcp://:5", "tcp://h:0",
+                                  "tcp://h:*", "tcp://h:", "tcp://h"}) {
+    EXPECT_EQ(comm::check_handshake({.role = "worker", .nthreads = 1, .address = unreachable}),
+              fmt::format("a worker's data address must name a host and port its peers can "
+                          "reach, not '{}'",
+                          unreachable));
+  }
+  EXPECT_EQ(comm::check_handshake({.role = "worker", .nthreads = 1, .address = "tcp://h:5"}), "");
 }
 
 // What a fuzzer does, in every build: random changes to valid messages either decode or

@@ -37,33 +37,38 @@ fail() {
 command -v ip >/dev/null 2>&1 || skip "needs iproute2's ip"
 command -v unshare >/dev/null 2>&1 || skip "needs util-linux's unshare"
 
+# Everything lives in namespaces of its own, the bridge too (namespace s): the host's
+# interfaces, routes and firewall are not touched, and the subnet cannot clash with them.
 tag="tsr$$"
-net="10.213.$(($$ % 250))"
-ip -4 addr | grep -q " $net\." && skip "$net.0/24 is in use here"
+net="10.213.0"
 dir=$(mktemp -d)
 pids=""
 
 cleanup() {
   for p in $pids; do kill "$p" 2>/dev/null; done
-  sleep 0.2
-  for p in $pids; do kill -9 "$p" 2>/dev/null; done
+  for m in a b c; do  # mpirun's daemons and ranks too
+    ip netns pids "$tag$m" 2>/dev/null | xargs -r kill 2>/dev/null
+  done
+  sleep 0.3
   for m in a b c; do
-    ip link del "$tag$m" 2>/dev/null
+    ip netns pids "$tag$m" 2>/dev/null | xargs -r kill -9 2>/dev/null
     ip netns del "$tag$m" 2>/dev/null
   done
-  ip link del "${tag}br" 2>/dev/null
+  ip netns del "${tag}s" 2>/dev/null
   rm -rf "$dir"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
-ip link add "${tag}br" type bridge 2>/dev/null || skip "cannot make a bridge here"
-ip addr add "$net.254/24" dev "${tag}br"
-ip link set "${tag}br" up
+ip netns add "${tag}s" 2>/dev/null || skip "cannot make network namespaces here"
+ip -n "${tag}s" link add br0 type bridge 2>/dev/null || skip "cannot make a bridge here"
+ip -n "${tag}s" link set br0 up
 i=1
 for m in a b c; do
-  ip netns add "$tag$m" 2>/dev/null || skip "cannot make network namespaces here"
-  ip link add "$tag$m" type veth peer name eth0 netns "$tag$m" || fail "veth for $m"
-  ip link set "$tag$m" master "${tag}br" up
+  ip netns add "$tag$m" || fail "namespace $m"
+  ip -n "${tag}s" link add "v$m" type veth peer name eth0 netns "$tag$m" || fail "veth for $m"
+  ip -n "${tag}s" link set "v$m" master br0 up
   ip -n "$tag$m" addr add "$net.$i/24" dev eth0
   ip -n "$tag$m" link set eth0 up
   ip -n "$tag$m" link set lo up
@@ -85,7 +90,7 @@ start() {  # start MACHINE LOG COMMAND...: starts COMMAND there, in the backgrou
 # 1. The scheduler on every interface of A.
 start a "$dir/scheduler.log" "$scheduler" --address "tcp://0.0.0.0:8786" \
   --scheduler-file "$dir/scheduler.json" --http ""
-for _ in $(seq 100); do
+for _ in $(seq 400); do
   [ -s "$dir/scheduler.json" ] && break
   sleep 0.05
 done
@@ -112,11 +117,12 @@ shift
 exec ip netns exec "\$host" unshare --uts sh -c 'hostname "\$0"; exec sh -c "\$*"' "\$host" "\$@"
 EOF
   chmod +x "$dir/enter"
-  OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_plm_rsh_agent="$dir/enter" \
-    OMPI_MCA_oob_tcp_if_include="$net.0/24" OMPI_MCA_btl_tcp_if_include="$net.0/24" \
-    OMPI_MCA_btl="self,tcp" timeout 120 "$mpirun" --host "${tag}a,${tag}b,${tag}c" \
-    --map-by node --oversubscribe -np 4 "$mpi_example" >"$dir/mpi.log" 2>&1 ||
-    fail "mpirun across the machines failed"
+  # mpirun itself runs on A (its own host name is not in --host: it starts daemons on all three).
+  on a env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
+    OMPI_MCA_plm_rsh_agent="$dir/enter" OMPI_MCA_oob_tcp_if_include="$net.0/24" \
+    OMPI_MCA_btl_tcp_if_include="$net.0/24" OMPI_MCA_btl="self,tcp" \
+    timeout 120 "$mpirun" --host "${tag}a,${tag}b,${tag}c" --map-by node --oversubscribe -np 4 \
+    "$mpi_example" >"$dir/mpi.log" 2>&1 || fail "mpirun across the machines failed"
   cat "$dir/mpi.log"
   # Ranks 0 and 3 on A, rank 1 (the client) on B, rank 2 on C.
   grep -q "scheduler at tcp://$net.1:" "$dir/mpi.log" || fail "the scheduler is not on A's address"

@@ -67,6 +67,22 @@ int main() {
   // No key unless the environment names one (the secured variant of the test) or the ranks
   // span machines (rank 1 then names the generated one there).
   CHECK(tessera::mpi::security().enabled() == (std::getenv("TESSERA_CURVE_KEY_FILE") != nullptr));
+  // Secured, the cluster refuses a client without its key.
+  if (tessera::mpi::security().enabled()) {
+    const std::string key_file = std::getenv("TESSERA_CURVE_KEY_FILE");
+    ::unsetenv("TESSERA_CURVE_KEY_FILE");
+    bool refused = false;
+    try {
+      tessera::Client stranger(
+          tessera::mpi::scheduler_address(),
+          {.connect_timeout = std::chrono::seconds(5), .set_as_default = false});
+    } catch (const tessera::SchedulerError& e) {
+      refused = std::string(e.what()).find("refused this client") != std::string::npos;
+      if (!refused) std::fprintf(stderr, "%s\n", e.what());
+    }
+    ::setenv("TESSERA_CURVE_KEY_FILE", key_file.c_str(), 1);
+    CHECK(refused);
+  }
   std::printf("tessera::mpi: %zu worker ranks, results exact, %s: ok\n", pids.size(),
               tessera::mpi::security().enabled() ? "secured" : "not secured");
   return 0;

@@ -1,5 +1,6 @@
 // Addresses across machines (distributed/addresses.hpp). The oracle for "an address of
 // this machine" is the kernel: only a local address can be bound.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <arpa/inet.h>
@@ -75,6 +76,41 @@ TEST(Addresses, FindsThisMachinesAddressTowardsAPeer) {
               td::local_ip_towards("no-such-host.invalid");
             }).rfind("cannot resolve 'no-such-host.invalid' to an IPv4 address: ", 0),
             0U);
+}
+
+// A worker listens towards its scheduler, except when the scheduler's host *name* means
+// loopback here (Debian's 127.0.1.1 for the machine's own name) or does not resolve: then on
+// this machine's address, so that peers elsewhere reach it.
+TEST(Addresses, AWorkerListensWherePeersElsewhereReachIt) {
+  std::string note;
+  EXPECT_EQ(td::worker_listen_ip("127.0.0.1", note), "127.0.0.1");
+  EXPECT_EQ(td::worker_listen_ip("localhost", note), "127.0.0.1");
+  EXPECT_EQ(note, "");
+  const std::string self = td::this_machine_ip();
+  EXPECT_EQ(td::worker_listen_ip(self, note), self.starts_with("127.") ? "127.0.0.1" : self);
+  EXPECT_EQ(note, "");
+  EXPECT_EQ(td::worker_listen_ip("no-such-host.invalid", note), self);
+  EXPECT_TRUE(note.starts_with("cannot resolve 'no-such-host.invalid' to an IPv4 address: "))
+      << note;
+  EXPECT_NE(note.find("; listening on " + self + ", this machine's address"), std::string::npos)
+      << note;
+  // This machine's own name, where it resolves to loopback (as /etc/hosts often has it).
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  std::string towards;
+  try {
+    towards = td::local_ip_towards(host);
+  } catch (const tessera::SchedulerError&) {
+    GTEST_SKIP() << "this machine's name '" << host << "' does not resolve";
+  }
+  if (!towards.starts_with("127.") || self.starts_with("127."))
+    GTEST_SKIP() << "'" << host << "' resolves to " << towards << ", this machine to " << self;
+  note.clear();
+  EXPECT_EQ(td::worker_listen_ip(host, note), self);
+  EXPECT_EQ(note, fmt::format("the scheduler's host name '{}' resolves to loopback here; "
+                              "listening on {}, this machine's address, so that workers and "
+                              "clients elsewhere reach this one",
+                              host, self));
 }
 
 TEST(Addresses, AServerOnEveryInterfaceIsAnnouncedUnderAReachableAddress) {

@@ -26,6 +26,7 @@
 #include <thread>
 
 #include "block_checks.hpp"
+#include "comm/transport.hpp"
 #include "distributed/addresses.hpp"
 #include "distributed/logging.hpp"
 #include "distributed/nanny.hpp"
@@ -1094,7 +1095,7 @@ TEST(Client, SchedulerInfoListsTheWorkersAndWaitForWorkersWaitsForThem) {
   a.start();
   // b joins while the client waits for two.
   std::optional<td::WorkerServer> b;
-  std::thread later([&] {
+  std::jthread later([&] {
     std::this_thread::sleep_for(100ms);
     b.emplace(td::WorkerServer::Options{.scheduler = scheduler.address(), .nthreads = 1});
     b->start();
@@ -1136,6 +1137,8 @@ TEST(Client, SchedulerInfoListsTheWorkersAndWaitForWorkersWaitsForThem) {
 // bound there too tells its peers the address it reaches the scheduler from; a contact
 // address that names every interface is refused.
 TEST(Client, ServersOnEveryInterfaceAnnounceAnAddressPeersCanReach) {
+  if (td::this_machine_ip().starts_with("127."))
+    GTEST_SKIP() << "this machine has no address but loopback's";
   td::SchedulerServer scheduler({.address = "tcp://0.0.0.0:0"});
   scheduler.start();
   const std::string port = scheduler.bound_address().substr(scheduler.bound_address().rfind(':'));
@@ -1179,6 +1182,15 @@ TEST(Client, ServersOnEveryInterfaceAnnounceAnAddressPeersCanReach) {
             }),
             "the contact address 'tcp://0.0.0.0:1' names every interface: give one that peers "
             "can reach");
+  EXPECT_EQ(error_of<tessera::ValueError>([&] {
+              td::WorkerServer({.scheduler = scheduler.address(), .contact = "tcp://10.9.8.7:0"});
+            }),
+            "the contact address 'tcp://10.9.8.7:0' names no port: give the one peers can reach");
+  EXPECT_EQ(error_of<tessera::ValueError>([&] {
+              td::WorkerServer({.scheduler = scheduler.address(), .contact = "10.9.8.7:5"});
+            }),
+            "the contact address '10.9.8.7:5' is not tcp://host:port: it does not start with "
+            "tcp://");
   EXPECT_EQ(error_of<tessera::ValueError>(
                 [&] { td::WorkerServer({.scheduler = "tcp://127.0.0.1", .nthreads = 1}); }),
             "the scheduler's address 'tcp://127.0.0.1' is not tcp://host:port: no port");
@@ -1214,4 +1226,27 @@ TEST(Client, AStoppedWorkerLeavesAtOnceAndItsWorkMovesOn) {
   }
   EXPECT_LT(std::chrono::steady_clock::now() - start, 20000ms);
   EXPECT_GE(b.executed(), 1U);
+}
+
+// A scheduler that accepts the client but never answers its questions: scheduler_info
+// gives up after its timeout, and wait_for_workers after its own, each saying so.
+TEST(Client, SchedulerInfoAndWaitForWorkersGiveUpOnASilentScheduler) {
+  tessera::comm::Server mute("tcp://127.0.0.1:0");
+  std::atomic<bool> done{false};
+  std::jthread serve([&] {
+    while (!done) {
+      auto in = mute.receive(20ms);
+      if (in && in->message.op == tessera::comm::Handshake::kOp)
+        mute.send(in->peer, tessera::comm::pack(tessera::comm::HandshakeReply{true, 1, ""}));
+    }
+  });
+  Client client(mute.address(), quiet());
+  EXPECT_EQ(error_of<tessera::TimeoutError>([&] { (void)client.scheduler_info(200ms); }),
+            fmt::format("the scheduler at {} did not answer scheduler_info within 200 ms",
+                        mute.address()));
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(error_of<tessera::TimeoutError>([&] { client.wait_for_workers(1, 300ms); }),
+            "0 of the 1 workers waited for joined within 300 ms");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2000ms);
+  done = true;
 }

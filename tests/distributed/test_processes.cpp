@@ -483,8 +483,26 @@ TEST(Programs, TheWorkerRefusesBadInputSayingWhy) {
   expect_refused(run(dir, {w, nowhere, "--no-nanny", "--contact-address", "tcp://0.0.0.0:5"}),
                  "the contact address 'tcp://0.0.0.0:5' names every interface: give one that "
                  "peers can reach");
-  expect_refused(run(dir, {w, "tcp://no-such-host.invalid:8786", "--no-nanny"}),
-                 "cannot resolve 'no-such-host.invalid' to an IPv4 address: ");
+  // A scheduler name that does not resolve (yet): noted, then waited for like any other.
+  const Ran unresolved =
+      run(dir, {w, "tcp://no-such-host.invalid:8786", "--no-nanny", "--connect-timeout", "0.3"});
+  expect_refused(unresolved, "cannot resolve 'no-such-host.invalid' to an IPv4 address: ");
+  expect_refused(unresolved,
+                 "the scheduler at tcp://no-such-host.invalid:8786 did not answer within 300 ms");
+  expect_refused(run(dir, {w, nowhere, "--nworkers", "2", "--contact-address", "tcp://10.1.1.1:5"}),
+                 "--nworkers 2 workers cannot share one --contact-address: start one "
+                 "tessera-worker per contact address");
+  expect_refused(run(dir, {w, nowhere, "--nworkers", "2", "--listen", "tcp://127.0.0.1:7000"}),
+                 "--nworkers 2 workers cannot all listen on tcp://127.0.0.1:7000: give port 0 (any "
+                 "free one)");
+  // The config file's worker.listen gives way to --interface here; two at one level clash.
+  const std::string listens = dir.file("listens.toml");
+  std::ofstream(listens) << "[worker]\nlisten = \"tcp://127.0.0.1:0\"\ninterface = \"lo\"\n";
+  expect_refused(run(dir, {w, nowhere, "--config", listens}),
+                 "config: give worker.listen or worker.interface, not both");
+  expect_refused(run(dir, {w, nowhere, "--config", listens, "--no-nanny", "--interface", "lo",
+                           "--connect-timeout", "0.3"}),
+                 "the scheduler at tcp://127.0.0.1:1 did not answer within 300 ms");
   // Under the nanny: the worker's own message, then the nanny's.
   const Ran nanny = run(dir, {w, nowhere, "--preload", lib});
   expect_refused(nanny, "[worker] [error] --preload " + lib);
@@ -522,6 +540,9 @@ TEST(Programs, AUserProgramServingAsAWorkerRefusesBadSettingsSayingWhy) {
       run(dir, {program},
           {worker, "TESSERA_WORKER_INTERFACE=lo", "TESSERA_WORKER_LISTEN=tcp://127.0.0.1:0"}),
       "give TESSERA_WORKER_LISTEN or TESSERA_WORKER_INTERFACE, not both");
+  expect_refused(run(dir, {program}, {worker, "TESSERA_WORKER_CONTACT_ADDRESS=tcp://*:7"}),
+                 "the contact address 'tcp://*:7' names every interface: give one that peers "
+                 "can reach");
 }
 
 TEST(Programs, TesseraKeysWritesChecksAndRefusesSayingWhy) {

@@ -69,6 +69,10 @@ void unpack_any(const comm::Envelope& env) {
     (void)comm::unpack<pr::TaskFinished>(env);
   else if (op == pr::SchedulerInfo::kOp)
     (void)comm::unpack<pr::SchedulerInfo>(env);
+  else if (op == pr::Identity::kOp)
+    (void)comm::unpack<pr::Identity>(env);
+  else if (op == pr::Unregister::kOp)
+    (void)comm::unpack<pr::Unregister>(env);
   else
     throw comm::ProtocolError("unknown op '" + op + "'");
 }
@@ -316,6 +320,9 @@ TEST(Protocol, MalformedFieldsAreRefused) {
   EXPECT_EQ(comm::unpack<pr::SchedulerInfo>(info(3, 6)).workers[0].nthreads, 3);
   EXPECT_EQ(error_of<comm::ProtocolError>([&] { comm::unpack<pr::SchedulerInfo>(info(0, 6)); }),
             "worker nthreads 0 out of range");
+  EXPECT_EQ(comm::unpack<pr::SchedulerInfo>(info(65536, 6)).workers[0].nthreads, 65536);
+  EXPECT_EQ(error_of<comm::ProtocolError>([&] { comm::unpack<pr::SchedulerInfo>(info(65537, 6)); }),
+            "worker nthreads 65537 out of range");
   EXPECT_EQ(error_of<comm::ProtocolError>([&] { comm::unpack<pr::SchedulerInfo>(info(2, 5)); }),
             "scheduler-info workers have 6 fields");
 
@@ -346,6 +353,8 @@ TEST(Protocol, RandomMutationsNeverEscape) {
       wire(comm::pack(pr::KeyErred{Key("k"), "err", Key("j")})),
       wire(comm::pack(pr::MissingData{Key("t"), Key("d"), "tcp://w:3"})),
       wire(comm::pack(pr::SchedulerInfo{1, "tcp://s:1", {{"tcp://w:1", "w", 2, 10, 5, true}}})),
+      wire(comm::pack(pr::Identity{3})),
+      wire(comm::pack(pr::Unregister{"stopped"})),
   };
   size_t ok = 0, refused = 0;
   for (int iter = 0; iter < 20000; ++iter) {

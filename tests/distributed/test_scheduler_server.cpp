@@ -169,6 +169,61 @@ TEST(SchedulerServer, RefusesAndCutsOffPeersThatBreakTheProtocol) {
   server.stop();
 }
 
+// identity is a client's question and unregister a worker's goodbye: each is answered or
+// acted on for its own role, and cuts off a peer of the other role.
+TEST(SchedulerServer, AnswersIdentityAndRemovesWorkersThatUnregister) {
+  td::SchedulerServer server({.address = "tcp://127.0.0.1:0", .worker_timeout = 60000ms});
+  server.start();
+  comm::Connection raw(server.address());
+  raw.send(comm::pack(comm::Handshake{.role = "worker",
+                                      .name = "w",
+                                      .nthreads = 3,
+                                      .address = "tcp://127.0.0.1:50010",
+                                      .memory_limit = 123456}));
+  ASSERT_TRUE(expect<comm::HandshakeReply>(raw).accepted);
+  FakeWorker other(server.address(), "tcp://127.0.0.1:50011");
+  comm::Connection client(server.address());
+  client.send(comm::pack(comm::Handshake{.role = "client", .name = "c"}));
+  ASSERT_TRUE(expect<comm::HandshakeReply>(client).accepted);
+  client.send(comm::pack(pr::Identity{41}));
+  auto info = expect<pr::SchedulerInfo>(client);
+  EXPECT_EQ(info.request, 41U);
+  EXPECT_EQ(info.address, server.address());
+  ASSERT_EQ(info.workers.size(), 2U);
+  EXPECT_EQ(info.workers[0].address, "tcp://127.0.0.1:50010");
+  EXPECT_EQ(info.workers[0].name, "w");
+  EXPECT_EQ(info.workers[0].nthreads, 3);
+  EXPECT_EQ(info.workers[0].memory_limit, 123456U);
+  EXPECT_EQ(info.workers[1].address, "tcp://127.0.0.1:50011");
+
+  // A task on the worker that leaves goes to the other at once.
+  client.send(comm::pack(pr::UpdateGraph{{{Key("t"), {}, 0, payload_of("t")}}, {Key("t")}}));
+  comm::Connection* first = nullptr;
+  for (int i = 0; i < 50 && !first; ++i) {
+    if (auto m = raw.receive(20ms)) {
+      for (auto& one : comm::unpack_batch(std::move(*m)))
+        if (one.op == pr::ComputeTask::kOp) first = &raw;
+    } else if (auto n = other.conn.receive(20ms)) {
+      for (auto& one : comm::unpack_batch(std::move(*n)))
+        if (one.op == pr::ComputeTask::kOp) first = &other.conn;
+    }
+  }
+  ASSERT_NE(first, nullptr) << "the task went to no worker";
+  comm::Connection& second = first == &raw ? other.conn : raw;
+  first->send(comm::pack(pr::Unregister{"stopped\nforged line"}));
+  EXPECT_EQ(expect<pr::ComputeTask>(second).key, Key("t"));
+  EXPECT_EQ(server.worker_count(), 1U);
+  client.send(comm::pack(pr::Identity{42}));
+  EXPECT_EQ(expect<pr::SchedulerInfo>(client).workers.size(), 1U);
+
+  // The wrong role: a client saying unregister, a worker asking identity.
+  second.send(comm::pack(pr::Identity{1}));
+  EXPECT_TRUE(tessera::testing::eventually([&] { return server.worker_count() == 0; }, 2000ms));
+  client.send(comm::pack(pr::Unregister{"x"}));
+  EXPECT_TRUE(tessera::testing::eventually([&] { return server.client_count() == 0; }, 2000ms));
+  server.stop();
+}
+
 namespace {
 
 TEST(SchedulerServer, PlacementOptionsComeFromTheConfiguration) {

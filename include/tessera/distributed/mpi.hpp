@@ -38,8 +38,9 @@ struct Options {
   // on this machine; else `interface`'s address, or by default this machine's outward
   // address for the scheduler and, for a worker, its address towards the scheduler).
   std::string address = {};
-  // The network interface to serve on, on every rank ("ib0", "eth0"), when a machine has
-  // several and the default route's is not the one the ranks share.
+  // The network interface the scheduler and workers serve on ("ib0", "eth0"; each rank's
+  // own, even on one machine), when machines have several and the default route's is not
+  // the one the ranks share.
   std::string interface = {};
   // The scheduler's port on rank 0 (0: any free one).
   int port = 0;
