@@ -306,10 +306,11 @@ void ComputeTask::encode(Encoder& e) const {
   e.write_uint(priority);
   write_payload(e, payload);
   e.begin_array(who_has.size());
-  for (const auto& [k, holders] : who_has) {
-    e.begin_array(2);
-    write_key(e, k);
-    write_strings(e, holders);
+  for (size_t i = 0; i < who_has.size(); ++i) {
+    e.begin_array(3);
+    write_key(e, who_has[i].first);
+    write_strings(e, who_has[i].second);
+    e.write_uint(i < nbytes.size() ? nbytes[i] : 0);
   }
 }
 ComputeTask ComputeTask::decode(Decoder& d) {
@@ -319,10 +320,12 @@ ComputeTask ComputeTask::decode(Decoder& d) {
   c.payload = read_payload(d);
   const uint64_t n = read_count(d, kMaxKeys, "dependencies");
   c.who_has.reserve(n);
+  c.nbytes.reserve(n);
   for (uint64_t i = 0; i < n; ++i) {
-    if (d.read_array() != 2) throw ProtocolError("who_has entries are [key, holders]");
+    if (d.read_array() != 3) throw ProtocolError("who_has entries are [key, holders, nbytes]");
     Key k = read_key(d);
     c.who_has.emplace_back(std::move(k), read_strings(d, kMaxHolders));
+    c.nbytes.push_back(d.read_uint());
   }
   return c;
 }

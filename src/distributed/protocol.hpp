@@ -150,6 +150,7 @@ struct ComputeTask {
   uint64_t priority = 0;
   Payload payload{};
   std::vector<std::pair<Key, std::vector<std::string>>> who_has;  // dependency, holders
+  std::vector<uint64_t> nbytes{};  // each dependency's size (0 for all when empty)
   void encode(Encoder& e) const;
   static ComputeTask decode(Decoder& d);
 };

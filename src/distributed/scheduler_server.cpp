@@ -444,6 +444,7 @@ struct SchedulerServer::Impl {
         }
         m.who_has.reserve(c->who_has.size());
         for (auto& [k, holders] : c->who_has) m.who_has.emplace_back(k, addresses(holders));
+        m.nbytes = c->nbytes;
         to_worker(c->worker, comm::pack(m));
       } else if (auto* f = std::get_if<FreeKeys>(&a)) {
         to_worker(f->worker, comm::pack(pr::FreeKeys{std::move(f->keys)}));

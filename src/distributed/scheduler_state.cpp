@@ -549,7 +549,11 @@ struct SchedulerState::Impl {
     update_processing(w, [this, id](Worker& ws) { start_processing(ws, id); });
     ComputeTask c{w, t.key, t.payload, t.priority, {}};
     c.who_has.reserve(t.deps.size());
-    for (TaskId d : t.deps) c.who_has.emplace_back(T(d).key, T(d).who_has);
+    c.nbytes.reserve(t.deps.size());
+    for (TaskId d : t.deps) {
+      c.who_has.emplace_back(T(d).key, T(d).who_has);
+      c.nbytes.push_back(T(d).nbytes);
+    }
     out->push_back(std::move(c));
   }
 

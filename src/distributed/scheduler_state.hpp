@@ -131,6 +131,9 @@ struct ComputeTask {
   uint64_t priority = 0;
   // Each dependency and the workers that hold it.
   std::vector<std::pair<Key, std::vector<WorkerId>>> who_has;
+  // The size of each of who_has's keys, as its worker reported it (for a dependency still
+  // being computed, 0), so that the worker can bound the bytes of each fetch.
+  std::vector<uint64_t> nbytes = {};
 };
 // Drop these keys' data, or stop running them.
 struct FreeKeys {

@@ -425,6 +425,7 @@ struct WorkerServer::Impl {
         for (const auto& h : holders) ids.push_back(id_of(h));
         ev.who_has.emplace_back(k, std::move(ids));
       }
+      ev.nbytes = std::move(c.nbytes);
       state->handle(ev, ins);
     } else if (m.op == pr::FreeKeys::kOp) {
       auto f = comm::unpack<pr::FreeKeys>(m, options.limits);

@@ -171,7 +171,8 @@ struct WorkerState::Impl {
   }
 
   // Requests for keys in fetch status: for each, a holder without a request in flight; up to
-  // max_keys_per_gather keys per request, max_gathers_in_flight requests.
+  // max_keys_per_gather keys and max_bytes_per_gather bytes (by the scheduler's sizes; at
+  // least one key) per request, max_gathers_in_flight requests.
   void fetch() {
     std::vector<Task*> pending;
     pending.swap(to_fetch);
@@ -186,7 +187,10 @@ struct WorkerState::Impl {
         if (h == options.self || busy_peers.count(h)) continue;
         auto r = std::find_if(requests.begin(), requests.end(),
                               [h](const GatherDep& g) { return g.peer == h; });
-        if (r != requests.end() && r->keys.size() >= options.max_keys_per_gather) continue;
+        if (r != requests.end() && (r->keys.size() >= options.max_keys_per_gather ||
+                                    r->nbytes >= options.max_bytes_per_gather ||
+                                    t->nbytes > options.max_bytes_per_gather - r->nbytes))
+          continue;
         if (r == requests.end() &&
             busy_peers.size() + requests.size() >= options.max_gathers_in_flight)
           continue;
@@ -201,10 +205,11 @@ struct WorkerState::Impl {
       auto r = std::find_if(requests.begin(), requests.end(),
                             [peer](const GatherDep& g) { return g.peer == peer; });
       if (r == requests.end()) {
-        requests.push_back(GatherDep{peer, {}});
+        requests.push_back(GatherDep{peer, {}, 0});
         r = requests.end() - 1;
       }
       r->keys.push_back(t->key);
+      r->nbytes += t->nbytes;
       t->status = WorkerTaskStatus::Flight;
       t->flight_peer = peer;
     }
@@ -331,7 +336,8 @@ struct WorkerState::Impl {
       t.status = WorkerTaskStatus::Gone;
     }
     t.waiting = 0;
-    for (const auto& [dk, holders] : e.who_has) {
+    for (size_t i = 0; i < e.who_has.size(); ++i) {
+      const auto& [dk, holders] = e.who_has[i];
       Task& d = get(dk);
       if (std::find(t.deps.begin(), t.deps.end(), &d) == t.deps.end()) {
         t.deps.push_back(&d);
@@ -341,6 +347,7 @@ struct WorkerState::Impl {
       ++t.waiting;
       if (d.status == WorkerTaskStatus::Gone) {
         d.priority = e.priority;
+        d.nbytes = i < e.nbytes.size() ? e.nbytes[i] : 0;  // until it arrives: the scheduler's word
         d.who_has.clear();
         for (WorkerId h : holders) {
           if (h != options.self) d.who_has.push_back(h);

@@ -77,6 +77,7 @@ struct Execute {
 struct GatherDep {
   WorkerId peer = 0;
   std::vector<Key> keys;
+  uint64_t nbytes = 0;  // the keys' sizes, as the scheduler reported them
 };
 // Drop this key's data from local storage.
 struct ReleaseData {
@@ -118,8 +119,11 @@ class WorkerState {
     // or a slow one, is never queued behind another task.
     double queue_seconds = 0;
     size_t max_queued_per_thread = 64;
-    // Keys asked from one peer in one request, at most, and requests in flight at once.
+    // Keys asked from one peer in one request, at most, and their bytes (by the sizes the
+    // scheduler reports; a larger key goes alone; Dask's transfer-message-bytes-limit), and
+    // requests in flight at once.
     size_t max_keys_per_gather = 50;
+    uint64_t max_bytes_per_gather = 50'000'000;
     size_t max_gathers_in_flight = 4;
     bool validate = false;
   };

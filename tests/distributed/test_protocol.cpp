@@ -102,8 +102,13 @@ TEST(Protocol, EveryMessageRoundTrips) {
   EXPECT_EQ(through_wire(urgent).retries, 3U);
 
   const pr::ComputeTask c{
-      Key("x"), 9, payload_of("run x"), {{Key("a"), {"tcp://h:1", "tcp://h:2"}}}};
+      Key("x"), 9, payload_of("run x"), {{Key("a"), {"tcp://h:1", "tcp://h:2"}}}, {4096}};
   const auto c2 = through_wire(c);
+  EXPECT_EQ(c2.nbytes, std::vector<uint64_t>{4096});
+  // Without sizes, each dependency's is 0.
+  EXPECT_EQ(through_wire(pr::ComputeTask{Key("x"), 9, payload_of("r"), {{Key("a"), {"tcp://h:1"}}}})
+                .nbytes,
+            std::vector<uint64_t>{0});
   EXPECT_EQ(c2.key, Key("x"));
   EXPECT_EQ(text(c2.payload), "run x");
   ASSERT_EQ(c2.who_has.size(), 1U);
@@ -217,22 +222,21 @@ TEST(Protocol, TasksCarryTheGraphsStaticOrder) {
 }
 
 TEST(Protocol, MalformedFieldsAreRefused) {
-  // A compute-task whose who_has entry is not a pair.
+  // A compute-task whose who_has entry is not [key, holders, nbytes].
   tessera::Encoder e;
   comm::write_key(e, Key("x"));
   e.write_uint(1);
   e.write_uint(1);  // the payload as a frame
   e.write_frame({}, nullptr);
   e.begin_array(1);
-  e.begin_array(3);
+  e.begin_array(2);
   comm::write_key(e, Key("a"));
-  e.write_uint(0);
-  e.write_uint(0);
+  e.begin_array(0);
   comm::Envelope env{"compute-task", {}};
   env.body.header = e.finish_header();
   env.body.frames = std::move(e.frames());
   EXPECT_EQ(error_of<comm::ProtocolError>([&] { comm::unpack<pr::ComputeTask>(env); }),
-            "who_has entries are [key, holders]");
+            "who_has entries are [key, holders, nbytes]");
   // An update-graph whose priority is not an int32, or with too many retries.
   auto update = [](int64_t priority, uint64_t retries) {
     tessera::Encoder u;

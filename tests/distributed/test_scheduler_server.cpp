@@ -97,6 +97,7 @@ TEST(SchedulerServer, RunsAGraphAcrossWorkersAndRecoversFromASilentOne) {
   EXPECT_EQ(cb.key, Key("b"));
   ASSERT_EQ(cb.who_has.size(), 1U);
   EXPECT_EQ(cb.who_has[0].second, std::vector<std::string>{"tcp://127.0.0.1:50001"});
+  EXPECT_EQ(cb.nbytes, std::vector<uint64_t>{8});
   w1.finish(Key("b"), 16);
   auto mem = expect<pr::KeyInMemory>(client);
   EXPECT_EQ(mem.key, Key("b"));

@@ -91,6 +91,7 @@ TEST(SchedulerState, ComputesAChainAndReleasesIntermediates) {
   ASSERT_EQ(b.who_has.size(), 1U);
   EXPECT_EQ(b.who_has[0].first, Key("a"));
   EXPECT_EQ(b.who_has[0].second, std::vector<td::WorkerId>{1});
+  EXPECT_EQ(b.nbytes, std::vector<uint64_t>{8});  // a's size, as its worker reported it
 
   out = s.handle(td::TaskFinished{.worker = 1, .key = Key("b"), .nbytes = 8});
   EXPECT_EQ(computed(out), std::vector<std::string>{"c@1"});

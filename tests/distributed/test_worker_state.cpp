@@ -398,3 +398,39 @@ TEST(WorkerState, WithTheSchedulerGivesExactResultsThroughDeaths) {
   std::cout << "worker simulation: " << deaths << " deaths, " << gathers << " gathers, " << stolen
             << " stolen, " << ahead << " inputs of tasks assigned ahead\n";
 }
+
+// A request to a peer carries at most max_bytes_per_gather bytes by the sizes the scheduler
+// reported (a larger key goes alone), besides max_keys_per_gather keys.
+TEST(WorkerState, AFetchIsBoundedInBytes) {
+  td::WorkerState w({.self = 1, .nthreads = 1, .max_bytes_per_gather = 100, .validate = true});
+  td::ComputeTask c =
+      compute("t", {{"d0", {2}}, {"d1", {2}}, {"d2", {2}}, {"d3", {2}}, {"d4", {2}}});
+  c.nbytes = {40, 40, 40, 150, 10};
+  auto out = w.handle(c);
+  auto g = only<td::GatherDep>(out);
+  ASSERT_EQ(g.size(), 1U);
+  EXPECT_EQ(g[0].keys, (std::vector<Key>{Key("d0"), Key("d1"), Key("d4")}));
+  EXPECT_EQ(g[0].nbytes, 90U);
+  EXPECT_EQ(w.status(Key("d2")), WorkerTaskStatus::Fetch);  // one request per peer at a time
+  out = w.handle(td::GatherDepDone{2, {{Key("d0"), 40}, {Key("d1"), 40}, {Key("d4"), 10}}, {}});
+  g = only<td::GatherDep>(out);
+  ASSERT_EQ(g.size(), 1U);
+  EXPECT_EQ(g[0].keys, std::vector<Key>{Key("d2")});  // d3 would pass 100
+  out = w.handle(td::GatherDepDone{2, {{Key("d2"), 40}}, {}});
+  g = only<td::GatherDep>(out);
+  ASSERT_EQ(g.size(), 1U);
+  EXPECT_EQ(g[0].keys, std::vector<Key>{Key("d3")});  // over the bound, alone
+  EXPECT_EQ(g[0].nbytes, 150U);
+  out = w.handle(td::GatherDepDone{2, {{Key("d3"), 150}}, {}});
+  ASSERT_EQ(only<td::Execute>(out).size(), 1U);
+  EXPECT_EQ(only<td::Execute>(out)[0].key, Key("t"));
+  // Without sizes (an older scheduler's message), the key count alone bounds a request.
+  td::WorkerState v({.self = 1,
+                     .nthreads = 1,
+                     .max_keys_per_gather = 2,
+                     .max_bytes_per_gather = 100,
+                     .validate = true});
+  g = only<td::GatherDep>(v.handle(compute("u", {{"e0", {2}}, {"e1", {2}}, {"e2", {2}}})));
+  ASSERT_EQ(g.size(), 1U);
+  EXPECT_EQ(g[0].keys, (std::vector<Key>{Key("e0"), Key("e1")}));
+}
