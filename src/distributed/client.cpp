@@ -691,8 +691,8 @@ std::vector<FutureHandlePtr> submit_graph_to(const std::shared_ptr<ClientCore>& 
                                              std::span<const FutureHandlePtr> held,
                                              const SubmitOptions& how = {}) {
   if (how.retries > pr::kMaxRetries) {
-    throw ValueError(fmt::format("SubmitOptions: {} retries, more than the {} allowed", how.retries,
-                                 pr::kMaxRetries));
+    throw ValueError(
+        fmt::format("{} retries, more than the {} allowed", how.retries, pr::kMaxRetries));
   }
   // References to held keys: placeholders in the graph (for ordering), left out of the
   // message. A RemoteKey literal is such a placeholder already.
@@ -759,9 +759,11 @@ std::vector<Value> ClientScheduler::get(const Graph& graph, std::span<const Key>
                                         const ComputeOptions& options) {
   auto core = core_.lock();
   if (!core) throw SchedulerError(fmt::format("scheduler '{}': its client is closed", name_));
+  const SubmitOptions how{.priority = options.priority, .retries = options.retries};
   std::vector<FutureHandlePtr> hs =
-      options.optimize_graph ? submit_graph_to(core, fused_for_cluster(graph, outputs), outputs, {})
-                             : submit_graph_to(core, graph, outputs, {});
+      options.optimize_graph
+          ? submit_graph_to(core, fused_for_cluster(graph, outputs), outputs, {}, how)
+          : submit_graph_to(core, graph, outputs, {}, how);
   return core->values(outputs, kForever);
 }
 
@@ -1127,12 +1129,19 @@ detail::FutureHandlePtr Client::scatter_value(Value v) {
 }
 
 std::vector<Value> Client::persist_keys(const HighLevelGraph& hlg, std::span<const Key> keys,
-                                        std::span<const detail::OptimizeFn> optimizers) {
+                                        std::span<const detail::OptimizeFn> optimizers,
+                                        const PersistOptions& how) {
   Graph graph = hlg.materialize(keys);
   ComputeOptions opts = options();
-  for (detail::OptimizeFn f : optimizers) f(graph, keys, opts);
-  std::vector<detail::FutureHandlePtr> hs =
-      detail::submit_graph_to(core_, detail::fused_for_cluster(graph, keys), keys, {});
+  opts.optimize_graph = how.optimize_graph;
+  const SubmitOptions submit{.priority = how.priority, .retries = how.retries};
+  std::vector<detail::FutureHandlePtr> hs;
+  if (how.optimize_graph) {
+    for (detail::OptimizeFn f : optimizers) f(graph, keys, opts);
+    hs = detail::submit_graph_to(core_, detail::fused_for_cluster(graph, keys), keys, {}, submit);
+  } else {
+    hs = detail::submit_graph_to(core_, graph, keys, {}, submit);
+  }
   std::vector<Value> out;
   out.reserve(hs.size());
   for (auto& h : hs) out.push_back(Value::of(detail::RemoteKey{std::move(h)}));

@@ -53,6 +53,17 @@ Value execute_task(const Task& task, std::span<const uint32_t> refs, const Value
   return call(task, refs, cursor, results);
 }
 
+Value execute_task(const Task& task, std::span<const uint32_t> refs, const Value* results,
+                   uint32_t retries) {
+  for (uint32_t attempt = 0;; ++attempt) {
+    try {
+      return execute_task(task, refs, results);
+    } catch (...) {
+      if (attempt >= retries) throw;
+    }
+  }
+}
+
 std::exception_ptr task_failure(const Key& key, const Task& task, std::exception_ptr error) {
   std::string what;
   try {

@@ -12,6 +12,9 @@ namespace tessera::local {
 // Computes `task`, whose references (in argument order) are the positions `refs` of
 // `results`.
 Value execute_task(const Task& task, std::span<const uint32_t> refs, const Value* results);
+// The same, run again up to `retries` times while it throws (the last error escapes).
+Value execute_task(const Task& task, std::span<const uint32_t> refs, const Value* results,
+                   uint32_t retries);
 
 // The TaskError for `key`'s task failing with the current exception.
 std::exception_ptr task_failure(const Key& key, const Task& task, std::exception_ptr error);

@@ -46,7 +46,7 @@ class SyncScheduler final : public Scheduler {
       const Graph::Entry& e = (*p.graph)[v];
       try {
         if (!callbacks.empty()) callbacks.pretask(TaskEvent{e.key, *e.task, v, 0});
-        results[v] = execute_task(*e.task, p.s.refs_of(v), results.data());
+        results[v] = execute_task(*e.task, p.s.refs_of(v), results.data(), options.retries);
         if (!callbacks.empty()) callbacks.posttask(TaskEvent{e.key, *e.task, v, 0}, results[v]);
       } catch (...) {
         callbacks.finish(info, true);

@@ -163,10 +163,11 @@ struct alignas(64) WorkerQueue {
 
 class Run {
  public:
-  Run(const Plan& p, const CallbackSet& callbacks, int workers)
+  Run(const Plan& p, const CallbackSet& callbacks, int workers, uint32_t retries)
       : p_(p),
         callbacks_(callbacks),
         n_workers_(workers),
+        retries_(retries),
         results_(p.size()),
         waiting_(new std::atomic<int32_t>[p.size()]),
         refcount_(new std::atomic<int32_t>[p.size()]),
@@ -315,7 +316,7 @@ class Run {
       const Graph::Entry& e = g[t];
       try {
         if (!callbacks_.empty()) callbacks_.pretask(TaskEvent{e.key, *e.task, t, w});
-        results_[t] = execute_task(*e.task, s.refs_of(t), results_.data());
+        results_[t] = execute_task(*e.task, s.refs_of(t), results_.data(), retries_);
         if (!callbacks_.empty()) callbacks_.posttask(TaskEvent{e.key, *e.task, t, w}, results_[t]);
       } catch (...) {
         fail(t, std::current_exception());
@@ -352,6 +353,7 @@ class Run {
   const Plan& p_;
   const CallbackSet& callbacks_;
   const int n_workers_;
+  const uint32_t retries_;  // runs of a throwing task beyond the first
   std::vector<Value> results_;
   std::unique_ptr<std::atomic<int32_t>[]> waiting_;
   std::unique_ptr<std::atomic<int32_t>[]> refcount_;
@@ -379,7 +381,7 @@ class ThreadedScheduler final : public Scheduler {
     const RunInfo info{p.graph, outputs, p.size(), name(), workers};
     callbacks.start(info);
 
-    Run run(p, callbacks, workers);
+    Run run(p, callbacks, workers, options.retries);
     const std::function<void(int)> body = [&run](int w) { run.work(w); };
     // A computation started from inside a task (or while another one holds the shared pool)
     // gets a pool of its own, so it can never wait on the threads it runs on.

@@ -880,7 +880,7 @@ TEST(Client, SubmitOptionsNameTasksRetryThemAndOrderThem) {
             std::string::npos);
   EXPECT_EQ(error_of<tessera::ValueError>(
                 [&] { (void)client.submit({.retries = 1001}, ptest_inc, int64_t{1}); }),
-            "SubmitOptions: 1001 retries, more than the 1000 allowed");
+            "1001 retries, more than the 1000 allowed");
   // A graph the scheduler would drop for its size is refused here, saying why.
   tessera::detail::set_message_limits_for_tests(client, 1 << 20, 4096);
   const std::string big = error_of<tessera::ValueError>(
@@ -1249,4 +1249,55 @@ TEST(Client, SchedulerInfoAndWaitForWorkersGiveUpOnASilentScheduler) {
             "0 of the 1 workers waited for joined within 300 ms");
   EXPECT_LT(std::chrono::steady_clock::now() - start, 2000ms);
   done = true;
+}
+
+// compute() on a client and persist() take Dask's priority and retries too.
+TEST(Client, ComputeAndPersistTakePriorityAndRetries) {
+  td::SchedulerServer scheduler({.address = "tcp://127.0.0.1:0"});
+  scheduler.start();
+  td::WorkerServer w({.scheduler = scheduler.address(), .nthreads = 1});
+  w.start();
+  Client client(scheduler.address(), quiet());
+  ptest_flaky_reset();
+  tessera::ComputeOptions retrying = client.options();
+  retrying.retries = 2;
+  EXPECT_EQ(tessera::delayed(ptest_flaky)(int64_t{2001}, int64_t{2}).compute(retrying), 2002);
+  EXPECT_NE(error_of<tessera::TaskError>([&] {
+              (void)tessera::delayed(ptest_flaky)(int64_t{2002}, int64_t{1}).compute(client);
+            }).find("ptest_flaky: call 1 of 2002 failed"),
+            std::string::npos);
+  retrying.retries = 1001;
+  EXPECT_EQ(error_of<tessera::ValueError>(
+                [&] { (void)tessera::delayed(ptest_inc)(int64_t{1}).compute(retrying); }),
+            "1001 retries, more than the 1000 allowed");
+  auto kept =
+      client.persist(tessera::delayed(ptest_flaky)(int64_t{2003}, int64_t{1}), {.retries = 1});
+  EXPECT_EQ(tessera::delayed(ptest_inc)(kept).compute(client), 2005);
+
+  // Held at a gate, the worker then runs the high-priority persist's tasks first.
+  (void)ptest_take_record();
+  ptest_close_gate();
+  struct OpenAtExit {
+    ~OpenAtExit() { ptest_open_gate(); }
+  } open_at_exit;
+  auto blocker = client.submit({.pure = false}, ptest_wait_gate, int64_t{-1});
+  auto records = [](int64_t from, int64_t n) {
+    std::vector<tessera::Delayed<int64_t>> xs;
+    for (int64_t i = from; i < from + n; ++i)
+      xs.push_back(tessera::delayed(ptest_record)(i, int64_t{5}));
+    return tessera::delayed(ptest_sum)(xs);
+  };
+  auto low = client.persist(records(0, 10));
+  auto high = client.persist(records(100, 3), {.priority = 10});
+  ASSERT_TRUE(InProcessCluster::wait_until([&] { return scheduler.task_count() >= 16; }));
+  ptest_open_gate();
+  EXPECT_EQ(blocker.result(20000ms), -1);
+  EXPECT_EQ(low.compute(client), 45);
+  EXPECT_EQ(high.compute(client), 303);
+  const auto ran = ptest_take_record();
+  ASSERT_EQ(ran.size(), 13U);
+  const auto last_high = std::find(ran.begin(), ran.end(), 102);
+  ASSERT_NE(last_high, ran.end());
+  EXPECT_LE(std::count_if(ran.begin(), last_high, [](int64_t x) { return x >= 0 && x < 100; }), 2)
+      << ::testing::PrintToString(ran);
 }

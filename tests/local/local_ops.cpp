@@ -2,6 +2,8 @@
 #include "local/local_ops.hpp"
 
 #include <chrono>
+#include <map>
+#include <mutex>
 #include <stdexcept>
 #include <thread>
 
@@ -47,6 +49,22 @@ int64_t slow_inc(int64_t x) {
   std::this_thread::sleep_for(std::chrono::milliseconds(2));
   return inc(x);
 }
+namespace {
+std::mutex flaky_mu;
+std::map<int64_t, int64_t> flaky_calls;
+}  // namespace
+int64_t flaky(int64_t x, int64_t failures) {
+  std::lock_guard lock(flaky_mu);
+  const int64_t call = ++flaky_calls[x];
+  if (call <= failures)
+    throw std::runtime_error("flaky: call " + std::to_string(call) + " of " + std::to_string(x));
+  return x;
+}
+void flaky_reset() {
+  std::lock_guard lock(flaky_mu);
+  flaky_calls.clear();
+}
+
 Tracked make_tracked(int64_t v) {
   return Tracked(v);
 }
@@ -73,6 +91,7 @@ int64_t nested_compute(int64_t x) {
 TESSERA_REGISTER(localtest::inc);
 TESSERA_REGISTER(localtest::add);
 TESSERA_REGISTER(localtest::fail_if);
+TESSERA_REGISTER(localtest::flaky);
 TESSERA_REGISTER(localtest::slow_inc);
 TESSERA_REGISTER(localtest::make_tracked);
 TESSERA_REGISTER(localtest::add_tracked);

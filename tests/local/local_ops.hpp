@@ -20,6 +20,10 @@ struct Tracked {
 };
 
 extern std::atomic<int64_t> calls;
+// Throws std::runtime_error("flaky: call N of X") on its first `failures` calls for each x
+// (counted in flaky_calls, which a test clears), then returns x.
+int64_t flaky(int64_t x, int64_t failures);
+void flaky_reset();
 int64_t inc(int64_t x);
 
 }  // namespace localtest

@@ -141,6 +141,35 @@ TEST_P(EveryScheduler, TaskExceptionNamesKeyAndCancelsTheRest) {
   EXPECT_EQ(get(ok, std::vector<Key>{Key("y")}, options())[0].get<int64_t>(), 42);
 }
 
+// ComputeOptions::retries: a task that throws runs again, up to that many times; past them
+// the computation fails with the last error.
+TEST_P(EveryScheduler, RetriesRunAThrowingTaskAgain) {
+  localtest::flaky_reset();
+  Graph g;
+  for (int64_t i = 0; i < 20; ++i) {
+    g.add(Key("f", {i}),
+          Task::call("localtest::flaky", {Arg(Value::of(i)), Arg(Value::of(i % 3))}));
+    g.add(Key("g", {i}), call("localtest::inc", {Arg::ref(Key("f", {i}))}));
+  }
+  std::vector<Key> outs;
+  for (int64_t i = 0; i < 20; ++i) outs.push_back(Key("g", {i}));
+  ComputeOptions o = options();
+  o.retries = 2;
+  const auto r = get(g, outs, o);
+  for (int64_t i = 0; i < 20; ++i) EXPECT_EQ(r[static_cast<size_t>(i)].get<int64_t>(), i + 1);
+  // One retry is not enough for the tasks that fail twice.
+  localtest::flaky_reset();
+  o.retries = 1;
+  const std::string msg = error_of<TaskError>([&] { get(g, outs, o); });
+  EXPECT_NE(msg.find("raised std::runtime_error: flaky: call 2 of "), std::string::npos) << msg;
+  // And none by default.
+  localtest::flaky_reset();
+  EXPECT_NE(error_of<TaskError>([&] {
+              get(g, std::vector<Key>{Key("g", {1})}, options());
+            }).find("flaky: call 1 of 1"),
+            std::string::npos);
+}
+
 TEST_P(EveryScheduler, ManyParallelFailuresReportOne) {
   Graph g;
   std::vector<Key> outs;

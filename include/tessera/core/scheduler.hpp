@@ -34,6 +34,14 @@ struct ComputeOptions {
   bool optimize_graph = true;
   // Callbacks for this computation only (besides the active ones).
   std::vector<Callback*> callbacks = {};
+  // A task that throws is run again up to this many times before the computation fails
+  // with its last error (Dask's compute(retries=); every scheduler; at most 1000 on a
+  // client).
+  uint32_t retries = 0;
+  // On a client: this computation's ready tasks run before those of lower priorities, on
+  // the scheduler's queue and on workers, whatever graph they came in (Dask's
+  // compute(priority=)). The local schedulers run one graph at a time and ignore it.
+  int32_t priority = 0;
 };
 
 // Runs graphs.

@@ -192,6 +192,16 @@ struct SubmitOptions {
   uint32_t retries = 0;
 };
 
+// How Client::persist computes (Dask's persist keywords).
+struct PersistOptions {
+  // As SubmitOptions' and ComputeOptions': this computation's ready tasks run before those
+  // of lower priorities; an erring task runs again up to `retries` times (at most 1000).
+  int32_t priority = 0;
+  uint32_t retries = 0;
+  // Fuse linear chains (and run the collections' other optimizations) before sending.
+  bool optimize_graph = true;
+};
+
 // The scheduler's state as Client::scheduler_info() reports it (Dask's scheduler_info()).
 struct SchedulerInfo {
   struct Worker {
@@ -391,9 +401,9 @@ class Client {
   // Starts computing collections on the cluster and returns them with their results kept
   // there (same keys): later computations on this client start from them.
   template <Collection C>
-  C persist(const C& c) {
+  C persist(const C& c, const PersistOptions& how = {}) {
     detail::Batch<C> batch(c);
-    std::vector<Value> remote = persist_keys(batch.hlg, batch.keys, batch.optimizers);
+    std::vector<Value> remote = persist_keys(batch.hlg, batch.keys, batch.optimizers, how);
     return CollectionTraits<C>::rebuild(c, remote);
   }
 
@@ -470,7 +480,8 @@ class Client {
                                    std::chrono::milliseconds timeout);
   detail::FutureHandlePtr scatter_value(Value v);
   std::vector<Value> persist_keys(const HighLevelGraph& hlg, std::span<const Key> keys,
-                                  std::span<const detail::OptimizeFn> optimizers);
+                                  std::span<const detail::OptimizeFn> optimizers,
+                                  const PersistOptions& how);
 
   friend void detail::set_message_limits_for_tests(Client&, size_t, size_t);
   std::shared_ptr<detail::ClientCore> core_;
