@@ -1148,6 +1148,28 @@ std::vector<Value> Client::persist_keys(const HighLevelGraph& hlg, std::span<con
   return out;
 }
 
+void Client::retry(std::span<const FutureBase> futures) {
+  std::vector<Key> keys;
+  {
+    std::lock_guard lock(core_->mu);
+    if (!core_->broken.empty()) throw SchedulerError(core_->broken);
+    for (const auto& f : futures) {
+      if (detail::checked_handle(f)->core() != core_)
+        throw ValueError("retry(): a future belongs to another client");
+      auto it = core_->records.find(f.key());
+      if (it == core_->records.end()) continue;
+      ClientCore::Record& r = it->second;
+      if (r.status != FutureStatus::Error) continue;
+      r.status = FutureStatus::Pending;
+      r.error.clear();
+      r.blamed = Key();
+      keys.push_back(f.key());
+    }
+    if (!keys.empty()) core_->outbox.push_back(comm::pack(pr::Retry{keys}));
+  }
+  if (!keys.empty()) core_->waker.wake();
+}
+
 void Client::cancel(std::span<const FutureBase> futures) {
   for (const auto& f : futures) {
     if (detail::checked_handle(f)->core() != core_)

@@ -236,6 +236,13 @@ GraphRefused GraphRefused::decode(Decoder& d) {
   return m;
 }
 
+void Retry::encode(Encoder& e) const {
+  write_keys(e, keys);
+}
+Retry Retry::decode(Decoder& d) {
+  return {read_keys(d, kMaxKeys)};
+}
+
 void FireAndForget::encode(Encoder& e) const {
   write_keys(e, keys);
 }

@@ -62,6 +62,14 @@ struct ReleaseKeys {
   static ReleaseKeys decode(Decoder& d);
 };
 
+// Run these erred keys again (Dask's client.retry).
+struct Retry {
+  static constexpr std::string_view kOp = "retry";
+  std::vector<Key> keys;
+  void encode(Encoder& e) const;
+  static Retry decode(Decoder& d);
+};
+
 // The scheduler keeps computing these keys after the client lets them go
 // (fire_and_forget).
 struct FireAndForget {

@@ -343,6 +343,9 @@ struct SchedulerServer::Impl {
         } else if (op == pr::Heartbeat::kOp) {
           (void)comm::unpack<pr::Heartbeat>(msg, options.limits);
           queue(peer, comm::pack(pr::Heartbeat{}));
+        } else if (op == pr::Retry::kOp) {
+          auto m = comm::unpack<pr::Retry>(msg, options.limits);
+          state.handle(RetryKeys{p.id, std::move(m.keys)}, actions);
         } else if (op == pr::Identity::kOp) {
           const auto m = comm::unpack<pr::Identity>(msg, options.limits);
           queue(peer, comm::pack(identity(m.request)));

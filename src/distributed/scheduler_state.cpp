@@ -1183,6 +1183,42 @@ struct SchedulerState::Impl {
     fill_all();
   }
 
+  void on(const RetryKeys& e) {
+    // Back to released: each erred key and the erred dependencies it failed through, then
+    // the erred tasks that depend on any of those.
+    std::vector<TaskId> reset, stack;
+    auto revive = [&](TaskId x) {
+      if (T(x).status != TaskStatus::Erred) return false;
+      set_status(x, TaskStatus::Released);
+      T(x).error.reset();
+      reset.push_back(x);
+      return true;
+    };
+    for (const Key& k : e.keys) {
+      const TaskId id = find(k);
+      if (id == kNone) continue;
+      stack.push_back(id);
+      while (!stack.empty()) {
+        const TaskId x = stack.back();
+        stack.pop_back();
+        if (!revive(x)) continue;
+        for (TaskId d : T(x).deps) stack.push_back(d);
+      }
+    }
+    for (size_t i = 0; i < reset.size(); ++i) {
+      for (TaskId d : T(reset[i]).dependents) revive(d);
+    }
+    // They run again for whoever wants them; what nobody wants any more is forgotten.
+    std::vector<TaskId> wanted;
+    for (TaskId x : reset) {
+      if (!T(x).who_wants.empty()) wanted.push_back(x);
+    }
+    make_waiting(wanted);
+    for (TaskId x : reset) {
+      if (x < tasks.size() && T(x).status == TaskStatus::Released) forget_if_unneeded(x);
+    }
+  }
+
   void on(const RemoveClient& e) {
     auto c = clients.find(e.client);
     if (c == clients.end()) return;

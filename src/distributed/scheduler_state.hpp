@@ -97,6 +97,12 @@ struct ReleaseKeys {
 struct RemoveClient {
   ClientId client = 0;
 };
+// Dask's retry: the erred tasks behind `keys` (each key, and the erred dependencies it
+// failed through) run again, as do the erred tasks that depend on them.
+struct RetryKeys {
+  ClientId client = 0;
+  std::vector<Key> keys;
+};
 // `worker` could not get `missing` (a dependency of `key`) from `holder`.
 struct MissingData {
   WorkerId worker = 0;
@@ -121,7 +127,7 @@ struct StealResponse {
 };
 using Event =
     std::variant<UpdateGraph, AddWorker, RemoveWorker, TaskFinished, TaskErred, ReleaseKeys,
-                 RemoveClient, MissingData, SetWorkerPaused, Rebalance, StealResponse>;
+                 RemoveClient, MissingData, SetWorkerPaused, Rebalance, StealResponse, RetryKeys>;
 
 // ---- actions ----
 struct ComputeTask {

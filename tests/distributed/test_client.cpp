@@ -1301,3 +1301,30 @@ TEST(Client, ComputeAndPersistTakePriorityAndRetries) {
   EXPECT_LE(std::count_if(ran.begin(), last_high, [](int64_t x) { return x >= 0 && x < 100; }), 2)
       << ::testing::PrintToString(ran);
 }
+
+// client.retry: an erred future and what failed through the same task run again.
+TEST(Client, RetryRunsErredFuturesAgain) {
+  InProcessCluster c;
+  Client client(c.scheduler.address(), quiet());
+  ptest_flaky_reset();
+  auto f = client.submit(ptest_flaky, int64_t{3001}, int64_t{1});
+  auto g = client.submit(ptest_inc, f);
+  EXPECT_NE(error_of<tessera::TaskError>([&] {
+              (void)g.result(10000ms);
+            }).find("ptest_flaky: call 1 of 3001 failed"),
+            std::string::npos);
+  EXPECT_EQ(f.status(), FutureStatus::Error);
+  auto fine = client.submit(ptest_inc, int64_t{1});
+  EXPECT_EQ(fine.result(10000ms), 2);
+  client.retry(std::vector<Future<int64_t>>{g, fine});
+  EXPECT_EQ(g.result(10000ms), 3003);
+  EXPECT_EQ(fine.result(), 2);         // not erred: left as it was
+  EXPECT_EQ(f.result(10000ms), 3002);  // failed through the same task: run again too
+  tessera::Client other(c.scheduler.address(), quiet());
+  EXPECT_EQ(error_of<tessera::ValueError>([&] { other.retry(std::vector<Future<int64_t>>{g}); }),
+            "retry(): a future belongs to another client");
+  client.close();
+  EXPECT_EQ(
+      error_of<tessera::SchedulerError>([&] { client.retry(std::vector<Future<int64_t>>{g}); }),
+      fmt::format("the client of {} was closed", c.scheduler.address()));
+}

@@ -164,6 +164,8 @@ TEST(Protocol, EveryMessageRoundTrips) {
   EXPECT_EQ(through_wire(pr::GetData{{Key("a")}}).keys[0], Key("a"));
   EXPECT_EQ(through_wire(pr::Identity{77}).request, 77U);
   EXPECT_EQ(through_wire(pr::Unregister{"stopped"}).reason, "stopped");
+  EXPECT_EQ(through_wire(pr::Retry{{Key("r"), Key("s", {1})}}).keys,
+            (std::vector<Key>{Key("r"), Key("s", {1})}));
   const auto info = through_wire(pr::SchedulerInfo{
       78, "tcp://s:8786", {{"tcp://w:1", "alpha", 2, 1 << 30, 512, true}, {"tcp://w:2", "", 1}}});
   EXPECT_EQ(info.request, 78U);

@@ -20,6 +20,13 @@ using tessera::Key;
 
 namespace {
 
+// prefix + i, built by appending (GCC 12 warns wrongly, -Wrestrict, on "r" + to_string(i)).
+std::string named(const char* prefix, int64_t i) {
+  std::string out(prefix);
+  out += std::to_string(i);
+  return out;
+}
+
 td::TaskSpec spec(const std::string& key, std::vector<std::string> deps = {},
                   uint64_t priority = 0) {
   td::TaskSpec s{Key(key), {}, priority, nullptr};
@@ -122,8 +129,8 @@ TEST(SchedulerState, RootTasksWaitInTheQueueWhileWorkersAreSaturated) {
   std::vector<Key> wanted;
   for (int i = 0; i < 10; ++i) {
     // Priorities reversed: r9 first.
-    tasks.push_back(spec("r" + std::to_string(i), {}, static_cast<uint64_t>(9 - i)));
-    wanted.emplace_back("r" + std::to_string(i));
+    tasks.push_back(spec(named("r", i), {}, static_cast<uint64_t>(9 - i)));
+    wanted.emplace_back(named("r", i));
   }
   auto out = s.handle(td::UpdateGraph{.client = 1, .tasks = tasks, .wanted = wanted});
   // ceil(1 × 1.1) = 2 tasks per worker; the rest queued.
@@ -156,8 +163,8 @@ TEST(SchedulerState, TasksSharingAFewInputsAreQueuedLikeRootTasks) {
   std::vector<td::TaskSpec> tasks{spec("shared")};
   std::vector<Key> wanted;
   for (int i = 0; i < 10; ++i) {
-    tasks.push_back(spec("load-" + std::to_string(i), {"shared"}, static_cast<uint64_t>(i + 1)));
-    wanted.emplace_back("load-" + std::to_string(i));
+    tasks.push_back(spec(named("load-", i), {"shared"}, static_cast<uint64_t>(i + 1)));
+    wanted.emplace_back(named("load-", i));
   }
   auto out = s.handle(td::UpdateGraph{.client = 1, .tasks = tasks, .wanted = wanted});
   ASSERT_EQ(computed(out).size(), 1U);
@@ -175,13 +182,13 @@ TEST(SchedulerState, TasksSharingAFewInputsAreQueuedLikeRootTasks) {
   std::vector<td::TaskSpec> specs;
   std::vector<Key> want;
   for (int i = 0; i < 10; ++i) {
-    specs.push_back(spec("in-" + std::to_string(i)));
-    specs.push_back(spec("use-" + std::to_string(i), {"in-" + std::to_string(i)}));
-    want.emplace_back("use-" + std::to_string(i));
+    specs.push_back(spec(named("in-", i)));
+    specs.push_back(spec(named("use-", i), {named("in-", i)}));
+    want.emplace_back(named("use-", i));
   }
   many.handle(td::UpdateGraph{.client = 1, .tasks = specs, .wanted = want});
   for (int i = 0; i < 10; ++i)
-    many.handle(td::TaskFinished{.worker = 1, .key = Key("in-" + std::to_string(i)), .nbytes = 8});
+    many.handle(td::TaskFinished{.worker = 1, .key = Key(named("in-", i)), .nbytes = 8});
   EXPECT_EQ(many.count(TaskStatus::Queued), 0U);
   EXPECT_EQ(many.processing_count(1), 10U);
 
@@ -191,8 +198,8 @@ TEST(SchedulerState, TasksSharingAFewInputsAreQueuedLikeRootTasks) {
   std::vector<td::TaskSpec> few{spec("shared")};
   std::vector<Key> few_wanted;
   for (int i = 0; i < 8; ++i) {
-    few.push_back(spec("part-" + std::to_string(i), {"shared"}));
-    few_wanted.emplace_back("part-" + std::to_string(i));
+    few.push_back(spec(named("part-", i), {"shared"}));
+    few_wanted.emplace_back(named("part-", i));
   }
   small.handle(td::UpdateGraph{.client = 1, .tasks = few, .wanted = few_wanted});
   small.handle(td::TaskFinished{.worker = 1, .key = Key("shared"), .nbytes = 8});
@@ -206,10 +213,10 @@ TEST(SchedulerState, TinyTasksAreQueuedDeeperToHideTheRoundTrip) {
   std::vector<td::TaskSpec> tasks;
   std::vector<Key> wanted;
   for (int i = 0; i < 200; ++i) {
-    tasks.push_back(spec("tiny-" + std::to_string(i), {}, static_cast<uint64_t>(i)));
-    wanted.emplace_back("tiny-" + std::to_string(i));
-    tasks.push_back(spec("slow-" + std::to_string(i), {}, static_cast<uint64_t>(1000 + i)));
-    wanted.emplace_back("slow-" + std::to_string(i));
+    tasks.push_back(spec(named("tiny-", i), {}, static_cast<uint64_t>(i)));
+    wanted.emplace_back(named("tiny-", i));
+    tasks.push_back(spec(named("slow-", i), {}, static_cast<uint64_t>(1000 + i)));
+    wanted.emplace_back(named("slow-", i));
   }
   s.handle(td::UpdateGraph{.client = 1, .tasks = tasks, .wanted = wanted});
   // Durations unknown: ceil(1 × 1.1) = 2.
@@ -223,7 +230,7 @@ TEST(SchedulerState, TinyTasksAreQueuedDeeperToHideTheRoundTrip) {
   // down, the worker keeps 64 while tiny ones head the queue, then 2 for the slow ones.
   for (int i = 1; i < 200; ++i) {
     s.handle(td::TaskFinished{
-        .worker = 1, .key = Key("tiny-" + std::to_string(i)), .nbytes = 8, .duration = 1e-5});
+        .worker = 1, .key = Key(named("tiny-", i)), .nbytes = 8, .duration = 1e-5});
   }
   // The slow ones were assigned while tiny ones were running (the worker had room by the
   // tiny kind's measure) or as the queue's head: never more than 64 at once.
@@ -231,8 +238,8 @@ TEST(SchedulerState, TinyTasksAreQueuedDeeperToHideTheRoundTrip) {
   const size_t slow_running = s.processing_count(1);
   std::vector<std::string> slow_keys;
   for (int i = 0; i < 200; ++i) {
-    if (s.status(Key("slow-" + std::to_string(i))) == TaskStatus::Processing)
-      slow_keys.push_back("slow-" + std::to_string(i));
+    if (s.status(Key(named("slow-", i))) == TaskStatus::Processing)
+      slow_keys.push_back(named("slow-", i));
   }
   ASSERT_EQ(slow_keys.size(), slow_running);
   for (const auto& k : slow_keys)
@@ -255,7 +262,7 @@ TEST(SchedulerState, TinyChainsAreAssignedAheadOfTheirInputs) {
   s.handle(td::AddWorker{.worker = 2, .nthreads = 1});
   std::vector<td::TaskSpec> chain{spec("c-0")};
   for (int i = 1; i < 10; ++i)
-    chain.push_back(spec("c-" + std::to_string(i), {"c-" + std::to_string(i - 1)}));
+    chain.push_back(spec(named("c-", i), {"c-" + std::to_string(i - 1)}));
   auto out = s.handle(td::UpdateGraph{.client = 1, .tasks = chain, .wanted = keys({"c-9"})});
   // Nothing is known of the kind yet: only the head goes out.
   ASSERT_EQ(computed(out).size(), 1U);
@@ -289,8 +296,8 @@ TEST(SchedulerState, TinyChainsAreAssignedAheadOfTheirInputs) {
 
   // The worker runs the chain and reports each link; the last reaches the client.
   for (int i = 1; i < 10; ++i) {
-    out = s.handle(td::TaskFinished{
-        .worker = w, .key = Key("c-" + std::to_string(i)), .nbytes = 8, .duration = 1e-5});
+    out = s.handle(
+        td::TaskFinished{.worker = w, .key = Key(named("c-", i)), .nbytes = 8, .duration = 1e-5});
     EXPECT_TRUE(computed(out).empty());
   }
   ASSERT_EQ(only<td::ReportMemory>(out).size(), 1U);
@@ -303,7 +310,7 @@ TEST(SchedulerState, SpeculationStopsAtTheSaturationLimit) {
   s.handle(td::AddWorker{.worker = 1, .nthreads = 1});
   std::vector<td::TaskSpec> chain{spec("c-0")};
   for (int i = 1; i < 12; ++i)
-    chain.push_back(spec("c-" + std::to_string(i), {"c-" + std::to_string(i - 1)}));
+    chain.push_back(spec(named("c-", i), {"c-" + std::to_string(i - 1)}));
   s.handle(td::UpdateGraph{.client = 1, .tasks = chain, .wanted = keys({"c-11"})});
   auto out =
       s.handle(td::TaskFinished{.worker = 1, .key = Key("c-0"), .nbytes = 8, .duration = 1e-5});
@@ -373,6 +380,34 @@ TEST(SchedulerState, PlacesTasksWhereTheirInputsAre) {
   out = s.handle(td::TaskFinished{.worker = where["small"], .key = Key("small"), .nbytes = 8});
   ASSERT_EQ(only<td::ComputeTask>(out).size(), 1U);
   EXPECT_EQ(only<td::ComputeTask>(out)[0].worker, where["big"]);  // 800 MB stay put
+}
+
+// Dask's retry: the erred key, the erred task it failed through and the erred tasks that
+// depend on that run again; a key that did not err is left alone.
+TEST(SchedulerState, RetryRunsErredTasksAgain) {
+  td::SchedulerState s(validating());
+  s.handle(td::AddWorker{.worker = 1, .nthreads = 1});
+  s.handle(
+      td::UpdateGraph{.client = 1,
+                      .tasks = {spec("a"), spec("b", {"a"}), spec("c", {"b"}), spec("e", {"a"})},
+                      .wanted = keys({"c", "e"})});
+  auto out = s.handle(td::TaskErred{.worker = 1, .key = Key("a"), .exception = "IOError: flaky"});
+  EXPECT_EQ(only<td::ReportErred>(out).size(), 2U);
+  for (const char* k : {"a", "b", "c", "e"}) EXPECT_EQ(s.status(Key(k)), TaskStatus::Erred) << k;
+  // Retrying c brings back a and b (what c failed through) and e (which failed through a).
+  out = s.handle(td::RetryKeys{.client = 1, .keys = keys({"c"})});
+  EXPECT_EQ(computed(out), std::vector<std::string>{"a@1"});
+  for (const char* k : {"b", "c", "e"}) EXPECT_EQ(s.status(Key(k)), TaskStatus::Waiting) << k;
+  out = s.handle(td::TaskFinished{.worker = 1, .key = Key("a"), .nbytes = 8});
+  out = s.handle(td::TaskFinished{.worker = 1, .key = Key("b"), .nbytes = 8});
+  s.handle(td::TaskFinished{.worker = 1, .key = Key("c"), .nbytes = 8});
+  s.handle(td::TaskFinished{.worker = 1, .key = Key("e"), .nbytes = 8});
+  EXPECT_EQ(s.status(Key("c")), TaskStatus::Memory);
+  EXPECT_EQ(s.status(Key("e")), TaskStatus::Memory);
+  // Retrying what is done, or unknown, changes nothing.
+  out = s.handle(td::RetryKeys{.client = 1, .keys = keys({"c", "nowhere"})});
+  EXPECT_TRUE(out.empty());
+  EXPECT_EQ(s.status(Key("c")), TaskStatus::Memory);
 }
 
 TEST(SchedulerState, ErrorsReachEveryClientThatWantsADependent) {
@@ -451,8 +486,8 @@ TEST(SchedulerState, AHigherPriorityRunsFirstWhateverItsGraph) {
   td::SchedulerState s(validating());
   s.handle(td::AddWorker{.worker = 1, .nthreads = 1});
   std::vector<td::TaskSpec> low, high;
-  for (int i = 0; i < 6; ++i) low.push_back(spec("low-" + std::to_string(i), {}, i));
-  for (int i = 0; i < 2; ++i) high.push_back(spec("high-" + std::to_string(i), {}, i));
+  for (int i = 0; i < 6; ++i) low.push_back(spec(named("low-", i), {}, i));
+  for (int i = 0; i < 2; ++i) high.push_back(spec(named("high-", i), {}, i));
   auto out = s.handle(
       td::UpdateGraph{.client = 1,
                       .tasks = low,
@@ -684,11 +719,10 @@ TEST(SchedulerState, AStaleStealAnswerDoesNotSettleALaterRequest) {
   std::vector<td::TaskSpec> inputs_spec, specs;
   std::vector<Key> inputs_wanted, wanted;
   for (int i = 0; i < 6; ++i) {
-    inputs_spec.push_back(spec("r-" + std::to_string(i), {}, static_cast<uint64_t>(i)));
-    inputs_wanted.emplace_back("r-" + std::to_string(i));
-    specs.push_back(
-        spec("s-" + std::to_string(i), {"r-" + std::to_string(i)}, static_cast<uint64_t>(10 + i)));
-    wanted.emplace_back("s-" + std::to_string(i));
+    inputs_spec.push_back(spec(named("r-", i), {}, static_cast<uint64_t>(i)));
+    inputs_wanted.emplace_back(named("r-", i));
+    specs.push_back(spec(named("s-", i), {named("r-", i)}, static_cast<uint64_t>(10 + i)));
+    wanted.emplace_back(named("s-", i));
   }
   std::deque<Key> inputs;
   auto take = [&](const std::vector<td::Action>& actions) {
@@ -732,8 +766,8 @@ TEST(SchedulerState, IdleWorkersStealQueuedTasks) {
   std::vector<td::TaskSpec> inputs_spec;
   std::vector<Key> inputs_wanted;
   for (int i = 0; i < 6; ++i) {
-    inputs_spec.push_back(spec("r-" + std::to_string(i), {}, static_cast<uint64_t>(i)));
-    inputs_wanted.emplace_back("r-" + std::to_string(i));
+    inputs_spec.push_back(spec(named("r-", i), {}, static_cast<uint64_t>(i)));
+    inputs_wanted.emplace_back(named("r-", i));
   }
   std::deque<Key> inputs;
   auto take_inputs = [&](const std::vector<td::Action>& actions) {
@@ -751,9 +785,8 @@ TEST(SchedulerState, IdleWorkersStealQueuedTasks) {
   std::vector<td::TaskSpec> specs;
   std::vector<Key> wanted;
   for (int i = 0; i < 6; ++i) {
-    specs.push_back(
-        spec("s-" + std::to_string(i), {"r-" + std::to_string(i)}, static_cast<uint64_t>(10 + i)));
-    wanted.emplace_back("s-" + std::to_string(i));
+    specs.push_back(spec(named("s-", i), {named("r-", i)}, static_cast<uint64_t>(10 + i)));
+    wanted.emplace_back(named("s-", i));
   }
   s.handle(td::UpdateGraph{.client = 7, .tasks = specs, .wanted = wanted});
   EXPECT_EQ(s.processing_count(1), 6U);  // all where their input is
@@ -841,14 +874,14 @@ TEST(SchedulerState, RandomSimulationGivesExactResults) {
       std::vector<std::string> dk;
       want_value[i] = i;
       for (int j : deps[i]) {
-        dk.push_back("t-" + std::to_string(j));
+        dk.push_back(named("t-", j));
         want_value[i] = (want_value[i] + want_value[j]) % kMod;
       }
-      tasks.push_back(spec("t-" + std::to_string(i), dk, static_cast<uint64_t>(i)));
+      tasks.push_back(spec(named("t-", i), dk, static_cast<uint64_t>(i)));
     }
     std::vector<Key> wanted;
     for (int i = n - 1; i >= 0; i -= 1 + static_cast<int>(rng() % 5))
-      wanted.emplace_back("t-" + std::to_string(i));
+      wanted.emplace_back(named("t-", i));
 
     // Simulated workers: their stores and their queues of assigned tasks.
     struct Sim {

@@ -108,6 +108,7 @@ int main(int argc, char** argv) {
       {"data", comm::pack(pr::Data{{{k, vec}, {wanted, small}}, {Key("gone")}})},
       {"identity", comm::pack(pr::Identity{4})},
       {"unregister", comm::pack(pr::Unregister{"stopped"})},
+      {"retry", comm::pack(pr::Retry{{k, wanted}})},
       {"scheduler-info",
        comm::pack(pr::SchedulerInfo{4,
                                     "tcp://127.0.0.1:8786",

@@ -407,6 +407,17 @@ class Client {
     return CollectionTraits<C>::rebuild(c, remote);
   }
 
+  // Runs erred futures again (Dask's retry): each erred one, the erred tasks it failed
+  // through, and the erred tasks that depend on those go back to pending and are computed
+  // anew. Futures that did not err are left as they are. ValueError for a future of another
+  // client, SchedulerError if this client cannot reach its scheduler any more.
+  void retry(std::span<const FutureBase> futures);
+  template <class T>
+  void retry(const std::vector<Future<T>>& futures) {
+    std::vector<FutureBase> fs(futures.begin(), futures.end());
+    retry(std::span<const FutureBase>(fs));
+  }
+
   // Cancels futures (see FutureBase::cancel).
   void cancel(std::span<const FutureBase> futures);
   template <class T>
