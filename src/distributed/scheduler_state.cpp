@@ -314,9 +314,9 @@ struct SchedulerState::Impl {
   std::string last_prefix;
   uint32_t generation = 0;
   std::array<size_t, 8> counts{};
-  size_t steals = 0;         // tasks with a StealRequest out
-  // The request out for each of them: a task can be asked for, answered, sent back to the
-  // same worker and asked for again, and the first answer must not settle the second.
+  // The tasks with a StealRequest out, and the request's number: a task can be asked for,
+  // answered, sent back to the same worker and asked for again, and the first answer must
+  // not settle the second.
   std::unordered_map<TaskId, uint64_t> steal_requests;
   uint64_t last_steal_request = 0;
   size_t total_threads = 0;  // of the workers connected
@@ -446,7 +446,6 @@ struct SchedulerState::Impl {
     steal_requests.erase(id);
     if (auto th = workers.find(t.stealing_to); th != workers.end()) --th->second.incoming;
     t.stealing_to = kNone;
-    --steals;
   }
   void stop_processing(Worker& w, TaskId id) {
     end_steal(id);
@@ -1299,7 +1298,6 @@ struct SchedulerState::Impl {
         Task& t = T(id);
         t.stealing_to = thief->id;
         ++thief->incoming;
-        ++steals;
         steal_requests[id] = ++last_steal_request;
         --victim->second;
         out->push_back(StealRequest{victim->first->id, t.key, last_steal_request});
@@ -1450,9 +1448,9 @@ struct SchedulerState::Impl {
                                          status_name(static_cast<TaskStatus>(s)), counts[s]));
       }
     }
-    if (stealing != steals || steal_requests.size() != steals) {
-      throw SchedulerError(
-          fmt::format("scheduler state: {} tasks being stolen, counted {}", stealing, steals));
+    if (stealing != steal_requests.size()) {
+      throw SchedulerError(fmt::format("scheduler state: {} tasks being stolen, {} requests out",
+                                       stealing, steal_requests.size()));
     }
     size_t running = 0;
     for (const auto& [id, w] : workers) {
@@ -1560,7 +1558,7 @@ size_t SchedulerState::count(TaskStatus status) const {
 }
 
 size_t SchedulerState::steals_pending() const {
-  return impl_->steals;
+  return impl_->steal_requests.size();
 }
 
 size_t SchedulerState::processing_count(WorkerId worker) const {
