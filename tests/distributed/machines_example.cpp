@@ -19,28 +19,13 @@
 
 #include <tessera/tessera.hpp>
 
+#include "example_support.hpp"
+
 int64_t slow_inc(int64_t x) {
   std::this_thread::sleep_for(std::chrono::milliseconds(20));
   return x + 1;
 }
 TESSERA_REGISTER(slow_inc);
-int64_t add(int64_t x, int64_t y) {
-  return x + y;
-}
-TESSERA_REGISTER(add);
-int64_t where(int64_t) {
-  std::this_thread::sleep_for(std::chrono::milliseconds(30));
-  return static_cast<int64_t>(::getpid());
-}
-TESSERA_REGISTER(where);
-
-#define CHECK(cond)                                                   \
-  do {                                                                \
-    if (!(cond)) {                                                    \
-      std::fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, #cond); \
-      return 1;                                                       \
-    }                                                                 \
-  } while (0)
 
 int main(int argc, char** argv) {
   tessera::init(argc, argv);  // returns only if this process is not a worker

@@ -11,28 +11,13 @@
 #include <thread>
 #include <vector>
 
+#include "example_support.hpp"
 #include "tessera/delayed.hpp"
 #include "tessera/distributed.hpp"
 #include "tessera/distributed/mpi.hpp"
 
 int64_t inc(int64_t x) { return x + 1; }
 TESSERA_REGISTER(inc);
-int64_t add(int64_t x, int64_t y) { return x + y; }
-TESSERA_REGISTER(add);
-// The process that ran the task, after a pause (so that tasks spread over the workers).
-int64_t where(int64_t) {
-  std::this_thread::sleep_for(std::chrono::milliseconds(30));
-  return static_cast<int64_t>(::getpid());
-}
-TESSERA_REGISTER(where);
-
-#define CHECK(cond)                                                   \
-  do {                                                                \
-    if (!(cond)) {                                                    \
-      std::fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, #cond); \
-      return 1;                                                       \
-    }                                                                 \
-  } while (0)
 
 int main() {
   try {

@@ -71,6 +71,35 @@ tessera::ClientOptions quiet() {
   return {.set_as_default = false};
 }
 
+// A scheduler and one worker with one thread, in this process, and a client of them.
+struct OneThreadCluster {
+  td::SchedulerServer scheduler{{.address = "tcp://127.0.0.1:0"}};
+  td::WorkerServer worker{{.scheduler = scheduler.address(), .nthreads = 1}};
+  std::optional<Client> client;
+  OneThreadCluster() {
+    scheduler.start();
+    worker.start();
+    client.emplace(scheduler.address(), quiet());
+  }
+};
+
+// Closes ptest's gate for its lifetime: a failed assertion must not leave a worker's thread
+// waiting there.
+struct GateClosed {
+  GateClosed() { ptest_close_gate(); }
+  ~GateClosed() { ptest_open_gate(); }
+};
+
+// Of the tasks recorded in `ran` (lows 0..99, highs from 100 up to `last_high`), each high
+// one ran before all but at most the two low ones the worker had started or held ready
+// when they arrived.
+void expect_highs_ran_first(const std::vector<int64_t>& ran, int64_t last_high) {
+  const auto last = std::find(ran.begin(), ran.end(), last_high);
+  ASSERT_NE(last, ran.end()) << ::testing::PrintToString(ran);
+  EXPECT_LE(std::count_if(ran.begin(), last, [](int64_t x) { return x >= 0 && x < 100; }), 2)
+      << ::testing::PrintToString(ran);
+}
+
 }  // namespace
 
 TEST(Client, TheIssueExampleComputesOnTheCluster) {
@@ -905,16 +934,11 @@ TEST(Client, SubmitOptionsNameTasksRetryThemAndOrderThem) {
 // priority: with the one thread busy, tasks submitted later with a higher priority run
 // before the ones waiting.
 TEST(Client, AHigherPriorityRunsBeforeTasksWaiting) {
-  td::SchedulerServer scheduler({.address = "tcp://127.0.0.1:0"});
-  scheduler.start();
-  td::WorkerServer w({.scheduler = scheduler.address(), .nthreads = 1});
-  w.start();
-  Client client(scheduler.address(), quiet());
+  OneThreadCluster c;
+  auto& scheduler = c.scheduler;
+  auto& client = *c.client;
   (void)ptest_take_record();
-  ptest_close_gate();
-  struct OpenAtExit {  // a failed assertion must not leave the worker's thread at the gate
-    ~OpenAtExit() { ptest_open_gate(); }
-  } open_at_exit;
+  GateClosed gate;
   // The worker's one thread waits at the gate until every task is submitted.
   auto blocker = client.submit({.pure = false}, ptest_wait_gate, int64_t{-1});
   std::vector<int64_t> lows(10), highs(3);
@@ -931,13 +955,7 @@ TEST(Client, AHigherPriorityRunsBeforeTasksWaiting) {
   ASSERT_TRUE(tessera::wait(high, 20000ms));
   const auto ran = ptest_take_record();
   ASSERT_EQ(ran.size(), 13U);
-  // Each high-priority task ran before all but at most the one low task the worker had
-  // started (or held ready) when they arrived.
-  const auto last_high = std::find(ran.begin(), ran.end(), 102);
-  ASSERT_NE(last_high, ran.end());
-  const auto lows_before =
-      std::count_if(ran.begin(), last_high, [](int64_t x) { return x >= 0 && x < 100; });
-  EXPECT_LE(lows_before, 2) << ::testing::PrintToString(ran);
+  expect_highs_ran_first(ran, 102);
 }
 
 TEST(Client, ComputeFusesLinearChainsBeforeSendingThem) {
@@ -1253,11 +1271,9 @@ TEST(Client, SchedulerInfoAndWaitForWorkersGiveUpOnASilentScheduler) {
 
 // compute() on a client and persist() take Dask's priority and retries too.
 TEST(Client, ComputeAndPersistTakePriorityAndRetries) {
-  td::SchedulerServer scheduler({.address = "tcp://127.0.0.1:0"});
-  scheduler.start();
-  td::WorkerServer w({.scheduler = scheduler.address(), .nthreads = 1});
-  w.start();
-  Client client(scheduler.address(), quiet());
+  OneThreadCluster c;
+  auto& scheduler = c.scheduler;
+  auto& client = *c.client;
   ptest_flaky_reset();
   tessera::ComputeOptions retrying = client.options();
   retrying.retries = 2;
@@ -1276,10 +1292,7 @@ TEST(Client, ComputeAndPersistTakePriorityAndRetries) {
 
   // Held at a gate, the worker then runs the high-priority persist's tasks first.
   (void)ptest_take_record();
-  ptest_close_gate();
-  struct OpenAtExit {
-    ~OpenAtExit() { ptest_open_gate(); }
-  } open_at_exit;
+  GateClosed gate;
   auto blocker = client.submit({.pure = false}, ptest_wait_gate, int64_t{-1});
   auto records = [](int64_t from, int64_t n) {
     std::vector<tessera::Delayed<int64_t>> xs;
@@ -1296,10 +1309,7 @@ TEST(Client, ComputeAndPersistTakePriorityAndRetries) {
   EXPECT_EQ(high.compute(client), 303);
   const auto ran = ptest_take_record();
   ASSERT_EQ(ran.size(), 13U);
-  const auto last_high = std::find(ran.begin(), ran.end(), 102);
-  ASSERT_NE(last_high, ran.end());
-  EXPECT_LE(std::count_if(ran.begin(), last_high, [](int64_t x) { return x >= 0 && x < 100; }), 2)
-      << ::testing::PrintToString(ran);
+  expect_highs_ran_first(ran, 102);
 }
 
 // client.retry: an erred future and what failed through the same task run again.
