@@ -551,10 +551,13 @@ Array solve(const Array& a, const Array& b) {
           ls.push_back(Arg::ref(Key(lu, {i, m})));
           us.push_back(Arg::ref(Key(lu, {m, j})));
         }
-        std::vector<Arg> args{Arg::ref(std::move(aij)), Arg::list(std::move(ls)),
-                              Arg::list(std::move(us))};
+        std::vector<Arg> args;
+        args.reserve(4);  // (room for the fourth: GCC 12 warns wrongly on growing from 3)
+        args.push_back(Arg::ref(std::move(aij)));
+        args.push_back(Arg::list(std::move(ls)));
+        args.push_back(Arg::list(std::move(us)));
         if (i == j) {
-          args.emplace_back(Value::of(std::vector<int64_t>{i, nb}));
+          args.push_back(Arg(Value::of(std::vector<int64_t>{i, nb})));
           return Task::call(get_op("linalg.lu-diag"), std::move(args));
         }
         args.push_back(Arg::ref(Key(lu, {k, k})));

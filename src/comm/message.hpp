@@ -32,7 +32,7 @@ namespace tessera::comm {
 
 // 2: small results inline; 3: worker-removed; 4: small task payloads in the header;
 // 5: priority and retries in update-graph, a request number in steal requests.
-inline constexpr uint16_t kProtocolVersion = 6;
+inline constexpr uint16_t kProtocolVersion = 7;
 
 // Bytes that break the protocol: a bad head, an unknown op where one is required, a
 // message of the wrong type, a size over the limits.

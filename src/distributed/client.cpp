@@ -116,9 +116,10 @@ struct ClientCore {
   std::vector<Key> to_fetch;
   std::unordered_map<Key, Record, KeyHash> records;
   std::string broken;  // why the client cannot go on (closed, scheduler lost)
-  // scheduler_info() requests waiting for their answer, by number.
-  uint64_t last_info_request = 0;
+  // Requests waiting for their answer, by number: scheduler_info()'s and retry()'s.
+  uint64_t last_request = 0;
   std::unordered_map<uint64_t, std::optional<pr::SchedulerInfo>> info_replies;
+  std::unordered_map<uint64_t, bool> retry_replies;
   bool has_retries = false;
   bool wake_waiters = false;  // a waiter can return: notify cv (see resolve)
   // Bumped with every notification of cv: a thread polling before it sleeps (wait_all)
@@ -306,12 +307,25 @@ struct ClientCore {
 
   std::vector<Value> values(std::span<const Key> keys, std::chrono::milliseconds timeout) {
     std::unique_lock lock(mu);
-    auto w = make_waiter(keys, true);
-    if (!wait_all(lock, w, deadline_after(timeout))) {
-      drop_waiter(w, keys);
-      throw TimeoutError(fmt::format("{} of {} results not ready within {} ms (first: '{}')",
-                                     w->remaining, keys.size(), timeout.count(),
-                                     first_unready(keys).str()));
+    const auto deadline = deadline_after(timeout);
+    for (;;) {
+      auto w = make_waiter(keys, true);
+      if (!wait_all(lock, w, deadline)) {
+        drop_waiter(w, keys);
+        throw TimeoutError(fmt::format("{} of {} results not ready within {} ms (first: '{}')",
+                                       w->remaining, keys.size(), timeout.count(),
+                                       first_unready(keys).str()));
+      }
+      // A failure seen, then retried (retry() from another thread) before this thread woke:
+      // wait for the new run.
+      bool retried = false;
+      for (const Key& k : keys) {
+        auto it = records.find(k);
+        if (it != records.end() && !it->second.has_value &&
+            it->second.status == FutureStatus::Pending)
+          retried = true;
+      }
+      if (!retried) break;
     }
     std::vector<Value> out;
     out.reserve(keys.size());
@@ -329,7 +343,7 @@ struct ClientCore {
   pr::SchedulerInfo identity(std::chrono::milliseconds timeout) {
     std::unique_lock lock(mu);
     if (!broken.empty()) throw SchedulerError(broken);
-    const uint64_t request = ++last_info_request;
+    const uint64_t request = ++last_request;
     info_replies.emplace(request, std::nullopt);
     outbox.push_back(comm::pack(pr::Identity{request}));
     waker.wake();
@@ -456,6 +470,18 @@ struct ClientCore {
       r.status = FutureStatus::Pending;  // being recomputed
       r.holders.clear();
       r.fetching = false;
+    } else if (m.op == pr::Retried::kOp) {
+      const auto msg = comm::unpack<pr::Retried>(m, limits);
+      if (auto it = retry_replies.find(msg.request); it != retry_replies.end()) it->second = true;
+      notify_all();
+    } else if (m.op == pr::KeyRetried::kOp) {
+      auto msg = comm::unpack<pr::KeyRetried>(m, limits);
+      auto it = records.find(msg.key);
+      if (it == records.end() || it->second.status != FutureStatus::Error) return;
+      Record& r = it->second;
+      r.status = FutureStatus::Pending;  // run again: its result or error comes later
+      r.error.clear();
+      r.blamed = Key();
     } else if (m.op == pr::GraphRefused::kOp) {
       auto msg = comm::unpack<pr::GraphRefused>(m, limits);
       for (const Key& k : msg.keys) {
@@ -1149,25 +1175,35 @@ std::vector<Value> Client::persist_keys(const HighLevelGraph& hlg, std::span<con
 }
 
 void Client::retry(std::span<const FutureBase> futures) {
-  std::vector<Key> keys;
-  {
-    std::lock_guard lock(core_->mu);
-    if (!core_->broken.empty()) throw SchedulerError(core_->broken);
-    for (const auto& f : futures) {
-      if (detail::checked_handle(f)->core() != core_)
-        throw ValueError("retry(): a future belongs to another client");
-      auto it = core_->records.find(f.key());
-      if (it == core_->records.end()) continue;
-      ClientCore::Record& r = it->second;
-      if (r.status != FutureStatus::Error) continue;
-      r.status = FutureStatus::Pending;
-      r.error.clear();
-      r.blamed = Key();
-      keys.push_back(f.key());
-    }
-    if (!keys.empty()) core_->outbox.push_back(comm::pack(pr::Retry{keys}));
+  for (const auto& f : futures) {  // every future checked before any changes
+    if (detail::checked_handle(f)->core() != core_)
+      throw ValueError("retry(): a future belongs to another client");
   }
-  if (!keys.empty()) core_->waker.wake();
+  auto& core = *core_;
+  std::unique_lock lock(core.mu);
+  if (!core.broken.empty()) throw SchedulerError(core.broken);
+  std::vector<Key> keys;
+  for (const auto& f : futures) {
+    auto it = core.records.find(f.key());
+    if (it != core.records.end() && it->second.status == FutureStatus::Error)
+      keys.push_back(f.key());
+  }
+  if (keys.empty()) return;
+  // The scheduler says which keys run again (key-retried: these, and what failed with them,
+  // for every client that wants them) before it answers: then the futures are pending.
+  const uint64_t request = ++core.last_request;
+  core.retry_replies.emplace(request, false);
+  core.outbox.push_back(comm::pack(pr::Retry{request, std::move(keys)}));
+  core.waker.wake();
+  const auto timeout = core.options.scheduler_timeout;
+  core.cv.wait_for(lock, timeout,
+                   [&] { return core.retry_replies.at(request) || !core.broken.empty(); });
+  const bool answered = core.retry_replies.at(request);
+  core.retry_replies.erase(request);
+  if (answered) return;
+  if (!core.broken.empty()) throw SchedulerError(core.broken);
+  throw TimeoutError(fmt::format("the scheduler at {} did not answer retry() within {} ms",
+                                 core.address, timeout.count()));
 }
 
 void Client::cancel(std::span<const FutureBase> futures) {

@@ -225,6 +225,13 @@ KeyLost KeyLost::decode(Decoder& d) {
   return {read_key(d)};
 }
 
+void KeyRetried::encode(Encoder& e) const {
+  write_key(e, key);
+}
+KeyRetried KeyRetried::decode(Decoder& d) {
+  return {read_key(d)};
+}
+
 void GraphRefused::encode(Encoder& e) const {
   e.write_string(message);
   write_keys(e, keys);
@@ -237,10 +244,21 @@ GraphRefused GraphRefused::decode(Decoder& d) {
 }
 
 void Retry::encode(Encoder& e) const {
+  e.write_uint(request);
   write_keys(e, keys);
 }
 Retry Retry::decode(Decoder& d) {
-  return {read_keys(d, kMaxKeys)};
+  Retry m;
+  m.request = d.read_uint();
+  m.keys = read_keys(d, kMaxKeys);
+  return m;
+}
+
+void Retried::encode(Encoder& e) const {
+  e.write_uint(request);
+}
+Retried Retried::decode(Decoder& d) {
+  return {d.read_uint()};
 }
 
 void FireAndForget::encode(Encoder& e) const {

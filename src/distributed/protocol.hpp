@@ -62,9 +62,11 @@ struct ReleaseKeys {
   static ReleaseKeys decode(Decoder& d);
 };
 
-// Run these erred keys again (Dask's client.retry).
+// Run these erred keys again (Dask's client.retry); answered with `retried` carrying the
+// same request number, after the key-retried reports it causes.
 struct Retry {
   static constexpr std::string_view kOp = "retry";
+  uint64_t request = 0;
   std::vector<Key> keys;
   void encode(Encoder& e) const;
   static Retry decode(Decoder& d);
@@ -125,6 +127,19 @@ struct KeyLost {
   Key key;
   void encode(Encoder& e) const;
   static KeyLost decode(Decoder& d);
+};
+// A key that erred runs again (a client's retry): its futures are pending again.
+struct KeyRetried {
+  static constexpr std::string_view kOp = "key-retried";
+  Key key;
+  void encode(Encoder& e) const;
+  static KeyRetried decode(Decoder& d);
+};
+struct Retried {
+  static constexpr std::string_view kOp = "retried";
+  uint64_t request = 0;
+  void encode(Encoder& e) const;
+  static Retried decode(Decoder& d);
 };
 struct GraphRefused {
   static constexpr std::string_view kOp = "graph-refused";

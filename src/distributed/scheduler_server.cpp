@@ -346,6 +346,8 @@ struct SchedulerServer::Impl {
         } else if (op == pr::Retry::kOp) {
           auto m = comm::unpack<pr::Retry>(msg, options.limits);
           state.handle(RetryKeys{p.id, std::move(m.keys)}, actions);
+          dispatch(actions);  // its reports go out before the answer
+          queue(peer, comm::pack(pr::Retried{m.request}));
         } else if (op == pr::Identity::kOp) {
           const auto m = comm::unpack<pr::Identity>(msg, options.limits);
           queue(peer, comm::pack(identity(m.request)));
@@ -467,6 +469,8 @@ struct SchedulerServer::Impl {
         to_client(e->client, comm::pack(pr::KeyErred{e->key, e->exception, e->blamed}));
       } else if (auto* l = std::get_if<ReportLost>(&a)) {
         to_client(l->client, comm::pack(pr::KeyLost{l->key}));
+      } else if (auto* r = std::get_if<ReportRetried>(&a)) {
+        to_client(r->client, comm::pack(pr::KeyRetried{r->key}));
       } else if (auto* g = std::get_if<ReportGraphError>(&a)) {
         to_client(g->client, comm::pack(pr::GraphRefused{g->message, g->keys}));
       } else if (auto* st = std::get_if<StealRequest>(&a)) {

@@ -1190,12 +1190,26 @@ struct SchedulerState::Impl {
       if (T(x).status != TaskStatus::Erred) return false;
       set_status(x, TaskStatus::Released);
       T(x).error.reset();
+      T(x).suspicious = 0;  // the workers that died under it count anew
       reset.push_back(x);
       return true;
     };
     for (const Key& k : e.keys) {
       const TaskId id = find(k);
-      if (id == kNone) continue;
+      if (id == kNone) {
+        out->push_back(ReportErred{
+            e.client, k,
+            fmt::format("retry: the scheduler has no task '{}' (it never took it, or forgot it)",
+                        k.str()),
+            k});
+        continue;
+      }
+      if (T(id).status == TaskStatus::Memory &&
+          std::find(T(id).who_wants.begin(), T(id).who_wants.end(), e.client) !=
+              T(id).who_wants.end()) {
+        out->push_back(ReportMemory{e.client, k, T(id).nbytes});
+        continue;
+      }
       stack.push_back(id);
       while (!stack.empty()) {
         const TaskId x = stack.back();
@@ -1206,6 +1220,20 @@ struct SchedulerState::Impl {
     }
     for (size_t i = 0; i < reset.size(); ++i) {
       for (TaskId d : T(reset[i]).dependents) revive(d);
+    }
+    for (TaskId x : reset) {
+      for (ClientId c : T(x).who_wants)
+        out->emplace_back(std::in_place_type<ReportRetried>, c, T(x).key);
+    }
+    // Scattered data among them comes back only from a client that holds it: those that
+    // want it are asked to send it again; with none, it fails again, and its dependents.
+    for (TaskId x : reset) {
+      if (T(x).status != TaskStatus::Released || !awaits_rescatter(T(x))) continue;
+      if (T(x).who_wants.empty()) {
+        lost_scatter(x);
+      } else {
+        for (ClientId c : T(x).who_wants) out->push_back(ReportLost{c, T(x).key});
+      }
     }
     // They run again for whoever wants them; what nobody wants any more is forgotten.
     std::vector<TaskId> wanted;

@@ -98,7 +98,10 @@ struct RemoveClient {
   ClientId client = 0;
 };
 // Dask's retry: the erred tasks behind `keys` (each key, and the erred dependencies it
-// failed through) run again, as do the erred tasks that depend on them.
+// failed through) run again, as do the erred tasks that depend on them; every client that
+// wants one of those hears it is pending again (ReportRetried). A key asked for that did
+// not err is reported to `client` as it is (in memory), or as an error if the scheduler
+// does not know it; one still being computed will be reported when done.
 struct RetryKeys {
   ClientId client = 0;
   std::vector<Key> keys;
@@ -162,6 +165,11 @@ struct ReportLost {
   ClientId client = 0;
   Key key;
 };
+// An erred task runs again (RetryKeys): the client waits for it anew.
+struct ReportRetried {
+  ClientId client = 0;
+  Key key;
+};
 // An update the scheduler refused (a dependency that is nowhere, a cycle).
 struct ReportGraphError {
   ClientId client = 0;
@@ -176,7 +184,7 @@ struct StealRequest {
   uint64_t request = 0;  // numbers the request; the StealResponse gives it back
 };
 using Action = std::variant<ComputeTask, FreeKeys, ReportMemory, ReportErred, ReportLost,
-                            ReportGraphError, StealRequest>;
+                            ReportGraphError, StealRequest, ReportRetried>;
 
 class SchedulerState {
  public:

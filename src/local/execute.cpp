@@ -54,12 +54,12 @@ Value execute_task(const Task& task, std::span<const uint32_t> refs, const Value
 }
 
 Value execute_task(const Task& task, std::span<const uint32_t> refs, const Value* results,
-                   uint32_t retries) {
+                   uint32_t retries, const std::atomic<bool>* stop) {
   for (uint32_t attempt = 0;; ++attempt) {
     try {
       return execute_task(task, refs, results);
     } catch (...) {
-      if (attempt >= retries) throw;
+      if (attempt >= retries || (stop && stop->load(std::memory_order_relaxed))) throw;
     }
   }
 }

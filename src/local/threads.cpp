@@ -316,7 +316,7 @@ class Run {
       const Graph::Entry& e = g[t];
       try {
         if (!callbacks_.empty()) callbacks_.pretask(TaskEvent{e.key, *e.task, t, w});
-        results_[t] = execute_task(*e.task, s.refs_of(t), results_.data(), retries_);
+        results_[t] = execute_task(*e.task, s.refs_of(t), results_.data(), retries_, &stop_);
         if (!callbacks_.empty()) callbacks_.posttask(TaskEvent{e.key, *e.task, t, w}, results_[t]);
       } catch (...) {
         fail(t, std::current_exception());

@@ -1316,6 +1316,7 @@ TEST(Client, ComputeAndPersistTakePriorityAndRetries) {
 TEST(Client, RetryRunsErredFuturesAgain) {
   InProcessCluster c;
   Client client(c.scheduler.address(), quiet());
+  tessera::Client other(c.scheduler.address(), quiet());
   ptest_flaky_reset();
   auto f = client.submit(ptest_flaky, int64_t{3001}, int64_t{1});
   auto g = client.submit(ptest_inc, f);
@@ -1324,15 +1325,27 @@ TEST(Client, RetryRunsErredFuturesAgain) {
             }).find("ptest_flaky: call 1 of 3001 failed"),
             std::string::npos);
   EXPECT_EQ(f.status(), FutureStatus::Error);
+  // Another client holding f (the same call: the same key) sees the error too.
+  auto f_there = other.submit(ptest_flaky, int64_t{3001}, int64_t{1});
+  EXPECT_EQ(f_there.key(), f.key());
+  EXPECT_NE(f_there.exception(10000ms), nullptr);
   auto fine = client.submit(ptest_inc, int64_t{1});
   EXPECT_EQ(fine.result(10000ms), 2);
-  client.retry(std::vector<Future<int64_t>>{g, fine});
-  EXPECT_EQ(g.result(10000ms), 3003);
-  EXPECT_EQ(fine.result(), 2);         // not erred: left as it was
-  EXPECT_EQ(f.result(10000ms), 3002);  // failed through the same task: run again too
-  tessera::Client other(c.scheduler.address(), quiet());
-  EXPECT_EQ(error_of<tessera::ValueError>([&] { other.retry(std::vector<Future<int64_t>>{g}); }),
+  // A list with another client's future is refused before anything changes.
+  auto foreign = other.submit(ptest_inc, int64_t{5});
+  EXPECT_EQ(error_of<tessera::ValueError>([&] {
+              client.retry(std::vector<tessera::FutureBase>{g, foreign});
+            }),
             "retry(): a future belongs to another client");
+  EXPECT_EQ(g.status(), FutureStatus::Error);
+  // Once retry() returns, what failed with g (f, here and in the other client) is pending
+  // again too, and all come back right.
+  client.retry(std::vector<Future<int64_t>>{g, fine});
+  EXPECT_NE(f.status(), FutureStatus::Error);
+  EXPECT_EQ(f.result(10000ms), 3002);
+  EXPECT_EQ(g.result(10000ms), 3003);
+  EXPECT_EQ(f_there.result(10000ms), 3002);
+  EXPECT_EQ(fine.result(), 2);  // not erred: left as it was
   client.close();
   EXPECT_EQ(
       error_of<tessera::SchedulerError>([&] { client.retry(std::vector<Future<int64_t>>{g}); }),

@@ -164,8 +164,11 @@ TEST(Protocol, EveryMessageRoundTrips) {
   EXPECT_EQ(through_wire(pr::GetData{{Key("a")}}).keys[0], Key("a"));
   EXPECT_EQ(through_wire(pr::Identity{77}).request, 77U);
   EXPECT_EQ(through_wire(pr::Unregister{"stopped"}).reason, "stopped");
-  EXPECT_EQ(through_wire(pr::Retry{{Key("r"), Key("s", {1})}}).keys,
-            (std::vector<Key>{Key("r"), Key("s", {1})}));
+  const auto retry = through_wire(pr::Retry{9, {Key("r"), Key("s", {1})}});
+  EXPECT_EQ(retry.request, 9U);
+  EXPECT_EQ(retry.keys, (std::vector<Key>{Key("r"), Key("s", {1})}));
+  EXPECT_EQ(through_wire(pr::Retried{10}).request, 10U);
+  EXPECT_EQ(through_wire(pr::KeyRetried{Key("r")}).key, Key("r"));
   const auto info = through_wire(pr::SchedulerInfo{
       78, "tcp://s:8786", {{"tcp://w:1", "alpha", 2, 1 << 30, 512, true}, {"tcp://w:2", "", 1}}});
   EXPECT_EQ(info.request, 78U);

@@ -394,9 +394,14 @@ TEST(SchedulerState, RetryRunsErredTasksAgain) {
   auto out = s.handle(td::TaskErred{.worker = 1, .key = Key("a"), .exception = "IOError: flaky"});
   EXPECT_EQ(only<td::ReportErred>(out).size(), 2U);
   for (const char* k : {"a", "b", "c", "e"}) EXPECT_EQ(s.status(Key(k)), TaskStatus::Erred) << k;
-  // Retrying c brings back a and b (what c failed through) and e (which failed through a).
+  // Retrying c brings back a and b (what c failed through) and e (which failed through a);
+  // the client that wants c and e hears both run again.
   out = s.handle(td::RetryKeys{.client = 1, .keys = keys({"c"})});
   EXPECT_EQ(computed(out), std::vector<std::string>{"a@1"});
+  std::set<std::string> retried;
+  for (const auto& r : only<td::ReportRetried>(out))
+    retried.insert(r.key.str() + "@" + std::to_string(r.client));
+  EXPECT_EQ(retried, (std::set<std::string>{"c@1", "e@1"}));
   for (const char* k : {"b", "c", "e"}) EXPECT_EQ(s.status(Key(k)), TaskStatus::Waiting) << k;
   out = s.handle(td::TaskFinished{.worker = 1, .key = Key("a"), .nbytes = 8});
   out = s.handle(td::TaskFinished{.worker = 1, .key = Key("b"), .nbytes = 8});
@@ -404,9 +409,15 @@ TEST(SchedulerState, RetryRunsErredTasksAgain) {
   s.handle(td::TaskFinished{.worker = 1, .key = Key("e"), .nbytes = 8});
   EXPECT_EQ(s.status(Key("c")), TaskStatus::Memory);
   EXPECT_EQ(s.status(Key("e")), TaskStatus::Memory);
-  // Retrying what is done, or unknown, changes nothing.
+  // Retrying what is done changes nothing, and the client hears it is in memory; a key the
+  // scheduler does not know is an error for it.
   out = s.handle(td::RetryKeys{.client = 1, .keys = keys({"c", "nowhere"})});
-  EXPECT_TRUE(out.empty());
+  EXPECT_TRUE(only<td::ComputeTask>(out).empty());
+  ASSERT_EQ(only<td::ReportMemory>(out).size(), 1U);
+  EXPECT_EQ(only<td::ReportMemory>(out)[0].key, Key("c"));
+  ASSERT_EQ(only<td::ReportErred>(out).size(), 1U);
+  EXPECT_EQ(only<td::ReportErred>(out)[0].exception,
+            "retry: the scheduler has no task 'nowhere' (it never took it, or forgot it)");
   EXPECT_EQ(s.status(Key("c")), TaskStatus::Memory);
 }
 
@@ -621,6 +632,13 @@ TEST(SchedulerState, LostScatteredDataComesBackFromItsClient) {
     EXPECT_EQ(e.blamed, Key("scatter-x"));
   }
   EXPECT_EQ(failed, (std::set<std::string>{"use", "use2"}));
+  // Retrying them cannot bring the data back: they fail again at once, not hang.
+  out = s.handle(td::RetryKeys{.client = 7, .keys = keys({"use2"})});
+  EXPECT_TRUE(computed(out).empty());
+  failed.clear();
+  for (const auto& e : only<td::ReportErred>(out)) failed.insert(e.key.str());
+  EXPECT_EQ(failed, (std::set<std::string>{"use", "use2"}));
+  EXPECT_EQ(s.status(Key("use2")), TaskStatus::Erred);
 }
 
 TEST(SchedulerState, KilledWorkerAfterThreeDeaths) {

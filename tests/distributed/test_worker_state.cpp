@@ -424,7 +424,7 @@ TEST(WorkerState, AFetchIsBoundedInBytes) {
   out = w.handle(td::GatherDepDone{2, {{Key("d3"), 150}}, {}});
   ASSERT_EQ(only<td::Execute>(out).size(), 1U);
   EXPECT_EQ(only<td::Execute>(out)[0].key, Key("t"));
-  // Without sizes (an older scheduler's message), the key count alone bounds a request.
+  // Without sizes (a compute-task with none), the key count alone bounds a request.
   td::WorkerState v({.self = 1,
                      .nthreads = 1,
                      .max_keys_per_gather = 2,

@@ -37,7 +37,8 @@ inline bool decode_message(const comm::Envelope& env) {
          decode_as<pr::FireAndForget>(env) || decode_as<pr::CloseClient>(env) ||
          decode_as<pr::StealRequest>(env) || decode_as<pr::StealResponse>(env) ||
          decode_as<pr::Identity>(env) || decode_as<pr::SchedulerInfo>(env) ||
-         decode_as<pr::Unregister>(env) || decode_as<pr::Retry>(env);
+         decode_as<pr::Unregister>(env) || decode_as<pr::Retry>(env) ||
+         decode_as<pr::Retried>(env) || decode_as<pr::KeyRetried>(env);
 }
 
 // Decodes an input as fuzz_message does; the messages it held, each decoded (ProtocolError
