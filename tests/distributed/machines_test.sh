@@ -61,6 +61,15 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# What an earlier run killed outright (SIGKILL at a timeout runs no trap) left behind: the
+# namespaces of a test process that is gone, with what still runs in them.
+for ns in $(ip netns list 2>/dev/null | sed -n 's/^\(tsr[0-9][0-9]*[abcs]\)\( .*\)\{0,1\}$/\1/p'); do
+  owner=$(echo "$ns" | sed 's/^tsr\([0-9]*\).$/\1/')
+  kill -0 "$owner" 2>/dev/null && continue
+  ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null
+  ip netns del "$ns" 2>/dev/null
+done
+
 ip netns add "${tag}s" 2>/dev/null || skip "cannot make network namespaces here"
 ip -n "${tag}s" link add br0 type bridge 2>/dev/null || skip "cannot make a bridge here"
 ip -n "${tag}s" link set br0 up
