@@ -116,10 +116,11 @@ struct ClientCore {
   std::vector<Key> to_fetch;
   std::unordered_map<Key, Record, KeyHash> records;
   std::string broken;  // why the client cannot go on (closed, scheduler lost)
-  // Requests waiting for their answer, by number: scheduler_info()'s and retry()'s.
+  // Questions to the scheduler waiting for their answer, by request number (see ask()).
   uint64_t last_request = 0;
-  std::unordered_map<uint64_t, std::optional<pr::SchedulerInfo>> info_replies;
-  std::unordered_map<uint64_t, bool> retry_replies;
+  using Answers =
+      std::unordered_map<uint64_t, std::optional<std::variant<pr::SchedulerInfo, pr::Retried>>>;
+  Answers answers;
   bool has_retries = false;
   bool wake_waiters = false;  // a waiter can return: notify cv (see resolve)
   // Bumped with every notification of cv: a thread polling before it sleeps (wait_all)
@@ -339,26 +340,43 @@ struct ClientCore {
     return out;
   }
 
-  // Asks the scheduler for its state and waits for the answer.
-  pr::SchedulerInfo identity(std::chrono::milliseconds timeout) {
+  // Sends `question` (its request number set here) and waits for the scheduler's answer of
+  // type Answer: SchedulerError if the client breaks meanwhile, TimeoutError naming `what`
+  // after `timeout`.
+  template <class Answer, class Question>
+  Answer ask(Question question, std::chrono::milliseconds timeout, std::string_view what) {
     std::unique_lock lock(mu);
     if (!broken.empty()) throw SchedulerError(broken);
-    const uint64_t request = ++last_request;
-    info_replies.emplace(request, std::nullopt);
-    outbox.push_back(comm::pack(pr::Identity{request}));
+    const uint64_t request = question.request = ++last_request;
+    const auto& answer = answers[request];  // filled by the I/O thread (on_scheduler)
+    outbox.push_back(comm::pack(question));
     waker.wake();
-    const auto answered = [&] { return info_replies.at(request).has_value() || !broken.empty(); };
+    const auto done = [&] { return answer.has_value() || !broken.empty(); };
     const auto deadline = deadline_after(timeout);
     if (deadline == Clock::time_point::max()) {
-      cv.wait(lock, answered);
+      cv.wait(lock, done);
     } else {
-      cv.wait_until(lock, deadline, answered);
+      cv.wait_until(lock, deadline, done);
     }
-    auto reply = std::move(info_replies.extract(request).mapped());
-    if (reply) return std::move(*reply);
+    std::optional<Answers::mapped_type::value_type> got =
+        std::move(answers.extract(request).mapped());  // an answer arriving later is dropped
+    if (got) {
+      if (Answer* a = std::get_if<Answer>(&*got)) return std::move(*a);
+      throw SchedulerError(
+          fmt::format("the scheduler at {} answered {} with another message", address, what));
+    }
     if (!broken.empty()) throw SchedulerError(broken);
-    throw TimeoutError(fmt::format("the scheduler at {} did not answer scheduler_info within {} ms",
-                                   address, timeout.count()));
+    throw TimeoutError(fmt::format("the scheduler at {} did not answer {} within {} ms", address,
+                                   what, timeout.count()));
+  }
+
+  // Fills in the answer to a question still waiting for it (mu held).
+  template <class Answer>
+  void answered(Answer a) {
+    auto it = answers.find(a.request);
+    if (it == answers.end()) return;  // its asker gave up
+    it->second = std::move(a);
+    notify_all();
   }
 
   Key first_unready(std::span<const Key> keys) const {
@@ -471,9 +489,7 @@ struct ClientCore {
       r.holders.clear();
       r.fetching = false;
     } else if (m.op == pr::Retried::kOp) {
-      const auto msg = comm::unpack<pr::Retried>(m, limits);
-      if (auto it = retry_replies.find(msg.request); it != retry_replies.end()) it->second = true;
-      notify_all();
+      answered(comm::unpack<pr::Retried>(m, limits));
     } else if (m.op == pr::KeyRetried::kOp) {
       auto msg = comm::unpack<pr::KeyRetried>(m, limits);
       auto it = records.find(msg.key);
@@ -494,11 +510,7 @@ struct ClientCore {
         resolve(r);
       }
     } else if (m.op == pr::SchedulerInfo::kOp) {
-      auto msg = comm::unpack<pr::SchedulerInfo>(m, limits);
-      auto it = info_replies.find(msg.request);
-      if (it == info_replies.end()) return;  // its asker gave up
-      it->second = std::move(msg);
-      notify_all();
+      answered(comm::unpack<pr::SchedulerInfo>(m, limits));
     } else if (m.op == pr::Heartbeat::kOp) {
       (void)comm::unpack<pr::Heartbeat>(m, limits);
     } else {
@@ -781,15 +793,22 @@ Graph fused_for_cluster(const Graph& graph, std::span<const Key> outputs) {
   return fuse_linear(graph, keep);
 }
 
+// A collection's graph sent for `outputs` (compute or persist): fused unless `optimize` is
+// off, with the computation's priority and retries.
+std::vector<FutureHandlePtr> submit_collection(const std::shared_ptr<ClientCore>& core,
+                                               const Graph& graph, std::span<const Key> outputs,
+                                               bool optimize, int32_t priority, uint32_t retries) {
+  const SubmitOptions how{.priority = priority, .retries = retries};
+  return optimize ? submit_graph_to(core, fused_for_cluster(graph, outputs), outputs, {}, how)
+                  : submit_graph_to(core, graph, outputs, {}, how);
+}
+
 std::vector<Value> ClientScheduler::get(const Graph& graph, std::span<const Key> outputs,
                                         const ComputeOptions& options) {
   auto core = core_.lock();
   if (!core) throw SchedulerError(fmt::format("scheduler '{}': its client is closed", name_));
-  const SubmitOptions how{.priority = options.priority, .retries = options.retries};
-  std::vector<FutureHandlePtr> hs =
-      options.optimize_graph
-          ? submit_graph_to(core, fused_for_cluster(graph, outputs), outputs, {}, how)
-          : submit_graph_to(core, graph, outputs, {}, how);
+  std::vector<FutureHandlePtr> hs = submit_collection(core, graph, outputs, options.optimize_graph,
+                                                      options.priority, options.retries);
   return core->values(outputs, kForever);
 }
 
@@ -1042,7 +1061,7 @@ size_t Client::held_keys() const {
 }
 
 SchedulerInfo Client::scheduler_info(std::chrono::milliseconds timeout) const {
-  pr::SchedulerInfo m = core_->identity(timeout);
+  pr::SchedulerInfo m = core_->ask<pr::SchedulerInfo>(pr::Identity{}, timeout, "scheduler_info");
   SchedulerInfo out{std::move(m.address), {}};
   out.workers.reserve(m.workers.size());
   for (auto& w : m.workers) {
@@ -1062,7 +1081,11 @@ void Client::wait_for_workers(size_t n, std::chrono::milliseconds timeout) const
         std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
     if (left > std::chrono::milliseconds(0)) {
       try {
-        have = core_->identity(std::min(left, std::chrono::milliseconds(10000))).workers.size();
+        have = core_
+                   ->ask<pr::SchedulerInfo>(pr::Identity{},
+                                            std::min(left, std::chrono::milliseconds(10000)),
+                                            "scheduler_info")
+                   .workers.size();
         if (have >= n) return;
       } catch (const TimeoutError&) {
       }
@@ -1160,14 +1183,11 @@ std::vector<Value> Client::persist_keys(const HighLevelGraph& hlg, std::span<con
   Graph graph = hlg.materialize(keys);
   ComputeOptions opts = options();
   opts.optimize_graph = how.optimize_graph;
-  const SubmitOptions submit{.priority = how.priority, .retries = how.retries};
-  std::vector<detail::FutureHandlePtr> hs;
   if (how.optimize_graph) {
     for (detail::OptimizeFn f : optimizers) f(graph, keys, opts);
-    hs = detail::submit_graph_to(core_, detail::fused_for_cluster(graph, keys), keys, {}, submit);
-  } else {
-    hs = detail::submit_graph_to(core_, graph, keys, {}, submit);
   }
+  std::vector<detail::FutureHandlePtr> hs =
+      detail::submit_collection(core_, graph, keys, how.optimize_graph, how.priority, how.retries);
   std::vector<Value> out;
   out.reserve(hs.size());
   for (auto& h : hs) out.push_back(Value::of(detail::RemoteKey{std::move(h)}));
@@ -1179,31 +1199,21 @@ void Client::retry(std::span<const FutureBase> futures) {
     if (detail::checked_handle(f)->core() != core_)
       throw ValueError("retry(): a future belongs to another client");
   }
-  auto& core = *core_;
-  std::unique_lock lock(core.mu);
-  if (!core.broken.empty()) throw SchedulerError(core.broken);
   std::vector<Key> keys;
-  for (const auto& f : futures) {
-    auto it = core.records.find(f.key());
-    if (it != core.records.end() && it->second.status == FutureStatus::Error)
-      keys.push_back(f.key());
+  {
+    std::lock_guard lock(core_->mu);
+    if (!core_->broken.empty()) throw SchedulerError(core_->broken);
+    for (const auto& f : futures) {
+      auto it = core_->records.find(f.key());
+      if (it != core_->records.end() && it->second.status == FutureStatus::Error)
+        keys.push_back(f.key());
+    }
   }
-  if (keys.empty()) return;
   // The scheduler says which keys run again (key-retried: these, and what failed with them,
   // for every client that wants them) before it answers: then the futures are pending.
-  const uint64_t request = ++core.last_request;
-  core.retry_replies.emplace(request, false);
-  core.outbox.push_back(comm::pack(pr::Retry{request, std::move(keys)}));
-  core.waker.wake();
-  const auto timeout = core.options.scheduler_timeout;
-  core.cv.wait_for(lock, timeout,
-                   [&] { return core.retry_replies.at(request) || !core.broken.empty(); });
-  const bool answered = core.retry_replies.at(request);
-  core.retry_replies.erase(request);
-  if (answered) return;
-  if (!core.broken.empty()) throw SchedulerError(core.broken);
-  throw TimeoutError(fmt::format("the scheduler at {} did not answer retry() within {} ms",
-                                 core.address, timeout.count()));
+  if (!keys.empty())
+    (void)core_->ask<pr::Retried>(pr::Retry{0, std::move(keys)}, core_->options.scheduler_timeout,
+                                  "retry()");
 }
 
 void Client::cancel(std::span<const FutureBase> futures) {
