@@ -1338,12 +1338,14 @@ TEST(Client, RetryRunsErredFuturesAgain) {
             }),
             "retry(): a future belongs to another client");
   EXPECT_EQ(g.status(), FutureStatus::Error);
-  // Once retry() returns, what failed with g (f, here and in the other client) is pending
-  // again too, and all come back right.
+  // Once retry() returns, what failed with g here (f) is pending again too; in the other
+  // client f becomes pending when its own connection brings the news. All come back right.
   client.retry(std::vector<Future<int64_t>>{g, fine});
   EXPECT_NE(f.status(), FutureStatus::Error);
   EXPECT_EQ(f.result(10000ms), 3002);
   EXPECT_EQ(g.result(10000ms), 3003);
+  ASSERT_TRUE(
+      InProcessCluster::wait_until([&] { return f_there.status() != FutureStatus::Error; }));
   EXPECT_EQ(f_there.result(10000ms), 3002);
   EXPECT_EQ(fine.result(), 2);  // not erred: left as it was
   client.close();

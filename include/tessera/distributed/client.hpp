@@ -409,8 +409,9 @@ class Client {
 
   // Runs erred futures again (Dask's retry): each erred one, the erred tasks it failed
   // through, and the erred tasks that depend on those are computed anew. When it returns,
-  // the futures of all of those (this client's and other clients') are pending again;
-  // futures that did not err are left as they are. ValueError (nothing changed) if a
+  // this client's futures of all of those are pending again (another client's become
+  // pending when its connection brings it the news); futures that did not err are left as
+  // they are. ValueError (nothing changed) if a
   // future is another client's; SchedulerError if this client cannot reach its scheduler,
   // TimeoutError if it does not answer within ClientOptions::scheduler_timeout.
   void retry(std::span<const FutureBase> futures);
