@@ -1,5 +1,8 @@
 #include "comm/message.hpp"
 
+#include "comm/address.hpp"
+#include "tessera/core/error.hpp"
+
 #include <fmt/format.h>
 
 #include <cstring>
@@ -182,13 +185,13 @@ std::string check_handshake(const Handshake& h) {
   if (h.role == "worker" && h.address.rfind("tcp://", 0) != 0)
     return fmt::format("a worker's data address must be tcp://host:port, not '{}'", h.address);
   if (h.role == "worker") {
-    const std::string_view rest = std::string_view(h.address).substr(6);
-    const size_t colon = rest.rfind(':');
-    const std::string_view host = rest.substr(0, colon == std::string_view::npos ? 0 : colon);
-    const std::string_view port =
-        colon == std::string_view::npos ? std::string_view() : rest.substr(colon + 1);
-    if (host.empty() || host == "*" || host == "0.0.0.0" || port.empty() || port == "0" ||
-        port == "*") {
+    bool reachable = false;
+    try {
+      const TcpAddress a = split_tcp_address(h.address, "a worker's data address");
+      reachable = !is_wildcard_host(a.host) && a.port != "0" && a.port != "*";
+    } catch (const ValueError&) {
+    }
+    if (!reachable) {
       return fmt::format(
           "a worker's data address must name a host and port its peers can reach, not '{}'",
           h.address);

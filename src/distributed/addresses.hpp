@@ -10,18 +10,13 @@
 #include <string>
 #include <string_view>
 
+#include "comm/address.hpp"
+
 namespace tessera::distributed {
 
-struct TcpAddress {
-  std::string host;  // as written (an IPv4 address, a name, "*" or "0.0.0.0")
-  std::string port;  // digits, or "*"
-};
-
-// Splits "tcp://host:port"; ValueError naming `what` and the address if it is not one.
-TcpAddress split_tcp_address(const std::string& address, std::string_view what);
-
-// Whether `host` means every interface ("*", "0.0.0.0" or empty).
-bool is_wildcard_host(std::string_view host);
+using comm::is_wildcard_host;
+using comm::split_tcp_address;
+using comm::TcpAddress;
 
 // The IPv4 address of this machine's interface that routes to `host` (an IPv4 address or
 // a name; no packet is sent). SchedulerError naming the host if it does not resolve or no
